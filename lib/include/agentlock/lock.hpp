@@ -1,0 +1,64 @@
+#pragma once
+// The agent-side API: one Lock per worker directory, as in the Go seed.
+
+#include <agentlock/lock_file.hpp>
+#include <agentlock/process_probe.hpp>
+#include <agentlock/result.hpp>
+#include <agentlock/tmux_probe.hpp>
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace agentlock {
+
+struct LockOptions {
+    TmuxServer tmux; ///< which tmux server decides whether a recorded session lives
+    /// Optional seams for tests; the real probes are used when null. Not owned.
+    ProcessProbe* process_probe = nullptr;
+    TmuxProbe* tmux_probe = nullptr;
+};
+
+/// An agent identity lock for one worker directory.
+class Lock {
+public:
+    explicit Lock(std::string worker_dir, LockOptions options = {});
+    ~Lock();
+    Lock(Lock&&) noexcept;
+    Lock& operator=(Lock&&) noexcept;
+
+    /// Claims the worker for this process under the sidecar flock. Refreshes a lock that is ours
+    /// (our PID) or that records the same session; takes over a stale lock; otherwise fails with
+    /// ErrorKind::locked "worker is locked by another agent: PID n (session: s, acquired: t)".
+    Status acquire(std::string_view session_id);
+
+    /// Removes the lock if this process holds it; a missing lock is fine. Fails with
+    /// ErrorKind::locked when another agent holds it (use force_release for that).
+    Status release();
+
+    /// Reads the lock: ErrorKind::not_locked when absent, invalid_lock when unparseable.
+    Result<LockInfo> read() const;
+
+    /// Ok when unlocked, ours or stale (a stale lock is removed safely as a side effect);
+    /// ErrorKind::locked otherwise, including when liveness cannot be established.
+    Status check();
+
+    /// "unlocked", "locked (by us)", "stale (dead PID n)", "locked by PID n (session: s)", or
+    /// "error: ...".
+    std::string status();
+
+    /// Removes the lock whoever holds it (for operators' repair tools).
+    Status force_release();
+
+    const std::string& worker_dir() const { return m_worker_dir; }
+    const std::string& lock_path() const { return m_lock_path; }
+
+private:
+    struct Probes;
+    std::string m_worker_dir;
+    std::string m_lock_path;
+    LockOptions m_options;
+    std::unique_ptr<Probes> m_probes;
+};
+
+} // namespace agentlock

@@ -1,0 +1,71 @@
+#pragma once
+// One pass of the cleaner: walk the roots, query tmux once, judge, remove stale, find collisions.
+
+#include <agentlock/collisions.hpp>
+#include <agentlock/lock_file.hpp>
+#include <agentlock/process_probe.hpp>
+#include <agentlock/reaper.hpp>
+#include <agentlock/tmux_probe.hpp>
+#include <agentlock/tree_walk.hpp>
+#include <agentlock/verdict.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace agentlock {
+
+struct PassOptions {
+    std::vector<std::string> roots;
+    WalkOptions walk;
+    bool dry_run = false;
+};
+
+enum class LockAction { kept, removed, would_remove, skipped_changed };
+std::string_view to_string(LockAction action); ///< "kept", "removed", "would-remove", ...
+
+/// One lock as the pass saw and handled it.
+struct LockRecord {
+    std::string worker;
+    std::string lock_path;
+    std::optional<LockInfo> info; ///< unset for invalid locks
+    std::string content;          ///< the raw bytes judged (the full removed content on removal)
+    Judgement judgement;
+    LockAction action = LockAction::kept;
+    ProcessFacts process; ///< evidence: what the process probe saw
+    std::string detail;   ///< reaper's detail when skipped or failed
+};
+
+struct RootReport {
+    std::string path;
+    bool ok = true;
+    std::string error; ///< why the root could not be walked
+};
+
+struct PassStats {
+    std::uint64_t dirs = 0;
+    std::uint64_t locks = 0;
+    std::uint64_t removed = 0;
+    std::uint64_t unreadable_dirs = 0;
+    std::uint64_t elapsed_ms = 0;
+};
+
+struct PassReport {
+    std::vector<RootReport> roots;
+    TmuxFacts tmux;
+    std::vector<LockRecord> locks; ///< sorted by lock_path
+    std::vector<Collision> collisions;
+    std::vector<WalkError> walk_errors;
+    PassStats stats;
+};
+
+/// Runs one full pass. Never throws for a bad root or lock: everything lands in the report.
+PassReport run_pass(const PassOptions& options, ProcessProbe& processes, TmuxProbe& tmux,
+                    const HostFacts& host);
+
+/// The report as the JSON document `agentlockd --once --json` prints.
+std::string report_to_json(const PassReport& report);
+
+} // namespace agentlock

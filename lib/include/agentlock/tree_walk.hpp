@@ -1,0 +1,50 @@
+#pragma once
+// Finds every <dir>/.runtime/agent.lock under a root through directory fds.
+
+#include <agentlock/result.hpp>
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace agentlock {
+
+/// .git, .hg, .svn, node_modules, .dolt-data, .dolt-backup
+std::vector<std::string> default_prune_list();
+
+struct WalkOptions {
+    std::vector<std::string> prune = default_prune_list(); ///< directory names never entered
+    std::optional<unsigned> max_depth; ///< root is depth 0; unset means unlimited
+    bool one_file_system = true;       ///< do not cross into other mounts
+};
+
+/// A lock site as the walk finds it. `runtime_fd` is the open `.runtime` directory and is valid
+/// only during the visitor call: read and remove through it, never through `lock_path`.
+struct LockSite {
+    std::string worker;    ///< the directory holding .runtime
+    std::string lock_path; ///< for messages only
+    int runtime_fd = -1;
+};
+
+struct WalkError {
+    std::string path;
+    std::string message; ///< "<operation> <path>: <strerror>"
+};
+
+struct WalkStats {
+    std::uint64_t dirs = 0;            ///< directories read
+    std::uint64_t unreadable_dirs = 0; ///< directories that could not be opened or read
+    std::vector<WalkError> errors;     ///< one per unreadable directory, capped
+};
+
+using LockVisitor = std::function<void(const LockSite&)>;
+
+/// Walks `root` without following symlinks, calling `visit` for every `.runtime` directory that
+/// holds an entry named agent.lock (of any type). Fails only when the root itself cannot be
+/// opened as a directory.
+Result<WalkStats> walk_locks(const std::string& root, const WalkOptions& options,
+                             const LockVisitor& visit);
+
+} // namespace agentlock

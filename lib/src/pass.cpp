@@ -1,0 +1,2 @@
+// placeholder until implemented
+namespace agentlock {}

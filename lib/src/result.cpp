@@ -1,0 +1,16 @@
+#include <agentlock/result.hpp>
+
+#include <cstring>
+
+namespace agentlock {
+
+Error io_error(std::string_view operation, std::string path, int saved_errno) {
+    Error e;
+    e.kind = ErrorKind::io;
+    e.code = std::error_code(saved_errno, std::generic_category());
+    e.message = std::string(operation) + " " + path + ": " + std::strerror(saved_errno);
+    e.path = std::move(path);
+    return e;
+}
+
+} // namespace agentlock

@@ -1,0 +1,268 @@
+#include "test_support.hpp"
+
+#include <atomic>
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
+
+namespace agentlock::test {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string temp_base() {
+    const char* t = std::getenv("TMPDIR");
+    return (t != nullptr && *t != '\0') ? t : "/tmp";
+}
+
+// Makes every directory below `p` readable, writable and searchable so it can be removed.
+void open_up(const fs::path& p) {
+    std::error_code ec;
+    fs::permissions(p, fs::perms::owner_all, fs::perm_options::add, ec);
+    for (auto it =
+             fs::recursive_directory_iterator(p, fs::directory_options::skip_permission_denied, ec);
+         !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+        if (it->is_directory(ec) && !it->is_symlink(ec)) {
+            fs::permissions(it->path(), fs::perms::owner_all, fs::perm_options::add, ec);
+        }
+    }
+}
+
+} // namespace
+
+TempDir::TempDir() {
+    std::string tmpl = temp_base() + "/agentlock-test-XXXXXX";
+    if (::mkdtemp(tmpl.data()) == nullptr) {
+        throw std::runtime_error("mkdtemp " + tmpl + ": " + std::strerror(errno));
+    }
+    m_path = tmpl;
+}
+
+TempDir::~TempDir() {
+    std::error_code ec;
+    open_up(m_path);
+    fs::remove_all(m_path, ec);
+}
+
+std::string TempDir::sub(const std::string& rel) const {
+    return m_path + "/" + rel;
+}
+
+void make_dirs(const std::string& path) {
+    fs::create_directories(path);
+}
+
+void write_file(const std::string& path, const std::string& content) {
+    fs::create_directories(fs::path(path).parent_path());
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    if (!out) {
+        throw std::runtime_error("cannot write " + path);
+    }
+    out << content;
+}
+
+std::string read_file(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+        throw std::runtime_error("cannot read " + path);
+    }
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+bool exists(const std::string& path) {
+    struct stat st {};
+    return ::lstat(path.c_str(), &st) == 0;
+}
+
+Child& Child::operator=(Child&& o) noexcept {
+    if (this != &o) {
+        kill_and_reap();
+        m_pid = o.m_pid;
+        o.m_pid = -1;
+    }
+    return *this;
+}
+
+Child::~Child() {
+    kill_and_reap();
+}
+
+void Child::kill_and_reap() {
+    if (m_pid > 0) {
+        ::kill(m_pid, SIGKILL);
+        int st = 0;
+        while (::waitpid(m_pid, &st, 0) < 0 && errno == EINTR) {
+        }
+        m_pid = -1;
+    }
+}
+
+Child spawn(const std::vector<std::string>& argv) {
+    std::vector<char*> args;
+    for (const auto& a : argv) {
+        args.push_back(const_cast<char*>(a.c_str()));
+    }
+    args.push_back(nullptr);
+    pid_t pid = ::fork();
+    if (pid < 0) {
+        throw std::runtime_error(std::string("fork: ") + std::strerror(errno));
+    }
+    if (pid == 0) {
+        ::execvp(args[0], args.data());
+        ::_exit(127);
+    }
+    return Child(pid);
+}
+
+Child spawn_sleeper() {
+    return spawn({"sleep", "100000"});
+}
+
+Child spawn_zombie() {
+    pid_t pid = ::fork();
+    if (pid < 0) {
+        throw std::runtime_error(std::string("fork: ") + std::strerror(errno));
+    }
+    if (pid == 0) {
+        ::_exit(0);
+    }
+    std::string stat_path = "/proc/" + std::to_string(pid) + "/stat";
+    bool zombie = wait_until([&] {
+        std::ifstream in(stat_path);
+        std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        auto close = s.rfind(')');
+        return close != std::string::npos && close + 2 < s.size() && s[close + 2] == 'Z';
+    });
+    if (!zombie) {
+        throw std::runtime_error("child " + std::to_string(pid) + " never became a zombie");
+    }
+    return Child(pid);
+}
+
+pid_t dead_pid() {
+    Child c = spawn({"true"});
+    pid_t pid = c.pid();
+    int st = 0;
+    ::waitpid(pid, &st, 0);
+    // Already reaped: make the destructor a no-op.
+    Child released = std::move(c);
+    (void)released;
+    return pid;
+}
+
+bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (true) {
+        if (pred()) {
+            return true;
+        }
+        if (std::chrono::steady_clock::now() >= deadline) {
+            return pred();
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+}
+
+CommandResult run_command(const std::string& shell_command) {
+    CommandResult r;
+    FILE* p = ::popen(shell_command.c_str(), "r");
+    if (p == nullptr) {
+        return r;
+    }
+    char buf[4096];
+    size_t n = 0;
+    while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) {
+        r.out.append(buf, n);
+    }
+    int st = ::pclose(p);
+    r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return r;
+}
+
+namespace {
+std::atomic<int> g_tmux_counter{0};
+
+std::string trim(std::string s) {
+    while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) {
+        s.pop_back();
+    }
+    return s;
+}
+} // namespace
+
+TmuxServerFixture::TmuxServerFixture()
+    : m_name("agentlock-test-" + std::to_string(::getpid()) + "-" +
+             std::to_string(g_tmux_counter++)) {}
+
+TmuxServerFixture::~TmuxServerFixture() {
+    kill_server();
+}
+
+std::string TmuxServerFixture::socket_path() const {
+    const char* dir = std::getenv("TMUX_TMPDIR");
+    std::string base = (dir != nullptr && *dir != '\0') ? dir : "/tmp";
+    return base + "/tmux-" + std::to_string(::getuid()) + "/" + m_name;
+}
+
+CommandResult TmuxServerFixture::tmux(const std::string& args) {
+    return run_command("tmux -L '" + m_name + "' -f /dev/null " + args + " 2>/dev/null");
+}
+
+std::string TmuxServerFixture::new_session(const std::string& name) {
+    auto r = tmux("new-session -d -s '" + name + "' -P -F '#{session_id}' 'sleep 100000'");
+    if (r.status != 0) {
+        throw std::runtime_error("tmux new-session " + name + " failed");
+    }
+    return trim(r.out);
+}
+
+std::string TmuxServerFixture::pane_of(const std::string& session_name) {
+    return trim(tmux("list-panes -t '" + session_name + "' -F '#{pane_id}'").out);
+}
+
+pid_t TmuxServerFixture::pane_pid(const std::string& session_name) {
+    return static_cast<pid_t>(
+        std::stol(trim(tmux("list-panes -t '" + session_name + "' -F '#{pane_pid}'").out)));
+}
+
+void TmuxServerFixture::kill_session(const std::string& name) {
+    tmux("kill-session -t '" + name + "'");
+}
+
+void TmuxServerFixture::kill_server() {
+    tmux("kill-server");
+}
+
+std::string go_lock_json(long long pid, const std::string& acquired_at,
+                         const std::string& session_id, const std::string& hostname) {
+    std::string s =
+        "{\n  \"pid\": " + std::to_string(pid) + ",\n  \"acquired_at\": \"" + acquired_at + "\"";
+    if (!session_id.empty()) {
+        s += ",\n  \"session_id\": \"" + session_id + "\"";
+    }
+    if (!hostname.empty()) {
+        s += ",\n  \"hostname\": \"" + hostname + "\"";
+    }
+    return s + "\n}";
+}
+
+std::string local_hostname() {
+    char buf[256] = {};
+    ::gethostname(buf, sizeof buf - 1);
+    return buf;
+}
+
+} // namespace agentlock::test

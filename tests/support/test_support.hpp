@@ -1,0 +1,103 @@
+#pragma once
+// Shared helpers for the test suites: temp dirs, real child processes, a private tmux server.
+
+#include <chrono>
+#include <functional>
+#include <string>
+#include <sys/types.h>
+#include <vector>
+
+namespace agentlock::test {
+
+/// A fresh directory under $TMPDIR (or /tmp), removed with everything in it on destruction,
+/// unreadable subdirectories included.
+class TempDir {
+public:
+    TempDir();
+    ~TempDir();
+    TempDir(const TempDir&) = delete;
+    TempDir& operator=(const TempDir&) = delete;
+    const std::string& path() const { return m_path; }
+    /// path() + "/" + rel
+    std::string sub(const std::string& rel) const;
+
+private:
+    std::string m_path;
+};
+
+/// Writes `content` to `path`, creating parent directories.
+void write_file(const std::string& path, const std::string& content);
+/// Reads a whole file; throws on failure.
+std::string read_file(const std::string& path);
+bool exists(const std::string& path);
+void make_dirs(const std::string& path);
+
+/// A real child process, killed (SIGKILL) and reaped on destruction.
+class Child {
+public:
+    Child() = default;
+    explicit Child(pid_t pid) : m_pid(pid) {}
+    Child(Child&& o) noexcept : m_pid(o.m_pid) { o.m_pid = -1; }
+    Child& operator=(Child&& o) noexcept;
+    ~Child();
+    pid_t pid() const { return m_pid; }
+    /// SIGKILL and reap now; the PID is then dead.
+    void kill_and_reap();
+
+private:
+    pid_t m_pid = -1;
+};
+
+/// Starts `argv` (argv[0] looked up in PATH) as a child process.
+Child spawn(const std::vector<std::string>& argv);
+/// A child that sleeps until killed.
+Child spawn_sleeper();
+/// A child that has exited but is not reaped; returns once /proc shows it as a zombie.
+Child spawn_zombie();
+/// A PID that belonged to a process that has exited and been reaped.
+pid_t dead_pid();
+
+/// Polls `pred` every 10 ms until it holds or `timeout` passes; returns its last value.
+bool wait_until(const std::function<bool()>& pred,
+                std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
+/// Runs a command through /bin/sh; returns exit status and captured stdout.
+struct CommandResult {
+    int status = -1;
+    std::string out;
+};
+CommandResult run_command(const std::string& shell_command);
+
+/// A real tmux server on a private -L socket, killed on destruction. Empty config (-f /dev/null).
+class TmuxServerFixture {
+public:
+    TmuxServerFixture();
+    ~TmuxServerFixture();
+    TmuxServerFixture(const TmuxServerFixture&) = delete;
+    TmuxServerFixture& operator=(const TmuxServerFixture&) = delete;
+    const std::string& socket_name() const { return m_name; }
+    /// Absolute socket path (/tmp/tmux-UID/<name>, or under $TMUX_TMPDIR).
+    std::string socket_path() const;
+    /// Creates a detached session running `sleep`; returns its "$N" id.
+    std::string new_session(const std::string& name);
+    /// "%N" pane id of the session's first pane.
+    std::string pane_of(const std::string& session_name);
+    /// PID of the process in the session's first pane.
+    pid_t pane_pid(const std::string& session_name);
+    void kill_session(const std::string& name);
+    void kill_server();
+    /// `tmux -L <name> -f /dev/null <args>`, shell-quoted by the caller.
+    CommandResult tmux(const std::string& args);
+
+private:
+    std::string m_name;
+};
+
+/// A lock JSON document as Go's MarshalIndent writes it.
+std::string go_lock_json(long long pid, const std::string& acquired_at,
+                         const std::string& session_id = "", const std::string& hostname = "");
+
+/// This machine's hostname as the library sees it.
+std::string local_hostname();
+
+} // namespace agentlock::test
