@@ -9,6 +9,7 @@
 #include <agentlock/tree_walk.hpp>
 #include <agentlock/verdict.hpp>
 
+#include <atomic>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -21,6 +22,8 @@ struct PassOptions {
     std::vector<std::string> roots;
     WalkOptions walk;
     bool dry_run = false;
+    /// When set and true, the pass stops early: no removal starts after it is seen.
+    const std::atomic<bool>* cancel = nullptr;
 };
 
 enum class LockAction { kept, removed, would_remove, skipped_changed };
