@@ -1,2 +1,313 @@
-// placeholder until implemented
-namespace agentlock {}
+#include <agentlock/lock.hpp>
+
+#include <agentlock/fd.hpp>
+#include <agentlock/reaper.hpp>
+#include <agentlock/verdict.hpp>
+
+#include <cerrno>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace agentlock {
+
+struct Lock::Probes {
+    explicit Probes(const LockOptions& options) : tmux(options.tmux), host(read_host_facts()) {}
+    SystemProcessProbe process;
+    SystemTmuxProbe tmux;
+    HostFacts host;
+};
+
+namespace {
+
+Error make_error(ErrorKind kind, std::string path, std::string message) {
+    Error e;
+    e.kind = kind;
+    e.path = std::move(path);
+    e.message = std::move(message);
+    return e;
+}
+
+// RFC 3339 to the second, as the seed's error messages print acquired_at.
+std::string seconds_text(Timestamp t) {
+    return format_rfc3339(std::chrono::floor<std::chrono::seconds>(t)).substr(0, 19) + "Z";
+}
+
+std::string session_text(const LockInfo& info) {
+    return info.session_id;
+}
+
+Error locked_error(const std::string& path, const LockInfo& info, const Judgement& judgement,
+                   bool with_time) {
+    std::string msg = "worker is locked by another agent: PID " + std::to_string(info.pid) +
+                      " (session: " + session_text(info);
+    if (with_time) {
+        msg += ", acquired: " + seconds_text(info.acquired_at);
+    }
+    msg += ")";
+    if (judgement.verdict != Verdict::live) {
+        msg += " [" + std::string(to_string(judgement.verdict)) + ": " + judgement.reason + "]";
+    }
+    return make_error(ErrorKind::locked, path, std::move(msg));
+}
+
+Error read_error(const LockRead& r, const std::string& path) {
+    if (r.state == LockRead::State::invalid) {
+        return make_error(ErrorKind::invalid_lock, path, "invalid lock file: " + r.message);
+    }
+    Error e = make_error(ErrorKind::io, path, r.message);
+    return e;
+}
+
+} // namespace
+
+Lock::Lock(std::string worker_dir, LockOptions options)
+    : m_worker_dir(std::move(worker_dir)), m_lock_path(lock_path_for(m_worker_dir)),
+      m_options(options) {}
+Lock::~Lock() = default;
+Lock::Lock(Lock&&) noexcept = default;
+Lock& Lock::operator=(Lock&&) noexcept = default;
+
+namespace {
+
+// Opens <worker>/.runtime without following a symlinked .runtime; creates it when asked.
+Result<Fd> open_runtime_dir(const std::string& worker_dir, bool create) {
+    Fd worker(::open(worker_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!worker) {
+        return io_error("open", worker_dir, errno);
+    }
+    const std::string runtime_path = worker_dir + "/" + std::string(k_runtime_dir);
+    const std::string runtime_name(k_runtime_dir);
+    for (int attempt = 0; attempt < 2; ++attempt) {
+        Fd rt(::openat(worker.get(), runtime_name.c_str(),
+                       O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+        if (rt) {
+            return rt;
+        }
+        const int err = errno;
+        if (err != ENOENT || !create) {
+            return io_error("open", runtime_path, err);
+        }
+        if (::mkdirat(worker.get(), runtime_name.c_str(), 0755) != 0 && errno != EEXIST) {
+            return io_error("mkdir", runtime_path, errno);
+        }
+    }
+    return io_error("open", runtime_path, ENOENT);
+}
+
+// Takes the sidecar flock that Go and C++ agents serialise on (blocking).
+Result<Fd> take_flock(int runtime_fd, const std::string& lock_path) {
+    const std::string name(k_flock_name);
+    const std::string path = lock_path + ".flock";
+    Fd fd(::openat(runtime_fd, name.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644));
+    if (!fd) {
+        return io_error("open", path, errno);
+    }
+    while (::flock(fd.get(), LOCK_EX) != 0) {
+        if (errno != EINTR) {
+            return io_error("flock", path, errno);
+        }
+    }
+    return fd;
+}
+
+} // namespace
+
+Judgement Lock::judge(const LockInfo& info) {
+    ProcessProbe& processes = m_options.process_probe != nullptr
+                                  ? *m_options.process_probe
+                                  : static_cast<ProcessProbe&>(probes().process);
+    TmuxProbe& tmux = m_options.tmux_probe != nullptr ? *m_options.tmux_probe
+                                                      : static_cast<TmuxProbe&>(probes().tmux);
+    TmuxFacts facts;
+    facts.detail = "not queried: the lock records no session";
+    if (!info.session_id.empty()) {
+        facts = tmux.query();
+    }
+    return judge_lock(info, processes.probe(info.pid), facts, host());
+}
+
+Lock::Probes& Lock::probes() {
+    if (!m_probes) {
+        m_probes = std::make_unique<Probes>(m_options);
+    }
+    return *m_probes;
+}
+
+const HostFacts& Lock::host() {
+    return probes().host;
+}
+
+bool Lock::is_ours(const LockInfo& info) {
+    return info.pid == ::getpid() && (info.hostname.empty() || info.hostname == host().hostname);
+}
+
+Status Lock::write_ours(int runtime_fd, std::string_view session_id) {
+    LockInfo info;
+    info.pid = ::getpid();
+    info.acquired_at =
+        std::chrono::time_point_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now());
+    info.session_id = std::string(session_id);
+    info.hostname = host().hostname;
+    info.pid_start_ticks = own_start_ticks();
+    if (!host().boot_id.empty()) {
+        info.boot_id = host().boot_id;
+    }
+    return write_lock_at(runtime_fd, m_lock_path, info);
+}
+
+Status Lock::acquire(std::string_view session_id) {
+    auto rt = open_runtime_dir(m_worker_dir, true);
+    if (!rt) {
+        return rt.error();
+    }
+    auto guard = take_flock(rt->get(), m_lock_path);
+    if (!guard) {
+        return guard.error();
+    }
+    const LockRead current = read_lock_at(rt->get(), m_lock_path);
+    switch (current.state) {
+    case LockRead::State::absent:
+        return write_ours(rt->get(), session_id);
+    case LockRead::State::invalid:
+    case LockRead::State::io_error:
+        // An unparseable lock may be mid-write by a writer that does not rename: never take it.
+        return read_error(current, m_lock_path);
+    case LockRead::State::ok:
+        break;
+    }
+    const LockInfo& info = *current.info;
+    const bool same_host = info.hostname.empty() || info.hostname == host().hostname;
+    if (is_ours(info)) {
+        return write_ours(rt->get(), session_id);
+    }
+    if (same_host && !session_id.empty() && info.session_id == session_id) {
+        // The same session re-claiming its identity (the writer is often a short-lived launcher).
+        return write_ours(rt->get(), session_id);
+    }
+    const Judgement judgement = judge(info);
+    if (is_removable(judgement.verdict)) {
+        return write_ours(rt->get(), session_id);
+    }
+    return locked_error(m_lock_path, info, judgement, true);
+}
+
+Status Lock::release() {
+    auto rt = open_runtime_dir(m_worker_dir, false);
+    if (!rt) {
+        return rt.error().code == std::errc::no_such_file_or_directory ? Status() : rt.error();
+    }
+    auto guard = take_flock(rt->get(), m_lock_path);
+    if (!guard) {
+        return guard.error();
+    }
+    const LockRead current = read_lock_at(rt->get(), m_lock_path);
+    if (current.state == LockRead::State::absent) {
+        return {};
+    }
+    if (current.state != LockRead::State::ok) {
+        return read_error(current, m_lock_path);
+    }
+    if (!is_ours(*current.info)) {
+        return locked_error(m_lock_path, *current.info, {Verdict::live, ""}, true);
+    }
+    const std::string name(k_lock_name);
+    if (::unlinkat(rt->get(), name.c_str(), 0) != 0 && errno != ENOENT) {
+        return io_error("unlink", m_lock_path, errno);
+    }
+    return {};
+}
+
+Result<LockInfo> Lock::read() const {
+    auto rt = open_runtime_dir(m_worker_dir, false);
+    if (!rt) {
+        if (rt.error().code == std::errc::no_such_file_or_directory) {
+            return make_error(ErrorKind::not_locked, m_lock_path, "worker is not locked");
+        }
+        return rt.error();
+    }
+    LockRead current = read_lock_at(rt->get(), m_lock_path);
+    switch (current.state) {
+    case LockRead::State::ok:
+        return std::move(*current.info);
+    case LockRead::State::absent:
+        return make_error(ErrorKind::not_locked, m_lock_path, "worker is not locked");
+    case LockRead::State::invalid:
+    case LockRead::State::io_error:
+        break;
+    }
+    return read_error(current, m_lock_path);
+}
+
+Status Lock::check() {
+    // A stale lock that changes under us is judged again; three rounds bound the loop.
+    for (int round = 0; round < 3; ++round) {
+        auto rt = open_runtime_dir(m_worker_dir, false);
+        if (!rt) {
+            return rt.error().code == std::errc::no_such_file_or_directory ? Status() : rt.error();
+        }
+        const LockRead current = read_lock_at(rt->get(), m_lock_path);
+        if (current.state == LockRead::State::absent) {
+            return {};
+        }
+        if (current.state != LockRead::State::ok) {
+            return read_error(current, m_lock_path);
+        }
+        const LockInfo& info = *current.info;
+        if (is_ours(info)) {
+            return {};
+        }
+        const Judgement judgement = judge(info);
+        if (!is_removable(judgement.verdict)) {
+            return locked_error(m_lock_path, info, judgement, false);
+        }
+        const RemovalResult removal = remove_if_unchanged(
+            rt->get(), m_lock_path, current.bytes,
+            [this](const LockInfo& again) { return judge(again); }, false);
+        if (removal.action == RemovalAction::removed) {
+            return {};
+        }
+        if (removal.action == RemovalAction::failed) {
+            return make_error(ErrorKind::io, m_lock_path, removal.detail);
+        }
+    }
+    return make_error(ErrorKind::locked, m_lock_path,
+                      "worker is locked by another agent: the lock kept changing while checked");
+}
+
+std::string Lock::status() {
+    auto info = read();
+    if (!info) {
+        if (info.error().kind == ErrorKind::not_locked) {
+            return "unlocked";
+        }
+        return "error: " + info.error().message;
+    }
+    if (is_ours(*info)) {
+        return "locked (by us)";
+    }
+    const Judgement judgement = judge(*info);
+    if (is_removable(judgement.verdict)) {
+        return "stale (dead PID " + std::to_string(info->pid) + ")";
+    }
+    return "locked by PID " + std::to_string(info->pid) + " (session: " + info->session_id + ")";
+}
+
+Status Lock::force_release() {
+    auto rt = open_runtime_dir(m_worker_dir, false);
+    if (!rt) {
+        return rt.error().code == std::errc::no_such_file_or_directory ? Status() : rt.error();
+    }
+    auto guard = take_flock(rt->get(), m_lock_path);
+    if (!guard) {
+        return guard.error();
+    }
+    const std::string name(k_lock_name);
+    if (::unlinkat(rt->get(), name.c_str(), 0) != 0 && errno != ENOENT) {
+        return io_error("unlink", m_lock_path, errno);
+    }
+    return {};
+}
+
+} // namespace agentlock

@@ -5,6 +5,7 @@
 #include <agentlock/process_probe.hpp>
 #include <agentlock/result.hpp>
 #include <agentlock/tmux_probe.hpp>
+#include <agentlock/verdict.hpp>
 
 #include <memory>
 #include <string>
@@ -55,6 +56,13 @@ public:
 
 private:
     struct Probes;
+    Probes& probes();
+    const HostFacts& host();
+    bool is_ours(const LockInfo& info);
+    /// The one staleness rule, applied with this lock's probes.
+    Judgement judge(const LockInfo& info);
+    Status write_ours(int runtime_fd, std::string_view session_id);
+
     std::string m_worker_dir;
     std::string m_lock_path;
     LockOptions m_options;
