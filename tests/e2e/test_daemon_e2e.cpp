@@ -1,0 +1,924 @@
+// End-to-end tests of the real agentlockd binary: temp worker roots, a real tmux server on a
+// private socket, real child processes, its JSON logs and its sd_notify messages.
+
+#include "e2e_support.hpp"
+#include "test_support.hpp"
+
+#include <gtest/gtest.h>
+
+#include <boost/json.hpp>
+
+#include <csignal>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <sys/stat.h>
+#include <vector>
+
+namespace agentlock::e2e {
+namespace {
+
+namespace json = boost::json;
+using namespace std::chrono_literals;
+using test::Child;
+using test::dead_pid;
+using test::exists;
+using test::go_lock_json;
+using test::local_hostname;
+using test::make_dirs;
+using test::spawn_sleeper;
+using test::write_file;
+
+// ---------------------------------------------------------------------------------------------
+// Small JSON helpers
+
+const json::value* member(const json::object& o, std::string_view key) {
+    auto it = o.find(key);
+    return it == o.end() ? nullptr : &it->value();
+}
+
+std::string str_or(const json::object& o, std::string_view key, std::string fallback = "") {
+    const json::value* v = member(o, key);
+    return (v != nullptr && v->is_string()) ? std::string(v->as_string()) : fallback;
+}
+
+std::optional<long long> int_of(const json::object& o, std::string_view key) {
+    const json::value* v = member(o, key);
+    if (v == nullptr) {
+        return std::nullopt;
+    }
+    if (v->is_int64()) {
+        return v->as_int64();
+    }
+    if (v->is_uint64()) {
+        return static_cast<long long>(v->as_uint64());
+    }
+    return std::nullopt;
+}
+
+// The lock entry of a --once --json report whose lock_path is `path`.
+std::optional<json::object> lock_entry(const json::object& doc, const std::string& path) {
+    const json::value* locks = member(doc, "locks");
+    if (locks == nullptr || !locks->is_array()) {
+        return std::nullopt;
+    }
+    for (const auto& l : locks->as_array()) {
+        if (l.is_object() && str_or(l.as_object(), "lock_path") == path) {
+            return l.as_object();
+        }
+    }
+    return std::nullopt;
+}
+
+// Collisions of one kind in a --once --json report.
+std::vector<json::object> collisions_of(const json::object& doc, std::string_view kind) {
+    std::vector<json::object> out;
+    const json::value* cs = member(doc, "collisions");
+    if (cs == nullptr || !cs->is_array()) {
+        return out;
+    }
+    for (const auto& c : cs->as_array()) {
+        if (c.is_object() && str_or(c.as_object(), "kind") == kind) {
+            out.push_back(c.as_object());
+        }
+    }
+    return out;
+}
+
+std::vector<std::string> string_array(const json::object& o, std::string_view key) {
+    std::vector<std::string> out;
+    const json::value* v = member(o, key);
+    if (v != nullptr && v->is_array()) {
+        for (const auto& e : v->as_array()) {
+            if (e.is_string()) {
+                out.emplace_back(e.as_string());
+            }
+        }
+    }
+    return out;
+}
+
+// True when some string field of the event (at any depth) equals or contains `needle`.
+bool mentions(const json::value& v, std::string_view needle) {
+    if (v.is_string()) {
+        return std::string_view(v.as_string()).find(needle) != std::string_view::npos;
+    }
+    if (v.is_object()) {
+        for (const auto& kv : v.as_object()) {
+            if (mentions(kv.value(), needle)) {
+                return true;
+            }
+        }
+    }
+    if (v.is_array()) {
+        for (const auto& e : v.as_array()) {
+            if (mentions(e, needle)) {
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
+bool mentions(const LogEvent& ev, std::string_view needle) {
+    return mentions(json::value(ev.fields), needle);
+}
+
+// The lock a per-lock event is about (docs/logging.md: field `lock_path`).
+std::string event_lock_path(const LogEvent& ev) {
+    return ev.str("lock_path").value_or("");
+}
+
+auto about_lock(const std::string& path) {
+    return [path](const LogEvent& ev) { return event_lock_path(ev) == path; };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fixture: a temp root, a private tmux server with one session (so tmux answers "ok"), and at
+// most one daemon, killed in TearDown if it still runs.
+
+class E2E : public ::testing::Test {
+protected:
+    void SetUp() override {
+        m_dir = real_path(m_tmp.path());
+        m_root = m_dir + "/root";
+        make_dirs(m_root);
+        m_tmux.new_session("anchor");
+    }
+
+    void TearDown() override {
+        if (m_daemon) {
+            m_daemon->kill_now();
+            if (HasFailure()) {
+                std::cerr << m_daemon->tail() << "\n";
+            }
+        }
+        m_daemon.reset();
+        m_notify.reset();
+    }
+
+    std::string worker(const std::string& name) const { return m_root + "/" + name; }
+    std::string lock_path(const std::string& name) const {
+        return worker(name) + "/.runtime/agent.lock";
+    }
+    // Writes `content` as the worker's lock; returns the lock path.
+    std::string put_lock(const std::string& name, const std::string& content) {
+        std::string p = lock_path(name);
+        write_file(p, content);
+        return p;
+    }
+    // A lock whose PID is dead and which records no session: stale.
+    std::string put_stale_lock(const std::string& name) {
+        return put_lock(name, go_lock_json(dead_pid(), rfc3339_now(-5s), "", local_hostname()));
+    }
+    // A lock held by a live child process (spawned before acquired_at is taken).
+    std::string put_live_lock(const std::string& name, Child& owner,
+                              const std::string& session = "") {
+        return put_lock(name, go_lock_json(owner.pid(), rfc3339_now(), session, local_hostname()));
+    }
+
+    std::vector<std::string> tmux_args() const { return {"--tmux-socket", m_tmux.socket_name()}; }
+
+    // The usual daemon flags: our root, our tmux server, JSON logs at debug level, short interval.
+    std::vector<std::string> daemon_args(const std::string& interval = "200ms") const {
+        return {"--root", m_root,        "--tmux-socket", m_tmux.socket_name(), "--log-format",
+                "json",   "--log-level", "debug",         "--interval",         interval};
+    }
+
+    NotifyReceiver& notify() {
+        if (!m_notify) {
+            m_notify = std::make_unique<NotifyReceiver>(m_dir + "/notify.sock");
+        }
+        return *m_notify;
+    }
+
+    // Starts the daemon with NOTIFY_SOCKET pointing at our receiver.
+    DaemonProcess& start(const std::vector<std::string>& args,
+                         std::optional<long long> watchdog_usec = std::nullopt) {
+        DaemonSpec spec;
+        spec.args = args;
+        spec.notify_socket = notify().path();
+        spec.watchdog_usec = watchdog_usec;
+        m_daemon = std::make_unique<DaemonProcess>(m_dir, spec);
+        return *m_daemon;
+    }
+
+    // Waits for READY=1 (the first pass has ended); throws, failing the test, when it does not
+    // come or the daemon exits first.
+    void wait_ready(DaemonProcess& d) {
+        bool ready =
+            test::wait_until([&] { return notify().count_key("READY", "1") > 0 || !d.running(); });
+        if (!ready || notify().count_key("READY", "1") == 0) {
+            throw std::runtime_error("no READY=1 from agentlockd\n" + d.tail());
+        }
+    }
+
+    // Starts the daemon and waits for READY=1.
+    DaemonProcess& start_ready(const std::vector<std::string>& args,
+                               std::optional<long long> watchdog_usec = std::nullopt) {
+        DaemonProcess& d = start(args, watchdog_usec);
+        wait_ready(d);
+        return d;
+    }
+
+    // Runs `agentlockd --once --json` with our root and tmux server plus `extra`; returns the
+    // document (fails the test when it does not parse or the exit code is not 0).
+    json::object once_json(const std::vector<std::string>& extra = {}) {
+        std::vector<std::string> args{"--once", "--json", "--root", m_root};
+        bool has_tmux = false;
+        for (const auto& a : extra) {
+            has_tmux = has_tmux || a == "--tmux-socket" || a == "--tmux-socket-path";
+        }
+        if (!has_tmux) {
+            args.insert(args.end(), {"--tmux-socket", m_tmux.socket_name()});
+        }
+        args.insert(args.end(), extra.begin(), extra.end());
+        RunResult r = run_daemon(m_dir, args);
+        EXPECT_FALSE(r.timed_out) << "agentlockd --once did not finish";
+        EXPECT_TRUE(r.status.exited && r.status.code == 0)
+            << "agentlockd --once: " << r.status.describe() << "\nstderr:\n"
+            << r.err;
+        std::string error;
+        auto v = parse_json(r.out, &error);
+        EXPECT_TRUE(v.has_value() && v->is_object())
+            << "stdout is not one JSON object (" << error << "):\n"
+            << r.out << "\nstderr:\n"
+            << r.err;
+        m_last_once_stderr = r.err;
+        return (v && v->is_object()) ? v->as_object() : json::object{};
+    }
+
+    // A config file in our temp dir; returns its path.
+    std::string put_config(const std::string& content, const std::string& name = "config.json") {
+        std::string p = m_dir + "/" + name;
+        write_file(p, content);
+        return p;
+    }
+
+    // A config document for our root and tmux server.
+    std::string config_json(bool dry_run, const std::string& interval = "200ms",
+                            const std::string& extra = "") const {
+        return "{\n  \"roots\": [\"" + m_root + "\"],\n  \"interval\": \"" + interval +
+               "\",\n  \"tmux_socket\": \"" + m_tmux.socket_name() +
+               "\",\n  \"dry_run\": " + (dry_run ? "true" : "false") +
+               ",\n  \"log_format\": \"json\",\n  \"log_level\": \"debug\"" + extra + "\n}\n";
+    }
+
+    test::TempDir m_tmp;
+    test::TmuxServerFixture m_tmux;
+    std::string m_dir;
+    std::string m_root;
+    std::string m_last_once_stderr;
+    std::unique_ptr<NotifyReceiver> m_notify;
+    std::unique_ptr<DaemonProcess> m_daemon;
+};
+
+// =============================================================================================
+// 1. --once --json
+
+TEST_F(E2E, OnceJsonDocumentHasTheContractShape) {
+    Child owner = spawn_sleeper();
+    std::string live = put_live_lock("w-live", owner);
+    std::string stale = put_stale_lock("w-stale");
+
+    json::object doc = once_json();
+    ASSERT_FALSE(doc.empty());
+
+    ASSERT_NE(member(doc, "roots"), nullptr);
+    ASSERT_TRUE(member(doc, "roots")->is_array());
+    EXPECT_TRUE(mentions(*member(doc, "roots"), m_root)) << json::serialize(doc);
+
+    ASSERT_NE(member(doc, "tmux"), nullptr);
+    ASSERT_TRUE(member(doc, "tmux")->is_object());
+    const auto& tmux = member(doc, "tmux")->as_object();
+    EXPECT_EQ(str_or(tmux, "state"), "ok") << json::serialize(tmux);
+    ASSERT_NE(member(tmux, "detail"), nullptr);
+    EXPECT_TRUE(member(tmux, "detail")->is_string());
+
+    ASSERT_NE(member(doc, "locks"), nullptr);
+    ASSERT_TRUE(member(doc, "locks")->is_array());
+    EXPECT_EQ(member(doc, "locks")->as_array().size(), 2u) << json::serialize(doc);
+    for (const auto& l : member(doc, "locks")->as_array()) {
+        ASSERT_TRUE(l.is_object());
+        for (auto key : {"worker", "lock_path", "pid", "session_id", "hostname", "acquired_at",
+                         "verdict", "reason", "action"}) {
+            EXPECT_NE(member(l.as_object(), key), nullptr)
+                << "lock entry lacks " << key << ": " << json::serialize(l);
+        }
+    }
+    auto e = lock_entry(doc, live);
+    ASSERT_TRUE(e) << json::serialize(doc);
+    EXPECT_EQ(str_or(*e, "worker"), worker("w-live"));
+    EXPECT_EQ(int_of(*e, "pid"), owner.pid());
+    EXPECT_EQ(str_or(*e, "hostname"), local_hostname());
+    EXPECT_FALSE(str_or(*e, "acquired_at").empty());
+    EXPECT_FALSE(str_or(*e, "reason").empty());
+
+    ASSERT_NE(member(doc, "collisions"), nullptr);
+    ASSERT_TRUE(member(doc, "collisions")->is_array());
+
+    ASSERT_NE(member(doc, "stats"), nullptr);
+    ASSERT_TRUE(member(doc, "stats")->is_object());
+    const auto& stats = member(doc, "stats")->as_object();
+    for (auto key : {"dirs", "locks", "removed", "unreadable_dirs", "elapsed_ms"}) {
+        EXPECT_TRUE(int_of(stats, key).has_value()) << "stats lacks " << key;
+    }
+    EXPECT_EQ(int_of(stats, "locks"), 2);
+    EXPECT_EQ(int_of(stats, "removed"), 1);
+    EXPECT_EQ(int_of(stats, "unreadable_dirs"), 0);
+    EXPECT_GE(int_of(stats, "dirs").value_or(0), 3); // root and two workers at least
+}
+
+TEST_F(E2E, OnceRemovesAStaleLock) {
+    std::string stale = put_stale_lock("w1");
+    json::object doc = once_json();
+    auto e = lock_entry(doc, stale);
+    ASSERT_TRUE(e) << json::serialize(doc);
+    EXPECT_EQ(str_or(*e, "verdict"), "stale") << json::serialize(*e);
+    EXPECT_EQ(str_or(*e, "action"), "removed") << json::serialize(*e);
+    EXPECT_FALSE(exists(stale));
+    auto stale_collisions = collisions_of(doc, "stale");
+    ASSERT_EQ(stale_collisions.size(), 1u) << json::serialize(doc);
+    EXPECT_EQ(string_array(stale_collisions[0], "workers"), std::vector<std::string>{worker("w1")});
+}
+
+TEST_F(E2E, OnceKeepsALiveLock) {
+    Child owner = spawn_sleeper();
+    std::string live = put_live_lock("w1", owner);
+    json::object doc = once_json();
+    auto e = lock_entry(doc, live);
+    ASSERT_TRUE(e) << json::serialize(doc);
+    EXPECT_EQ(str_or(*e, "verdict"), "live") << json::serialize(*e);
+    EXPECT_EQ(str_or(*e, "action"), "kept");
+    EXPECT_TRUE(exists(live));
+}
+
+TEST_F(E2E, OnceKeepsADeadPidLockWhoseSessionLives) {
+    // The session may be recorded as a name, a "$N" session id or a "%N" pane id ($TMUX_PANE).
+    std::string id = m_tmux.new_session("agent-s1");
+    m_tmux.new_session("agent-s2");
+    std::string pane = m_tmux.pane_of("agent-s2");
+    ASSERT_FALSE(id.empty());
+    ASSERT_FALSE(pane.empty());
+    std::string by_name = put_lock(
+        "w-name", go_lock_json(dead_pid(), rfc3339_now(-5s), "agent-s1", local_hostname()));
+    std::string by_id =
+        put_lock("w-id", go_lock_json(dead_pid(), rfc3339_now(-5s), id, local_hostname()));
+    std::string by_pane =
+        put_lock("w-pane", go_lock_json(dead_pid(), rfc3339_now(-5s), pane, local_hostname()));
+
+    json::object doc = once_json();
+    for (const auto& p : {by_name, by_id, by_pane}) {
+        auto e = lock_entry(doc, p);
+        ASSERT_TRUE(e) << p << "\n" << json::serialize(doc);
+        EXPECT_EQ(str_or(*e, "verdict"), "held-by-session") << json::serialize(*e);
+        EXPECT_EQ(str_or(*e, "action"), "kept") << json::serialize(*e);
+        EXPECT_TRUE(exists(p)) << p;
+    }
+}
+
+TEST_F(E2E, OnceReportsALivePidWhoseSessionIsGoneAsOrphaned) {
+    Child owner = spawn_sleeper();
+    std::string orphan = put_live_lock("w1", owner, "no-such-session");
+    json::object doc = once_json();
+    auto e = lock_entry(doc, orphan);
+    ASSERT_TRUE(e) << json::serialize(doc);
+    EXPECT_EQ(str_or(*e, "verdict"), "orphaned") << json::serialize(*e);
+    EXPECT_EQ(str_or(*e, "action"), "kept");
+    EXPECT_EQ(str_or(*e, "session_id"), "no-such-session");
+    EXPECT_TRUE(exists(orphan));
+    auto c = collisions_of(doc, "orphaned");
+    ASSERT_EQ(c.size(), 1u) << json::serialize(doc);
+    EXPECT_EQ(int_of(c[0], "pid"), owner.pid());
+    EXPECT_EQ(str_or(c[0], "session_id"), "no-such-session");
+    EXPECT_FALSE(str_or(c[0], "message").empty());
+}
+
+TEST_F(E2E, OnceKeepsAForeignLock) {
+    // A dead local PID means nothing for a lock written on another host.
+    std::string foreign = put_lock(
+        "w1", go_lock_json(dead_pid(), rfc3339_now(-5s), "", "some-other-host.example.org"));
+    json::object doc = once_json();
+    auto e = lock_entry(doc, foreign);
+    ASSERT_TRUE(e) << json::serialize(doc);
+    EXPECT_EQ(str_or(*e, "verdict"), "foreign") << json::serialize(*e);
+    EXPECT_EQ(str_or(*e, "action"), "kept");
+    EXPECT_EQ(str_or(*e, "hostname"), "some-other-host.example.org");
+    EXPECT_TRUE(exists(foreign));
+}
+
+TEST_F(E2E, OnceReportsAnInvalidLockAndKeepsIt) {
+    std::string bad = put_lock("w1", "{not json");
+    json::object doc = once_json();
+    auto e = lock_entry(doc, bad);
+    ASSERT_TRUE(e) << "an unparseable lock must be reported\n" << json::serialize(doc);
+    EXPECT_EQ(str_or(*e, "verdict"), "invalid") << json::serialize(*e);
+    EXPECT_EQ(str_or(*e, "action"), "kept");
+    EXPECT_FALSE(str_or(*e, "reason").empty());
+    EXPECT_TRUE(exists(bad));
+    EXPECT_EQ(test::read_file(bad), "{not json");
+}
+
+TEST_F(E2E, OnceDryRunWouldRemoveAndKeepsTheFile) {
+    std::string stale = put_stale_lock("w1");
+    json::object doc = once_json({"--dry-run"});
+    auto e = lock_entry(doc, stale);
+    ASSERT_TRUE(e) << json::serialize(doc);
+    EXPECT_EQ(str_or(*e, "verdict"), "stale");
+    EXPECT_EQ(str_or(*e, "action"), "would-remove") << json::serialize(*e);
+    EXPECT_TRUE(exists(stale));
+    EXPECT_EQ(int_of(member(doc, "stats")->as_object(), "removed"), 0);
+}
+
+TEST_F(E2E, OnceReportsOneSessionClaimedByTwoWorkers) {
+    m_tmux.new_session("shared");
+    Child a = spawn_sleeper();
+    Child b = spawn_sleeper();
+    std::string la = put_live_lock("w-a", a, "shared");
+    std::string lb = put_live_lock("w-b", b, "shared");
+    json::object doc = once_json();
+    auto c = collisions_of(doc, "duplicate-session");
+    ASSERT_EQ(c.size(), 1u) << json::serialize(doc);
+    EXPECT_EQ(str_or(c[0], "session_id"), "shared");
+    EXPECT_EQ(string_array(c[0], "workers"),
+              (std::vector<std::string>{worker("w-a"), worker("w-b")}));
+    EXPECT_FALSE(str_or(c[0], "message").empty());
+    EXPECT_TRUE(exists(la));
+    EXPECT_TRUE(exists(lb));
+}
+
+TEST_F(E2E, OnceReportsOneLivePidHoldingTwoWorkers) {
+    Child owner = spawn_sleeper();
+    std::string la = put_live_lock("w-a", owner);
+    std::string lb = put_live_lock("w-b", owner);
+    json::object doc = once_json();
+    auto c = collisions_of(doc, "duplicate-pid");
+    ASSERT_EQ(c.size(), 1u) << json::serialize(doc);
+    EXPECT_EQ(int_of(c[0], "pid"), owner.pid());
+    EXPECT_EQ(string_array(c[0], "workers"),
+              (std::vector<std::string>{worker("w-a"), worker("w-b")}));
+    EXPECT_FALSE(str_or(c[0], "message").empty());
+    EXPECT_TRUE(exists(la));
+    EXPECT_TRUE(exists(lb));
+}
+
+TEST_F(E2E, OnceWithTmuxUnknownKeepsADeadPidLockThatRecordsASession) {
+    // The cardinal rule: when tmux cannot be asked, a lock whose session may live is kept.
+    // A socket path under a regular file makes tmux fail with ENOTDIR ("error connecting to ...
+    // (Not a directory)"): a failure that is not "no server running". (A path to a plain file
+    // would not do: connect(2) gives ECONNREFUSED there and tmux says "no server running".)
+    write_file(m_dir + "/plain-file", "not a directory\n");
+    std::string bad_socket = m_dir + "/plain-file/tmux.sock";
+    std::string held =
+        put_lock("w1", go_lock_json(dead_pid(), rfc3339_now(-5s), "anchor", local_hostname()));
+    json::object doc = once_json({"--tmux-socket-path", bad_socket});
+    ASSERT_NE(member(doc, "tmux"), nullptr);
+    EXPECT_EQ(str_or(member(doc, "tmux")->as_object(), "state"), "unknown") << json::serialize(doc);
+    EXPECT_FALSE(str_or(member(doc, "tmux")->as_object(), "detail").empty());
+    auto e = lock_entry(doc, held);
+    ASSERT_TRUE(e) << json::serialize(doc);
+    EXPECT_EQ(str_or(*e, "verdict"), "unknown") << json::serialize(*e);
+    EXPECT_EQ(str_or(*e, "action"), "kept");
+    EXPECT_TRUE(exists(held));
+}
+
+TEST_F(E2E, OnceWithNoTmuxServerRemovesADeadPidLockWhoseSessionCannotExist) {
+    // "No server running" is definitive: there are no sessions, so the session cannot hold it.
+    test::TmuxServerFixture idle; // never started
+    std::string stale =
+        put_lock("w1", go_lock_json(dead_pid(), rfc3339_now(-5s), "anchor", local_hostname()));
+    json::object doc = once_json({"--tmux-socket", idle.socket_name()});
+    ASSERT_NE(member(doc, "tmux"), nullptr);
+    EXPECT_EQ(str_or(member(doc, "tmux")->as_object(), "state"), "no-server")
+        << json::serialize(doc);
+    auto e = lock_entry(doc, stale);
+    ASSERT_TRUE(e) << json::serialize(doc);
+    EXPECT_EQ(str_or(*e, "verdict"), "stale") << json::serialize(*e);
+    EXPECT_EQ(str_or(*e, "action"), "removed");
+    EXPECT_FALSE(exists(stale));
+}
+
+// =============================================================================================
+// 2. The running daemon removes stale locks and keeps the others
+
+TEST_F(E2E, DaemonRemovesAStaleLockWithinOneInterval) {
+    DaemonProcess& d = start_ready(daemon_args("200ms"));
+    std::size_t mark = d.event_count();
+    std::string stale = put_stale_lock("w1");
+
+    auto removed = d.wait_for_event("lock.removed", about_lock(stale), mark);
+    ASSERT_TRUE(removed) << "stale lock never removed\n" << d.tail();
+    EXPECT_FALSE(exists(stale));
+    // Within one interval: at most one pass (the one that may have been running when the lock
+    // appeared) completes between the lock's creation and its removal.
+    std::size_t passes_before = 0;
+    for (const auto& ev : d.find_events("pass.completed", nullptr, mark)) {
+        passes_before += ev.index < removed->index ? 1u : 0u;
+    }
+    EXPECT_LE(passes_before, 1u) << "the stale lock survived a whole pass";
+}
+
+TEST_F(E2E, LockRemovedEventCarriesContentReasonAndEvidence) {
+    DaemonProcess& d = start_ready(daemon_args("200ms"));
+    pid_t pid = dead_pid();
+    std::string acquired = rfc3339_now(-5s);
+    std::string content = go_lock_json(pid, acquired, "", local_hostname());
+    std::size_t mark = d.event_count();
+    std::string stale = put_lock("w1", content);
+
+    auto ev = d.wait_for_event("lock.removed", about_lock(stale), mark);
+    ASSERT_TRUE(ev) << d.tail();
+    EXPECT_EQ(ev->str("level"), "info") << ev->dump();
+    EXPECT_EQ(ev->str("worker"), worker("w1")) << ev->dump();
+    // The full content of the removed lock, so that no record is lost.
+    EXPECT_EQ(ev->str("content"), content) << ev->dump();
+    EXPECT_EQ(int_of(ev->fields, "pid"), pid) << ev->dump();
+    EXPECT_EQ(ev->str("acquired_at"), acquired) << ev->dump();
+    EXPECT_EQ(ev->str("hostname"), local_hostname()) << ev->dump();
+    // The verdict's reason and the evidence: the PID's state and tmux's state.
+    EXPECT_FALSE(ev->str("reason").value_or("").empty()) << ev->dump();
+    EXPECT_EQ(ev->str("pid_state"), "dead") << ev->dump();
+    EXPECT_EQ(ev->str("tmux_state"), "ok") << ev->dump();
+}
+
+TEST_F(E2E, DaemonKeepsLiveAndSessionHeldLocksAcrossPasses) {
+    Child owner = spawn_sleeper();
+    std::string live = put_live_lock("w-live", owner);
+    m_tmux.new_session("held");
+    std::string held =
+        put_lock("w-held", go_lock_json(dead_pid(), rfc3339_now(-5s), "held", local_hostname()));
+    std::string stale = put_stale_lock("w-stale");
+
+    DaemonProcess& d = start_ready(daemon_args("200ms"));
+    std::size_t mark = d.event_count();
+    ASSERT_TRUE(d.wait_for_nth_event("pass.completed", 4, mark)) << d.tail();
+    EXPECT_TRUE(exists(live));
+    EXPECT_TRUE(exists(held));
+    EXPECT_FALSE(exists(stale)) << "the daemon did not remove anything: the test proves nothing";
+    EXPECT_TRUE(d.find_events("lock.removed", about_lock(live)).empty());
+    EXPECT_TRUE(d.find_events("lock.removed", about_lock(held)).empty());
+    EXPECT_EQ(d.find_events("lock.held_by_session", about_lock(held)).size(), 1u) << d.tail();
+    EXPECT_TRUE(d.running());
+}
+
+// =============================================================================================
+// 3. Findings are logged once when they appear, once when they go away
+
+TEST_F(E2E, OrphanedLockAndDuplicateClaimsAreLoggedOnce) {
+    m_tmux.new_session("shared");
+    Child orphan_owner = spawn_sleeper();
+    std::string orphan = put_live_lock("w-orphan", orphan_owner, "gone-session");
+    Child a = spawn_sleeper();
+    Child b = spawn_sleeper();
+    put_live_lock("w-dup-a", a, "shared");
+    put_live_lock("w-dup-b", b, "shared");
+    Child both = spawn_sleeper();
+    put_live_lock("w-pid-a", both);
+    put_live_lock("w-pid-b", both);
+
+    DaemonProcess& d = start_ready(daemon_args("200ms"));
+    ASSERT_TRUE(d.wait_for_nth_event("pass.completed", 5)) << d.tail();
+    d.send_signal(SIGUSR1);
+    std::size_t mark = d.event_count();
+    ASSERT_TRUE(d.wait_for_nth_event("pass.completed", 2, mark)) << d.tail();
+
+    EXPECT_EQ(d.find_events("lock.orphaned", about_lock(orphan)).size(), 1u) << d.tail();
+    auto dup_session = d.find_events("collision.duplicate_session");
+    EXPECT_EQ(dup_session.size(), 1u) << d.tail();
+    if (!dup_session.empty()) {
+        EXPECT_TRUE(mentions(dup_session[0], "shared")) << dup_session[0].dump();
+        EXPECT_TRUE(mentions(dup_session[0], worker("w-dup-a"))) << dup_session[0].dump();
+        EXPECT_TRUE(mentions(dup_session[0], worker("w-dup-b"))) << dup_session[0].dump();
+    }
+    auto dup_pid = d.find_events("collision.duplicate_pid");
+    EXPECT_EQ(dup_pid.size(), 1u) << d.tail();
+    if (!dup_pid.empty()) {
+        EXPECT_EQ(int_of(dup_pid[0].fields, "pid"), both.pid()) << dup_pid[0].dump();
+        EXPECT_TRUE(mentions(dup_pid[0], worker("w-pid-a"))) << dup_pid[0].dump();
+        EXPECT_TRUE(mentions(dup_pid[0], worker("w-pid-b"))) << dup_pid[0].dump();
+    }
+    EXPECT_TRUE(d.find_events("lock.removed").empty()) << "no lock here is removable";
+}
+
+// =============================================================================================
+// 4. SIGHUP reloads a good config and rejects a bad one
+
+TEST_F(E2E, SighupReloadsAGoodConfig) {
+    std::string config = put_config(config_json(false));
+    DaemonProcess& d = start_ready({"--config", config});
+    std::size_t ev_mark = d.event_count();
+    std::size_t n_mark = notify().count();
+
+    put_config(config_json(true)); // dry_run on
+    d.send_signal(SIGHUP);
+    auto reloaded = d.wait_for_event("config.reloaded", nullptr, ev_mark);
+    ASSERT_TRUE(reloaded) << d.tail();
+    auto reloading = notify().wait_for_key("RELOADING", "1", n_mark);
+    ASSERT_TRUE(reloading) << "no RELOADING=1 after SIGHUP";
+    EXPECT_TRUE(notify().messages()[*reloading].has("MONOTONIC_USEC"))
+        << notify().messages()[*reloading].raw;
+    EXPECT_TRUE(notify().wait_for_key("READY", "1", *reloading + 1)) << "no READY=1 after reload";
+
+    // The new config is in force: a stale lock is now only reported.
+    std::size_t mark = d.event_count();
+    std::string stale = put_stale_lock("w1");
+    auto would = d.wait_for_event("lock.would_remove", about_lock(stale), mark);
+    ASSERT_TRUE(would) << d.tail();
+    EXPECT_TRUE(exists(stale));
+    EXPECT_TRUE(d.find_events("lock.removed", about_lock(stale)).empty());
+    EXPECT_TRUE(d.running());
+}
+
+TEST_F(E2E, SighupRejectsABadConfigAndKeepsTheOldOne) {
+    std::string config = put_config(config_json(false));
+    DaemonProcess& d = start_ready({"--config", config});
+
+    // Garbage.
+    std::size_t ev_mark = d.event_count();
+    std::size_t n_mark = notify().count();
+    put_config("this is { not json");
+    d.send_signal(SIGHUP);
+    auto rejected = d.wait_for_event("config.rejected", nullptr, ev_mark);
+    ASSERT_TRUE(rejected) << d.tail();
+    EXPECT_EQ(rejected->str("level"), "error") << rejected->dump();
+    EXPECT_TRUE(mentions(*rejected, config))
+        << "the rejection names the file: " << rejected->dump();
+    auto reloading = notify().wait_for_key("RELOADING", "1", n_mark);
+    ASSERT_TRUE(reloading) << "no RELOADING=1 after SIGHUP";
+    EXPECT_TRUE(notify().messages()[*reloading].has("MONOTONIC_USEC"));
+    EXPECT_TRUE(notify().wait_for_key("READY", "1", *reloading + 1)) << "no READY=1 after reload";
+
+    // Valid JSON with an unknown key (and a dry_run that must not leak in): rejected by name.
+    ev_mark = d.event_count();
+    n_mark = notify().count();
+    put_config(config_json(true, "200ms", ",\n  \"bogus_key\": 1"));
+    d.send_signal(SIGHUP);
+    rejected = d.wait_for_event("config.rejected", nullptr, ev_mark);
+    ASSERT_TRUE(rejected) << d.tail();
+    EXPECT_TRUE(mentions(*rejected, "bogus_key")) << rejected->dump();
+    reloading = notify().wait_for_key("RELOADING", "1", n_mark);
+    ASSERT_TRUE(reloading);
+    EXPECT_TRUE(notify().wait_for_key("READY", "1", *reloading + 1));
+    EXPECT_TRUE(d.find_events("config.reloaded").empty()) << d.tail();
+
+    // Still running, still passing, still with the old config (dry_run off): a stale lock goes.
+    ASSERT_TRUE(d.running()) << d.tail();
+    std::size_t mark = d.event_count();
+    ASSERT_TRUE(d.wait_for_nth_event("pass.completed", 1, mark)) << d.tail();
+    std::string stale = put_stale_lock("w1");
+    EXPECT_TRUE(d.wait_for_event("lock.removed", about_lock(stale), mark)) << d.tail();
+    EXPECT_FALSE(exists(stale));
+}
+
+// =============================================================================================
+// 5. SIGUSR1 runs a pass now
+
+TEST_F(E2E, Sigusr1TriggersAPass) {
+    DaemonProcess& d = start_ready(daemon_args("1h"));
+    std::size_t mark = d.event_count();
+    std::string stale = put_stale_lock("w1");
+    d.send_signal(SIGUSR1);
+    auto removed = d.wait_for_event("lock.removed", about_lock(stale), mark);
+    ASSERT_TRUE(removed) << "SIGUSR1 did not run a pass\n" << d.tail();
+    EXPECT_FALSE(exists(stale));
+
+    // Again: SIGUSR1 keeps working.
+    mark = d.event_count();
+    std::string stale2 = put_stale_lock("w2");
+    d.send_signal(SIGUSR1);
+    EXPECT_TRUE(d.wait_for_event("lock.removed", about_lock(stale2), mark)) << d.tail();
+    EXPECT_FALSE(exists(stale2));
+}
+
+// =============================================================================================
+// 6. SIGTERM and SIGINT stop the daemon cleanly
+
+TEST_F(E2E, SigtermExitsZero) {
+    for (int i = 0; i < 20; ++i) { // some work, so that a pass may be running when SIGTERM lands
+        put_stale_lock("w" + std::to_string(i));
+    }
+    DaemonProcess& d = start_ready(daemon_args("200ms"));
+    ASSERT_TRUE(d.wait_for_nth_event("pass.completed", 2)) << d.tail();
+    std::size_t n_mark = notify().count();
+    d.send_signal(SIGTERM);
+    auto st = d.wait_exit();
+    ASSERT_TRUE(st) << "agentlockd did not exit after SIGTERM\n" << d.tail();
+    EXPECT_TRUE(st->exited && st->code == 0) << st->describe() << "\n" << d.tail();
+    EXPECT_TRUE(d.wait_for_event("daemon.stopping", nullptr, 0, 1s)) << d.tail();
+    EXPECT_TRUE(notify().wait_for_key("STOPPING", "1", n_mark, 2s));
+}
+
+TEST_F(E2E, SigintExitsZero) {
+    DaemonProcess& d = start_ready(daemon_args("200ms"));
+    std::size_t n_mark = notify().count();
+    d.send_signal(SIGINT);
+    auto st = d.wait_exit();
+    ASSERT_TRUE(st) << "agentlockd did not exit after SIGINT\n" << d.tail();
+    EXPECT_TRUE(st->exited && st->code == 0) << st->describe() << "\n" << d.tail();
+    EXPECT_TRUE(d.wait_for_event("daemon.stopping", nullptr, 0, 1s)) << d.tail();
+    EXPECT_TRUE(notify().wait_for_key("STOPPING", "1", n_mark, 2s));
+}
+
+// =============================================================================================
+// 7. sd_notify
+
+TEST_F(E2E, NotifyMessagesArriveOnTheNotifySocket) {
+    // READY=1 comes after the first pass has ended: the stale lock is already gone then.
+    std::string stale = put_stale_lock("w1");
+    DaemonProcess& d = start_ready(daemon_args("200ms"), 200000);
+    EXPECT_FALSE(exists(stale)) << "READY=1 came before the first pass ended";
+
+    auto status = notify().wait_for_key("STATUS");
+    ASSERT_TRUE(status) << "no STATUS=";
+    std::string text = notify().messages()[*status].fields.at("STATUS");
+    EXPECT_FALSE(text.empty());
+    EXPECT_EQ(text.find('\n'), std::string::npos);
+
+    // WATCHDOG_USEC=200000: a WATCHDOG=1 every 100 ms; wait for a few.
+    EXPECT_TRUE(test::wait_until([&] { return notify().count_key("WATCHDOG", "1") >= 3; }))
+        << "WATCHDOG=1 did not keep coming";
+
+    std::size_t n_mark = notify().count();
+    d.send_signal(SIGHUP); // no --config: the reload re-reads the command line's settings
+    auto reloading = notify().wait_for_key("RELOADING", "1", n_mark);
+    ASSERT_TRUE(reloading) << d.tail();
+    EXPECT_TRUE(notify().messages()[*reloading].has("MONOTONIC_USEC"));
+    EXPECT_TRUE(notify().wait_for_key("READY", "1", *reloading + 1));
+
+    n_mark = notify().count();
+    d.send_signal(SIGTERM);
+    auto st = d.wait_exit();
+    ASSERT_TRUE(st) << d.tail();
+    EXPECT_TRUE(st->exited && st->code == 0) << st->describe();
+    EXPECT_TRUE(notify().wait_for_key("STOPPING", "1", n_mark, 2s));
+}
+
+TEST_F(E2E, NoWatchdogPingsForAnotherProcess) {
+    // sd_watchdog_enabled honours WATCHDOG_PID: set for another PID, the daemon must not ping.
+    DaemonSpec spec;
+    spec.args = daemon_args("200ms");
+    spec.notify_socket = notify().path();
+    spec.extra_env = {"WATCHDOG_USEC=200000", "WATCHDOG_PID=1"};
+    m_daemon = std::make_unique<DaemonProcess>(m_dir, spec);
+    wait_ready(*m_daemon);
+    std::size_t mark = m_daemon->event_count();
+    ASSERT_TRUE(m_daemon->wait_for_nth_event("pass.completed", 3, mark)) << m_daemon->tail();
+    EXPECT_EQ(notify().count_key("WATCHDOG"), 0u);
+}
+
+// =============================================================================================
+// 8. Every JSON log line parses
+
+TEST_F(E2E, EveryJsonLogLineParses) {
+    // A run that exercises most events: removals, findings, reloads good and bad, SIGUSR1, stop.
+    Child owner = spawn_sleeper();
+    put_live_lock("w-live", owner);
+    put_live_lock("w-orphan", owner, "gone \"quoted\" session\twith tab");
+    put_stale_lock("w-stale");
+    put_lock("w-invalid", "{not json");
+    put_lock("w-foreign", go_lock_json(dead_pid(), rfc3339_now(-5s), "", "elsewhere.example"));
+    std::string config = put_config(config_json(false));
+    DaemonProcess& d = start_ready({"--config", config, "--log-format", "json"});
+    std::size_t mark = d.event_count();
+    d.send_signal(SIGUSR1);
+    put_config("garbage");
+    d.send_signal(SIGHUP);
+    ASSERT_TRUE(d.wait_for_event("config.rejected", nullptr, mark)) << d.tail();
+    put_config(config_json(false));
+    d.send_signal(SIGHUP);
+    ASSERT_TRUE(d.wait_for_event("config.reloaded", nullptr, mark)) << d.tail();
+    d.send_signal(SIGTERM);
+    auto st = d.wait_exit();
+    ASSERT_TRUE(st && st->exited && st->code == 0) << d.tail();
+
+    std::string err = d.stderr_text();
+    ASSERT_FALSE(err.empty());
+    EXPECT_EQ(err.back(), '\n') << "the last log line is incomplete";
+    std::size_t n = 0;
+    std::size_t start = 0;
+    while (start < err.size()) {
+        std::size_t end = err.find('\n', start);
+        if (end == std::string::npos) {
+            end = err.size();
+        }
+        std::string line = err.substr(start, end - start);
+        start = end + 1;
+        ++n;
+        std::string error;
+        auto v = parse_json(line, &error);
+        ASSERT_TRUE(v) << "log line " << n << " does not parse (" << error << "): " << line;
+        ASSERT_TRUE(v->is_object()) << "log line " << n << " is not an object: " << line;
+        const auto& o = v->as_object();
+        for (auto key : {"ts", "level", "event"}) {
+            ASSERT_NE(member(o, key), nullptr)
+                << "log line " << n << " lacks " << key << ": " << line;
+            EXPECT_TRUE(member(o, key)->is_string()) << key << " in: " << line;
+        }
+    }
+    EXPECT_GE(n, 5u);
+    for (auto name : {"daemon.started", "lock.removed", "lock.orphaned", "lock.invalid",
+                      "lock.foreign", "config.rejected", "config.reloaded", "daemon.stopping"}) {
+        EXPECT_FALSE(d.find_events(name).empty()) << "no " << name << " event\n" << d.tail();
+    }
+    EXPECT_EQ(d.stdout_text(), "") << "logs go to stderr; stdout stays clean";
+}
+
+// =============================================================================================
+// 9. The root goes away and comes back
+
+TEST_F(E2E, RootRemovedAndRecreatedIsLoggedAndTheDaemonResumes) {
+    DaemonProcess& d = start_ready(daemon_args("200ms"));
+    std::size_t mark = d.event_count();
+    std::filesystem::remove_all(m_root);
+    auto gone = d.wait_for_event("root.unavailable", nullptr, mark);
+    ASSERT_TRUE(gone) << d.tail();
+    EXPECT_TRUE(mentions(*gone, m_root)) << gone->dump();
+    // Logged once, not on every pass.
+    std::size_t after_gone = d.event_count();
+    ASSERT_TRUE(d.wait_for_nth_event("pass.completed", 3, after_gone)) << d.tail();
+    EXPECT_EQ(d.find_events("root.unavailable", nullptr, mark).size(), 1u) << d.tail();
+    ASSERT_TRUE(d.running()) << d.tail();
+
+    mark = d.event_count();
+    make_dirs(m_root);
+    std::string stale = put_stale_lock("w1");
+    auto back = d.wait_for_event("root.recovered", nullptr, mark);
+    ASSERT_TRUE(back) << d.tail();
+    EXPECT_TRUE(mentions(*back, m_root)) << back->dump();
+    EXPECT_TRUE(d.wait_for_event("lock.removed", about_lock(stale), mark)) << d.tail();
+    EXPECT_FALSE(exists(stale));
+    EXPECT_TRUE(d.running());
+}
+
+// =============================================================================================
+// 10. Exit codes
+
+TEST_F(E2E, CheckConfigAcceptsAValidFile) {
+    std::string config = put_config(config_json(false));
+    RunResult r = run_daemon(m_dir, {"--check-config", "--config", config});
+    EXPECT_TRUE(r.status.exited && r.status.code == 0) << r.status.describe() << "\n" << r.err;
+}
+
+TEST_F(E2E, CheckConfigRejectsGarbage) {
+    std::string config = put_config("{ \"roots\": [ garbage");
+    RunResult r = run_daemon(m_dir, {"--check-config", "--config", config});
+    EXPECT_TRUE(r.status.exited && r.status.code == 1) << r.status.describe();
+    EXPECT_NE((r.err + r.out).find(config), std::string::npos) << "the reason names the file:\n"
+                                                               << r.err << r.out;
+}
+
+TEST_F(E2E, CheckConfigNamesAnUnknownKey) {
+    std::string config = put_config(config_json(false, "200ms", ",\n  \"bogus_key\": true"));
+    RunResult r = run_daemon(m_dir, {"--check-config", "--config", config});
+    EXPECT_TRUE(r.status.exited && r.status.code == 1) << r.status.describe();
+    EXPECT_NE((r.err + r.out).find("bogus_key"), std::string::npos) << r.err << r.out;
+}
+
+TEST_F(E2E, CheckConfigNamesAKeyOfTheWrongType) {
+    std::string config =
+        put_config("{\n  \"roots\": [\"" + m_root + "\"],\n  \"dry_run\": \"yes\"\n}\n");
+    RunResult r = run_daemon(m_dir, {"--check-config", "--config", config});
+    EXPECT_TRUE(r.status.exited && r.status.code == 1) << r.status.describe();
+    EXPECT_NE((r.err + r.out).find("dry_run"), std::string::npos) << r.err << r.out;
+}
+
+TEST_F(E2E, UnknownFlagExitsOne) {
+    RunResult r = run_daemon(m_dir, {"--no-such-flag"});
+    EXPECT_TRUE(r.status.exited && r.status.code == 1) << r.status.describe();
+    EXPECT_NE(r.err.find("--no-such-flag"), std::string::npos) << r.err;
+}
+
+TEST_F(E2E, BadDurationExitsOne) {
+    RunResult r = run_daemon(m_dir, {"--once", "--root", m_root, "--interval", "soon"});
+    EXPECT_TRUE(r.status.exited && r.status.code == 1) << r.status.describe() << "\n" << r.err;
+}
+
+TEST_F(E2E, VersionAndHelpExitZero) {
+    RunResult v = run_daemon(m_dir, {"--version"});
+    EXPECT_TRUE(v.status.exited && v.status.code == 0) << v.status.describe();
+    EXPECT_FALSE(v.out.empty());
+    RunResult h = run_daemon(m_dir, {"--help"});
+    EXPECT_TRUE(h.status.exited && h.status.code == 0) << h.status.describe();
+    EXPECT_NE(h.out.find("--once"), std::string::npos) << h.out;
+}
+
+TEST_F(E2E, OnceWithANonexistentRootExitsTwo) {
+    RunResult r = run_daemon(m_dir, {"--once", "--json", "--root", m_dir + "/does-not-exist",
+                                     "--tmux-socket", m_tmux.socket_name()});
+    EXPECT_TRUE(r.status.exited && r.status.code == 2) << r.status.describe() << "\n" << r.err;
+    EXPECT_NE(r.err.find(m_dir + "/does-not-exist"), std::string::npos) << r.err;
+}
+
+TEST_F(E2E, DaemonWithANonexistentRootExitsTwo) {
+    DaemonProcess& d = start({"--root", m_dir + "/does-not-exist", "--tmux-socket",
+                              m_tmux.socket_name(), "--log-format", "json", "--interval", "200ms"});
+    auto st = d.wait_exit();
+    ASSERT_TRUE(st) << "agentlockd kept running with a root that cannot be used\n" << d.tail();
+    EXPECT_TRUE(st->exited && st->code == 2) << st->describe() << "\n" << d.tail();
+    EXPECT_EQ(notify().count_key("READY"), 0u);
+}
+
+} // namespace
+} // namespace agentlock::e2e
