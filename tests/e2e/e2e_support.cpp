@@ -102,6 +102,27 @@ std::string real_path(const std::string& path) {
     return buf;
 }
 
+void make_dead_socket(const std::string& path) {
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    if (path.size() >= sizeof addr.sun_path) {
+        throw std::runtime_error("socket path too long: " + path);
+    }
+    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+    int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        throw sys_error("socket", path, errno);
+    }
+    if (::bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) < 0) {
+        int saved = errno;
+        ::close(fd);
+        throw sys_error("bind", path, saved);
+    }
+    if (::close(fd) < 0) {
+        throw sys_error("close", path, errno);
+    }
+}
+
 std::optional<boost::json::value> parse_json(std::string_view text, std::string* error) {
     boost::json::error_code ec;
     boost::json::value v = boost::json::parse(text, ec);

@@ -179,6 +179,10 @@ struct RunResult {
 RunResult run_daemon(const std::string& dir, const std::vector<std::string>& args,
                      std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
+/// Leaves a socket file at `path` that nobody listens on (as a tmux server that died does):
+/// connect(2) to it fails with ECONNREFUSED.
+void make_dead_socket(const std::string& path);
+
 /// Parses a whole string as a JSON value; nullopt (with `error` set) when it does not parse.
 std::optional<boost::json::value> parse_json(std::string_view text, std::string* error = nullptr);
 

@@ -58,6 +58,24 @@ std::optional<long long> int_of(const json::object& o, std::string_view key) {
     return std::nullopt;
 }
 
+// A log field holding an integer: log values may be JSON numbers or decimal strings.
+std::optional<long long> log_int(const LogEvent& ev, std::string_view key) {
+    if (auto n = int_of(ev.fields, key)) {
+        return n;
+    }
+    auto text = ev.str(key);
+    if (!text || text->empty()) {
+        return std::nullopt;
+    }
+    try {
+        std::size_t used = 0;
+        long long n = std::stoll(*text, &used);
+        return used == text->size() ? std::optional<long long>(n) : std::nullopt;
+    } catch (const std::exception&) {
+        return std::nullopt;
+    }
+}
+
 // The lock entry of a --once --json report whose lock_path is `path`.
 std::optional<json::object> lock_entry(const json::object& doc, const std::string& path) {
     const json::value* locks = member(doc, "locks");
@@ -339,9 +357,8 @@ TEST_F(E2E, OnceRemovesAStaleLock) {
     EXPECT_EQ(str_or(*e, "verdict"), "stale") << json::serialize(*e);
     EXPECT_EQ(str_or(*e, "action"), "removed") << json::serialize(*e);
     EXPECT_FALSE(exists(stale));
-    auto stale_collisions = collisions_of(doc, "stale");
-    ASSERT_EQ(stale_collisions.size(), 1u) << json::serialize(doc);
-    EXPECT_EQ(string_array(stale_collisions[0], "workers"), std::vector<std::string>{worker("w1")});
+    // A removed lock no longer collides with anything.
+    EXPECT_TRUE(collisions_of(doc, "stale").empty()) << json::serialize(doc);
 }
 
 TEST_F(E2E, OnceKeepsALiveLock) {
@@ -430,6 +447,11 @@ TEST_F(E2E, OnceDryRunWouldRemoveAndKeepsTheFile) {
     EXPECT_EQ(str_or(*e, "action"), "would-remove") << json::serialize(*e);
     EXPECT_TRUE(exists(stale));
     EXPECT_EQ(int_of(member(doc, "stats")->as_object(), "removed"), 0);
+    // The lock stays, so the seed's "stale lock" collision is reported.
+    auto c = collisions_of(doc, "stale");
+    ASSERT_EQ(c.size(), 1u) << json::serialize(doc);
+    EXPECT_EQ(string_array(c[0], "workers"), std::vector<std::string>{worker("w1")});
+    EXPECT_FALSE(str_or(c[0], "message").empty());
 }
 
 TEST_F(E2E, OnceReportsOneSessionClaimedByTwoWorkers) {
@@ -464,16 +486,27 @@ TEST_F(E2E, OnceReportsOneLivePidHoldingTwoWorkers) {
     EXPECT_TRUE(exists(lb));
 }
 
-TEST_F(E2E, OnceWithTmuxUnknownKeepsADeadPidLockThatRecordsASession) {
-    // The cardinal rule: when tmux cannot be asked, a lock whose session may live is kept.
-    // A socket path under a regular file makes tmux fail with ENOTDIR ("error connecting to ...
-    // (Not a directory)"): a failure that is not "no server running". (A path to a plain file
-    // would not do: connect(2) gives ECONNREFUSED there and tmux says "no server running".)
-    write_file(m_dir + "/plain-file", "not a directory\n");
-    std::string bad_socket = m_dir + "/plain-file/tmux.sock";
+// The cardinal rule: when tmux cannot be asked, a dead-PID lock whose session may live is kept.
+// Only "no server running" on a path that is still a socket is definitive; anything else is
+// unknown: a wrong socket name (tmux: "error connecting to ... (No such file or directory)"), a
+// socket path under a regular file (ENOTDIR), or a path to a regular file (connect(2) gives
+// ECONNREFUSED there too, so tmux says "no server running", but nothing could ever listen there).
+class E2EUnknownTmux : public E2E, public ::testing::WithParamInterface<std::string> {};
+
+TEST_P(E2EUnknownTmux, OnceKeepsADeadPidLockThatRecordsASession) {
+    std::vector<std::string> tmux_flag;
+    write_file(m_dir + "/plain-file", "not a socket\n");
+    if (GetParam() == "missing-socket-name") {
+        tmux_flag = {"--tmux-socket", m_tmux.socket_name() + "-typo"};
+    } else if (GetParam() == "path-under-a-file") {
+        tmux_flag = {"--tmux-socket-path", m_dir + "/plain-file/tmux.sock"};
+    } else {
+        tmux_flag = {"--tmux-socket-path", m_dir + "/plain-file"};
+    }
     std::string held =
         put_lock("w1", go_lock_json(dead_pid(), rfc3339_now(-5s), "anchor", local_hostname()));
-    json::object doc = once_json({"--tmux-socket-path", bad_socket});
+    std::string stale = put_stale_lock("w2");
+    json::object doc = once_json(tmux_flag);
     ASSERT_NE(member(doc, "tmux"), nullptr);
     EXPECT_EQ(str_or(member(doc, "tmux")->as_object(), "state"), "unknown") << json::serialize(doc);
     EXPECT_FALSE(str_or(member(doc, "tmux")->as_object(), "detail").empty());
@@ -482,14 +515,32 @@ TEST_F(E2E, OnceWithTmuxUnknownKeepsADeadPidLockThatRecordsASession) {
     EXPECT_EQ(str_or(*e, "verdict"), "unknown") << json::serialize(*e);
     EXPECT_EQ(str_or(*e, "action"), "kept");
     EXPECT_TRUE(exists(held));
+    // A lock that records no session does not depend on tmux: still stale.
+    auto s2 = lock_entry(doc, stale);
+    ASSERT_TRUE(s2) << json::serialize(doc);
+    EXPECT_EQ(str_or(*s2, "verdict"), "stale") << json::serialize(*s2);
+    EXPECT_FALSE(exists(stale));
 }
+
+INSTANTIATE_TEST_SUITE_P(Causes, E2EUnknownTmux,
+                         ::testing::Values("missing-socket-name", "path-under-a-file",
+                                           "path-to-a-file"),
+                         [](const ::testing::TestParamInfo<std::string>& param_info) {
+                             std::string name;
+                             for (char c : param_info.param) {
+                                 name += c == '-' ? '_' : c;
+                             }
+                             return name;
+                         });
 
 TEST_F(E2E, OnceWithNoTmuxServerRemovesADeadPidLockWhoseSessionCannotExist) {
     // "No server running" is definitive: there are no sessions, so the session cannot hold it.
-    test::TmuxServerFixture idle; // never started
+    // A socket nobody listens on, as a tmux server that died leaves behind.
+    std::string dead_socket = m_dir + "/dead-tmux.sock";
+    make_dead_socket(dead_socket);
     std::string stale =
         put_lock("w1", go_lock_json(dead_pid(), rfc3339_now(-5s), "anchor", local_hostname()));
-    json::object doc = once_json({"--tmux-socket", idle.socket_name()});
+    json::object doc = once_json({"--tmux-socket-path", dead_socket});
     ASSERT_NE(member(doc, "tmux"), nullptr);
     EXPECT_EQ(str_or(member(doc, "tmux")->as_object(), "state"), "no-server")
         << json::serialize(doc);
@@ -534,7 +585,7 @@ TEST_F(E2E, LockRemovedEventCarriesContentReasonAndEvidence) {
     EXPECT_EQ(ev->str("worker"), worker("w1")) << ev->dump();
     // The full content of the removed lock, so that no record is lost.
     EXPECT_EQ(ev->str("content"), content) << ev->dump();
-    EXPECT_EQ(int_of(ev->fields, "pid"), pid) << ev->dump();
+    EXPECT_EQ(log_int(*ev, "pid"), pid) << ev->dump();
     EXPECT_EQ(ev->str("acquired_at"), acquired) << ev->dump();
     EXPECT_EQ(ev->str("hostname"), local_hostname()) << ev->dump();
     // The verdict's reason and the evidence: the PID's state and tmux's state.
@@ -595,11 +646,36 @@ TEST_F(E2E, OrphanedLockAndDuplicateClaimsAreLoggedOnce) {
     auto dup_pid = d.find_events("collision.duplicate_pid");
     EXPECT_EQ(dup_pid.size(), 1u) << d.tail();
     if (!dup_pid.empty()) {
-        EXPECT_EQ(int_of(dup_pid[0].fields, "pid"), both.pid()) << dup_pid[0].dump();
+        EXPECT_EQ(log_int(dup_pid[0], "pid"), both.pid()) << dup_pid[0].dump();
         EXPECT_TRUE(mentions(dup_pid[0], worker("w-pid-a"))) << dup_pid[0].dump();
         EXPECT_TRUE(mentions(dup_pid[0], worker("w-pid-b"))) << dup_pid[0].dump();
     }
     EXPECT_TRUE(d.find_events("lock.removed").empty()) << "no lock here is removable";
+    for (const auto& ev : d.events()) {
+        if (ev.name() == "lock.orphaned" || ev.name().rfind("collision.", 0) == 0) {
+            EXPECT_EQ(ev.str("state"), "appeared") << ev.dump();
+        }
+    }
+
+    // When the findings go away, each is logged once more: the orphan's owner and the PID that
+    // held two workers die, so their locks become stale and are removed.
+    mark = d.event_count();
+    orphan_owner.kill_and_reap();
+    both.kill_and_reap();
+    ASSERT_TRUE(d.wait_for_event("lock.removed", about_lock(orphan), mark)) << d.tail();
+    ASSERT_TRUE(d.wait_for_event("lock.removed", about_lock(lock_path("w-pid-b")), mark))
+        << d.tail();
+    ASSERT_TRUE(d.wait_for_event("lock.removed", about_lock(lock_path("w-pid-a")), mark))
+        << d.tail();
+    std::size_t after = d.event_count();
+    ASSERT_TRUE(d.wait_for_nth_event("pass.completed", 3, after)) << d.tail();
+    auto resolved = [](const LogEvent& ev) { return ev.str("state") == "resolved"; };
+    EXPECT_EQ(d.find_events("lock.orphaned", nullptr, mark).size(), 1u) << d.tail();
+    EXPECT_EQ(d.find_events("lock.orphaned", resolved, mark).size(), 1u) << d.tail();
+    EXPECT_EQ(d.find_events("collision.duplicate_pid", nullptr, mark).size(), 1u) << d.tail();
+    EXPECT_EQ(d.find_events("collision.duplicate_pid", resolved, mark).size(), 1u) << d.tail();
+    // The duplicate session claim is still there and is not logged again.
+    EXPECT_TRUE(d.find_events("collision.duplicate_session", nullptr, mark).empty()) << d.tail();
 }
 
 // =============================================================================================
@@ -775,7 +851,11 @@ TEST_F(E2E, EveryJsonLogLineParses) {
     // A run that exercises most events: removals, findings, reloads good and bad, SIGUSR1, stop.
     Child owner = spawn_sleeper();
     put_live_lock("w-live", owner);
-    put_live_lock("w-orphan", owner, "gone \"quoted\" session\twith tab");
+    // A session id that needs escaping in JSON (written escaped, as Go would).
+    put_lock("w-orphan", "{\n  \"pid\": " + std::to_string(owner.pid()) +
+                             ",\n  \"acquired_at\": \"" + rfc3339_now() +
+                             "\",\n  \"session_id\": \"gone \\\"quoted\\\" session\\twith tab\"" +
+                             ",\n  \"hostname\": \"" + local_hostname() + "\"\n}");
     put_stale_lock("w-stale");
     put_lock("w-invalid", "{not json");
     put_lock("w-foreign", go_lock_json(dead_pid(), rfc3339_now(-5s), "", "elsewhere.example"));
