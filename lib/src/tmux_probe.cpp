@@ -1,2 +1,432 @@
-// placeholder until implemented
-namespace agentlock {}
+#include <agentlock/tmux_probe.hpp>
+
+#include <agentlock/fd.hpp>
+
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <fcntl.h>
+#include <optional>
+#include <poll.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <vector>
+
+extern char** environ;
+
+namespace agentlock {
+
+// How tmux 3.3a reports failures of `list-panes -a`, seen on Debian 12 (exit status, stderr):
+//
+//   server ended (kill-server, last session closed, SIGTERM or SIGKILL to the server):
+//       tmux leaves its socket file behind; connect() fails with ECONNREFUSED:
+//       1, "no server running on /tmp/tmux-0/NAME"
+//   socket file missing (never started, wrong -L name, wrong -S path, missing directory, /tmp
+//   cleaned after a reboot):
+//       1, "error connecting to /tmp/tmux-0/NAME (No such file or directory)"
+//   socket not accessible to us (another user's server, mode 000):
+//       1, "error connecting to PATH (Permission denied)"
+//   socket accessible but the server belongs to another user and does not grant access:
+//       0 (!), nothing on stdout, "access not allowed" on stderr
+//   $TMUX_TMPDIR/tmux-UID with the wrong owner or mode:
+//       1, "directory PATH has unsafe permissions"
+//   something else listening on the socket:
+//       1, "server exited unexpectedly"
+//   a server with no sessions (exit-empty off):
+//       1, "no current target"
+//
+// Only the first is definitive, and only when the path still names a socket (a regular file or a
+// directory at the -S path also yields ECONNREFUSED, but that is a misconfiguration, not a server
+// that ended). ENOENT is deliberately NOT no-server: a wrong socket name or path produces exactly
+// the same words, and reading that as "no sessions" is how upstream deleted the locks of live
+// sessions (NOTES.md flaw 7). Since a normally ended server leaves its socket behind, this costs
+// little: only after /tmp is wiped (a reboot) and before any server starts on that socket do
+// dead-PID locks that record a session stay "unknown" instead of "stale".
+
+namespace {
+
+constexpr std::string_view k_format = "#{session_id}\t#{pane_id}\t#{session_name}";
+constexpr std::string_view k_no_server_prefix = "no server running on ";
+// list-panes -a finds no "current" session to start from only when the server has none.
+constexpr std::string_view k_no_sessions = "no current target";
+constexpr std::size_t k_max_stdout_bytes = 16 * 1024 * 1024;
+constexpr std::size_t k_max_stderr_bytes = 64 * 1024;
+
+TmuxFacts failure(TmuxState state, std::string detail) {
+    TmuxFacts f;
+    f.state = state;
+    f.detail = std::move(detail);
+    return f;
+}
+
+std::string_view trim(std::string_view s) {
+    while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) {
+        s.remove_suffix(1);
+    }
+    while (!s.empty() && (s.front() == '\n' || s.front() == '\r' || s.front() == ' ')) {
+        s.remove_prefix(1);
+    }
+    return s;
+}
+
+// The child's file actions and attributes, released however spawn() returns.
+class SpawnSetup {
+public:
+    SpawnSetup() {
+        m_actions_err = ::posix_spawn_file_actions_init(&m_actions);
+        m_attr_err = ::posix_spawnattr_init(&m_attr);
+    }
+    ~SpawnSetup() {
+        if (m_actions_err == 0) {
+            ::posix_spawn_file_actions_destroy(&m_actions);
+        }
+        if (m_attr_err == 0) {
+            ::posix_spawnattr_destroy(&m_attr);
+        }
+    }
+    SpawnSetup(const SpawnSetup&) = delete;
+    SpawnSetup& operator=(const SpawnSetup&) = delete;
+    int init_error() const { return m_actions_err != 0 ? m_actions_err : m_attr_err; }
+    posix_spawn_file_actions_t* actions() { return &m_actions; }
+    posix_spawnattr_t* attr() { return &m_attr; }
+
+private:
+    posix_spawn_file_actions_t m_actions{};
+    posix_spawnattr_t m_attr{};
+    int m_actions_err = -1;
+    int m_attr_err = -1;
+};
+
+struct Pipe {
+    Fd read_end;
+    Fd write_end;
+};
+
+std::optional<Pipe> make_pipe(int& saved_errno) {
+    int fds[2] = {-1, -1};
+    if (::pipe2(fds, O_CLOEXEC) != 0) {
+        saved_errno = errno;
+        return std::nullopt;
+    }
+    return Pipe{Fd(fds[0]), Fd(fds[1])};
+}
+
+// Kills the child's process group and reaps the child. The child leads its own group (it has
+// not been reaped, so its PID cannot have been reused), which also reaches a wrapper script's
+// children.
+void kill_and_reap(pid_t pid) {
+    (void)::kill(-pid, SIGKILL); // ESRCH: the group is already gone; reaping below still runs
+    (void)::kill(pid, SIGKILL);
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+}
+
+// Reads whatever is available on `fd` into `out`; false at end of file or on error.
+bool drain(int fd, std::string& out, std::size_t cap, bool& too_large) {
+    char buf[4096];
+    while (true) {
+        ssize_t n = ::read(fd, buf, sizeof buf);
+        if (n > 0) {
+            if (out.size() + static_cast<std::size_t>(n) > cap) {
+                too_large = true;
+                return false;
+            }
+            out.append(buf, static_cast<std::size_t>(n));
+            continue;
+        }
+        if (n == 0) {
+            return false;
+        }
+        if (errno == EINTR) {
+            continue;
+        }
+        // EAGAIN: nothing more for now. Anything else: treat as end of stream.
+        return errno == EAGAIN || errno == EWOULDBLOCK;
+    }
+}
+
+int remaining_ms(std::chrono::steady_clock::time_point deadline) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+        return 0;
+    }
+    // Round up so a sub-millisecond remainder does not spin.
+    return static_cast<int>(std::min<long long>(left.count() + 1, 60'000));
+}
+
+// "no server running on PATH" is trusted only while PATH is still a socket.
+TmuxFacts classify_no_server(std::string_view message) {
+    const std::string path(message.substr(k_no_server_prefix.size()));
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) != 0) {
+        int saved = errno;
+        return failure(TmuxState::unknown,
+                       std::string(message) + "; lstat " + path + ": " + std::strerror(saved));
+    }
+    if (!S_ISSOCK(st.st_mode)) {
+        return failure(TmuxState::unknown, std::string(message) + "; " + path + " is not a socket");
+    }
+    return failure(TmuxState::no_server, std::string(message));
+}
+
+} // namespace
+
+std::string_view to_string(TmuxState state) {
+    switch (state) {
+    case TmuxState::ok:
+        return "ok";
+    case TmuxState::no_server:
+        return "no-server";
+    case TmuxState::unknown:
+        return "unknown";
+    }
+    return "unknown";
+}
+
+bool TmuxFacts::has(std::string_view session_id) const {
+    if (session_id.empty()) {
+        return false;
+    }
+    const std::string key(session_id);
+    // Exact matches only: "$N" is a session id and "%N" a pane id; they are different
+    // numbering spaces and never alias each other (NOTES.md flaw 8).
+    return session_names.count(key) != 0 || session_ids.count(key) != 0 || pane_ids.count(key) != 0;
+}
+
+SystemTmuxProbe::SystemTmuxProbe(TmuxServer server, std::chrono::milliseconds timeout,
+                                 std::string tmux_binary)
+    : m_server(std::move(server)), m_timeout(timeout), m_binary(std::move(tmux_binary)) {}
+
+TmuxFacts SystemTmuxProbe::query() {
+    const auto deadline = std::chrono::steady_clock::now() + m_timeout;
+
+    // The environment is passed on unchanged: TMUX_TMPDIR decides where -L sockets live, and
+    // with neither -L nor -S tmux talks to the server named by $TMUX, like any tmux command
+    // run from the same place would.
+    std::vector<std::string> args{m_binary};
+    if (!m_server.socket_path.empty()) {
+        args.insert(args.end(), {"-S", m_server.socket_path});
+    } else if (!m_server.socket_name.empty()) {
+        args.insert(args.end(), {"-L", m_server.socket_name});
+    }
+    args.insert(args.end(), {"list-panes", "-a", "-F", std::string(k_format)});
+    std::vector<char*> argv;
+    argv.reserve(args.size() + 1);
+    for (auto& a : args) {
+        argv.push_back(a.data());
+    }
+    argv.push_back(nullptr);
+
+    int err = 0;
+    std::optional<Pipe> out = make_pipe(err);
+    if (!out) {
+        return failure(TmuxState::unknown, std::string("pipe: ") + std::strerror(err));
+    }
+    std::optional<Pipe> errp = make_pipe(err);
+    if (!errp) {
+        return failure(TmuxState::unknown, std::string("pipe: ") + std::strerror(err));
+    }
+
+    SpawnSetup setup;
+    if (setup.init_error() != 0) {
+        return failure(TmuxState::unknown,
+                       std::string("posix_spawn setup: ") + std::strerror(setup.init_error()));
+    }
+    // stdin is /dev/null: the probe must never read the caller's terminal or input.
+    int rc =
+        ::posix_spawn_file_actions_addopen(setup.actions(), STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+    if (rc == 0) {
+        rc = ::posix_spawn_file_actions_adddup2(setup.actions(), out->write_end.get(),
+                                                STDOUT_FILENO);
+    }
+    if (rc == 0) {
+        rc = ::posix_spawn_file_actions_adddup2(setup.actions(), errp->write_end.get(),
+                                                STDERR_FILENO);
+    }
+    sigset_t no_signals;
+    sigset_t all_signals;
+    if (rc == 0 && (::sigemptyset(&no_signals) != 0 || ::sigfillset(&all_signals) != 0)) {
+        rc = errno;
+    }
+    if (rc == 0) {
+        // Own process group, so a time-out can kill everything the binary started; default
+        // signal dispositions and an empty mask, whatever the daemon set up for itself.
+        rc = ::posix_spawnattr_setflags(setup.attr(), static_cast<short>(POSIX_SPAWN_SETPGROUP |
+                                                                         POSIX_SPAWN_SETSIGMASK |
+                                                                         POSIX_SPAWN_SETSIGDEF));
+    }
+    if (rc == 0) {
+        rc = ::posix_spawnattr_setpgroup(setup.attr(), 0);
+    }
+    if (rc == 0) {
+        rc = ::posix_spawnattr_setsigmask(setup.attr(), &no_signals);
+    }
+    if (rc == 0) {
+        rc = ::posix_spawnattr_setsigdefault(setup.attr(), &all_signals);
+    }
+    if (rc != 0) {
+        return failure(TmuxState::unknown, std::string("posix_spawn setup: ") + std::strerror(rc));
+    }
+
+    pid_t pid = -1;
+    rc =
+        ::posix_spawnp(&pid, m_binary.c_str(), setup.actions(), setup.attr(), argv.data(), environ);
+    if (rc != 0) {
+        std::string detail = "spawn " + m_binary + ": " + std::strerror(rc);
+        if (rc == ENOENT) {
+            detail = "tmux not found: " + detail;
+        }
+        return failure(TmuxState::unknown, detail);
+    }
+    out->write_end.reset();
+    errp->write_end.reset();
+
+    for (Fd* fd : {&out->read_end, &errp->read_end}) {
+        int flags = ::fcntl(fd->get(), F_GETFL);
+        if (flags < 0 || ::fcntl(fd->get(), F_SETFL, flags | O_NONBLOCK) != 0) {
+            int saved = errno;
+            kill_and_reap(pid);
+            return failure(TmuxState::unknown, std::string("fcntl pipe: ") + std::strerror(saved));
+        }
+    }
+
+    const std::string timeout_text =
+        "tmux timed out after " + std::to_string(m_timeout.count()) + " ms";
+    std::string out_text;
+    std::string err_text;
+    bool out_open = true;
+    bool err_open = true;
+    bool too_large = false;
+    while (out_open || err_open) {
+        pollfd fds[2] = {{out_open ? out->read_end.get() : -1, POLLIN, 0},
+                         {err_open ? errp->read_end.get() : -1, POLLIN, 0}};
+        int ready = ::poll(fds, 2, remaining_ms(deadline));
+        if (ready < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            int saved = errno;
+            kill_and_reap(pid);
+            return failure(TmuxState::unknown, std::string("poll: ") + std::strerror(saved));
+        }
+        if (ready == 0) {
+            kill_and_reap(pid);
+            return failure(TmuxState::unknown, timeout_text);
+        }
+        if (out_open && fds[0].revents != 0) {
+            out_open = drain(out->read_end.get(), out_text, k_max_stdout_bytes, too_large);
+        }
+        if (err_open && fds[1].revents != 0) {
+            err_open = drain(errp->read_end.get(), err_text, k_max_stderr_bytes, too_large);
+        }
+        if (too_large) {
+            kill_and_reap(pid);
+            return failure(TmuxState::unknown, "tmux output exceeds its size limit");
+        }
+    }
+
+    // Both pipes are closed: the child has exited or is about to. Reap it within the deadline.
+    int status = 0;
+    while (true) {
+        pid_t r = ::waitpid(pid, &status, WNOHANG);
+        if (r == pid) {
+            break;
+        }
+        if (r < 0 && errno != EINTR) {
+            int saved = errno;
+            return failure(TmuxState::unknown,
+                           "waitpid " + std::to_string(pid) + ": " + std::strerror(saved));
+        }
+        if (remaining_ms(deadline) == 0) {
+            kill_and_reap(pid);
+            return failure(TmuxState::unknown, timeout_text);
+        }
+        (void)::poll(nullptr, 0, 5); // a pause, not a wait for anything
+    }
+
+    const std::string_view message = trim(err_text);
+    if (WIFSIGNALED(status)) {
+        return failure(TmuxState::unknown,
+                       "tmux killed by signal " + std::to_string(WTERMSIG(status)) +
+                           (message.empty() ? "" : ": " + std::string(message)));
+    }
+    const int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    if (code == 0) {
+        // tmux 3.3a exits 0 with "access not allowed" when a server refuses us: anything on
+        // stderr means the listing cannot be trusted.
+        if (!message.empty()) {
+            return failure(TmuxState::unknown, "tmux: " + std::string(message));
+        }
+        // A server with no sessions says "no current target" and exits 1, so an empty
+        // successful listing is not something tmux produces: do not read it as "no sessions".
+        if (trim(out_text).empty()) {
+            return failure(TmuxState::unknown, "tmux listed nothing and reported no error");
+        }
+        return parse_tmux_listing(out_text);
+    }
+    if (message.substr(0, k_no_server_prefix.size()) == k_no_server_prefix &&
+        message.find('\n') == std::string_view::npos) {
+        return classify_no_server(message);
+    }
+    if (message == k_no_sessions) {
+        TmuxFacts f;
+        f.state = TmuxState::ok;
+        f.detail = "tmux server has no sessions";
+        return f;
+    }
+    if (message.empty()) {
+        return failure(TmuxState::unknown, "tmux exited with status " + std::to_string(code));
+    }
+    return failure(TmuxState::unknown, std::string(message));
+}
+
+TmuxFacts parse_tmux_listing(std::string_view output) {
+    TmuxFacts facts;
+    facts.state = TmuxState::ok;
+    std::size_t line_no = 0;
+    while (!output.empty()) {
+        const std::size_t nl = output.find('\n');
+        std::string_view line = output.substr(0, nl);
+        output = nl == std::string_view::npos ? std::string_view{} : output.substr(nl + 1);
+        ++line_no;
+        while (!line.empty() && line.back() == '\r') {
+            line.remove_suffix(1);
+        }
+        if (line.empty()) {
+            continue;
+        }
+        // tmux prints a tab inside a session name as "\t", so the first two tabs are ours and
+        // the name is everything after the second (spaces and ':' included).
+        const std::size_t tab1 = line.find('\t');
+        const std::size_t tab2 =
+            tab1 == std::string_view::npos ? std::string_view::npos : line.find('\t', tab1 + 1);
+        auto valid_id = [](std::string_view id, char sigil) {
+            if (id.size() < 2 || id[0] != sigil) {
+                return false;
+            }
+            for (char c : id.substr(1)) {
+                if (c < '0' || c > '9') {
+                    return false;
+                }
+            }
+            return true;
+        };
+        if (tab2 == std::string_view::npos || !valid_id(line.substr(0, tab1), '$') ||
+            !valid_id(line.substr(tab1 + 1, tab2 - tab1 - 1), '%') || tab2 + 1 == line.size()) {
+            // A listing we cannot read completely must not pass for a complete one.
+            return failure(TmuxState::unknown, "unexpected tmux output on line " +
+                                                   std::to_string(line_no) + ": " +
+                                                   std::string(line.substr(0, 200)));
+        }
+        facts.session_ids.emplace(line.substr(0, tab1));
+        facts.pane_ids.emplace(line.substr(tab1 + 1, tab2 - tab1 - 1));
+        facts.session_names.emplace(line.substr(tab2 + 1));
+    }
+    return facts;
+}
+
+} // namespace agentlock

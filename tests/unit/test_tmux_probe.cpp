@@ -1,1 +1,611 @@
+// The tmux probe against a real tmux server on a private socket, and against stand-in binaries
+// for what a real server cannot be made to do on demand (NOTES.md flaws 7 and 8).
+
+#include <agentlock/tmux_probe.hpp>
+
+#include "test_support.hpp"
+
 #include <gtest/gtest.h>
+
+#include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <cstring>
+#include <fcntl.h>
+#include <grp.h>
+#include <sstream>
+#include <string>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace agentlock {
+namespace {
+
+using namespace std::chrono_literals;
+using test::TempDir;
+using test::TmuxServerFixture;
+
+std::string trim(std::string s) {
+    while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) {
+        s.pop_back();
+    }
+    return s;
+}
+
+std::vector<std::string> lines_of(const std::string& text) {
+    std::vector<std::string> out;
+    std::istringstream in(text);
+    std::string line;
+    while (std::getline(in, line)) {
+        if (!line.empty()) {
+            out.push_back(line);
+        }
+    }
+    return out;
+}
+
+// An executable shell script standing in for the tmux binary.
+std::string write_script(const TempDir& dir, const std::string& name, const std::string& body) {
+    const std::string path = dir.sub(name);
+    test::write_file(path, "#!/bin/sh\n" + body + "\n");
+    if (::chmod(path.c_str(), 0755) != 0) {
+        throw std::runtime_error("chmod " + path + ": " + std::strerror(errno));
+    }
+    return path;
+}
+
+// Forks, drops to uid/gid 65534, queries with `probe`; returns "state\ndetail" or "nodrop...".
+std::string query_as_nobody(SystemTmuxProbe& probe) {
+    int fds[2];
+    if (::pipe2(fds, O_CLOEXEC) != 0) {
+        throw std::runtime_error(std::string("pipe2: ") + std::strerror(errno));
+    }
+    pid_t child = ::fork();
+    if (child < 0) {
+        throw std::runtime_error(std::string("fork: ") + std::strerror(errno));
+    }
+    if (child == 0) {
+        ::close(fds[0]);
+        std::string out;
+        if (::setgroups(0, nullptr) != 0 || ::setresgid(65534, 65534, 65534) != 0 ||
+            ::setresuid(65534, 65534, 65534) != 0) {
+            out = "nodrop " + std::string(std::strerror(errno));
+        } else {
+            TmuxFacts f = probe.query();
+            out = std::string(to_string(f.state)) + "\n" + f.detail;
+        }
+        const char* p = out.data();
+        std::size_t left = out.size();
+        while (left > 0) {
+            ssize_t n = ::write(fds[1], p, left);
+            if (n <= 0) {
+                ::_exit(2);
+            }
+            p += n;
+            left -= static_cast<std::size_t>(n);
+        }
+        ::_exit(0);
+    }
+    ::close(fds[1]);
+    std::string text;
+    char buf[512];
+    ssize_t n = 0;
+    while ((n = ::read(fds[0], buf, sizeof buf)) > 0) {
+        text.append(buf, static_cast<std::size_t>(n));
+    }
+    ::close(fds[0]);
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    return text;
+}
+
+// A tmux server on an explicit -S path (the fixture only does -L), killed on destruction.
+class SocketPathServer {
+public:
+    explicit SocketPathServer(std::string path) : m_path(std::move(path)) {}
+    ~SocketPathServer() { tmux("kill-server"); }
+    SocketPathServer(const SocketPathServer&) = delete;
+    SocketPathServer& operator=(const SocketPathServer&) = delete;
+    test::CommandResult tmux(const std::string& args) {
+        return test::run_command("tmux -S '" + m_path + "' -f /dev/null " + args + " 2>/dev/null");
+    }
+    const std::string& path() const { return m_path; }
+
+private:
+    std::string m_path;
+};
+
+SystemTmuxProbe probe_for(const TmuxServerFixture& server) {
+    return SystemTmuxProbe(TmuxServer{server.socket_name(), ""});
+}
+
+// --- a real server ----------------------------------------------------------------------------
+
+TEST(TmuxProbe, ListsSessionNamesIdsAndPanes) {
+    TmuxServerFixture server;
+    const std::string alpha_id = server.new_session("alpha");
+    const std::string beta_id = server.new_session("gt rig: w01"); // ':' becomes '_' in tmux
+    const std::string alpha_pane = server.pane_of("alpha");
+
+    TmuxFacts f = probe_for(server).query();
+    ASSERT_EQ(f.state, TmuxState::ok) << f.detail;
+    EXPECT_EQ(f.session_names, (std::set<std::string>{"alpha", "gt rig_ w01"}));
+    EXPECT_EQ(f.session_ids, (std::set<std::string>{alpha_id, beta_id}));
+    EXPECT_EQ(f.pane_ids.size(), 2u);
+    EXPECT_TRUE(f.has("alpha"));
+    EXPECT_TRUE(f.has("gt rig_ w01"));
+    EXPECT_TRUE(f.has(alpha_id));
+    EXPECT_TRUE(f.has(beta_id));
+    EXPECT_TRUE(f.has(alpha_pane));
+    EXPECT_FALSE(f.has("gamma"));
+    EXPECT_FALSE(f.has("alph"));
+    EXPECT_FALSE(f.has(""));
+}
+
+// Flaw 8: "$N" (session) and "%N" (pane) are different number spaces. Arrange them to diverge:
+// panes of a killed session leave pane numbers that no longer exist while session numbers do.
+TEST(TmuxProbe, SessionIdsAndPaneIdsNeverAlias) {
+    TmuxServerFixture server;
+    server.new_session("first");
+    for (int i = 0; i < 3; ++i) {
+        ASSERT_EQ(server.tmux("split-window -d -t first 'sleep 100000'").status, 0);
+    }
+    server.new_session("second");
+    server.new_session("third");
+    server.kill_session("first");
+
+    // Ground truth straight from tmux.
+    std::set<std::string> real_sessions;
+    for (const auto& l : lines_of(server.tmux("list-sessions -F '#{session_id}'").out)) {
+        real_sessions.insert(l);
+    }
+    std::set<std::string> real_panes;
+    for (const auto& l : lines_of(server.tmux("list-panes -a -F '#{pane_id}'").out)) {
+        real_panes.insert(l);
+    }
+    ASSERT_EQ(real_sessions.size(), 2u);
+    ASSERT_EQ(real_panes.size(), 2u);
+
+    TmuxFacts f = probe_for(server).query();
+    ASSERT_EQ(f.state, TmuxState::ok) << f.detail;
+    EXPECT_EQ(f.session_ids, real_sessions);
+    EXPECT_EQ(f.pane_ids, real_panes);
+
+    int session_only = 0; // "$N" live, "%N" not a pane
+    int pane_only = 0;    // "%N" live, "$N" not a session
+    for (const auto& s : real_sessions) {
+        const std::string as_pane = "%" + s.substr(1);
+        EXPECT_TRUE(f.has(s));
+        if (real_panes.count(as_pane) == 0) {
+            EXPECT_FALSE(f.has(as_pane)) << as_pane << " must not alias session " << s;
+            ++session_only;
+        }
+    }
+    for (const auto& p : real_panes) {
+        const std::string as_session = "$" + p.substr(1);
+        EXPECT_TRUE(f.has(p));
+        if (real_sessions.count(as_session) == 0) {
+            EXPECT_FALSE(f.has(as_session)) << as_session << " must not alias pane " << p;
+            ++pane_only;
+        }
+    }
+    // The set-up must actually produce diverging numbers, or this test proves nothing.
+    EXPECT_GT(session_only, 0);
+    EXPECT_GT(pane_only, 0);
+}
+
+TEST(TmuxProbe, SocketPathVariantAndPathWinsOverName) {
+    TmuxServerFixture server;
+    const std::string id = server.new_session("by-path");
+    SystemTmuxProbe by_path(TmuxServer{"", server.socket_path()});
+    TmuxFacts f = by_path.query();
+    ASSERT_EQ(f.state, TmuxState::ok) << f.detail;
+    EXPECT_TRUE(f.has("by-path"));
+    EXPECT_TRUE(f.has(id));
+
+    SystemTmuxProbe both(TmuxServer{"agentlock-no-such-server", server.socket_path()});
+    TmuxFacts g = both.query();
+    ASSERT_EQ(g.state, TmuxState::ok) << g.detail;
+    EXPECT_TRUE(g.has("by-path"));
+}
+
+TEST(TmuxProbe, ServerOnAnExplicitSocketPath) {
+    TempDir dir;
+    SocketPathServer server(dir.sub("agents.sock"));
+    ASSERT_EQ(server.tmux("new-session -d -s 'w 01' 'sleep 100000'").status, 0);
+    TmuxFacts f = SystemTmuxProbe(TmuxServer{"", server.path()}).query();
+    ASSERT_EQ(f.state, TmuxState::ok) << f.detail;
+    EXPECT_EQ(f.session_names, (std::set<std::string>{"w 01"}));
+}
+
+// Queries until the answer is no_server (or the deadline passes). While a server shuts down,
+// tmux may briefly answer "no current target" (sessions gone, server not yet exited: truly no
+// sessions) or "server exited unexpectedly" (its socket still accepts, then closes), which must
+// come out as unknown. Returns the unknown details seen on the way.
+std::vector<std::string> settle_to_no_server(const TmuxServerFixture& server, TmuxFacts& last) {
+    std::vector<std::string> seen;
+    test::wait_until([&] {
+        last = probe_for(server).query();
+        if (last.state == TmuxState::ok && last.session_names.empty()) {
+            EXPECT_EQ(last.detail, "tmux server has no sessions");
+        }
+        if (last.state == TmuxState::unknown) {
+            seen.push_back(last.detail);
+        }
+        return last.state == TmuxState::no_server;
+    });
+    return seen;
+}
+
+// A server that was stopped leaves its socket behind; tmux says "no server running on":
+// definitive, there are no sessions.
+TEST(TmuxProbe, AfterKillServerIsNoServer) {
+    TmuxServerFixture server;
+    server.new_session("doomed");
+    ASSERT_EQ(probe_for(server).query().state, TmuxState::ok);
+    server.kill_server();
+    TmuxFacts f;
+    std::vector<std::string> transient = settle_to_no_server(server, f);
+    ASSERT_EQ(f.state, TmuxState::no_server) << f.detail;
+    EXPECT_EQ(f.detail, "no server running on " + server.socket_path());
+    EXPECT_TRUE(f.session_names.empty());
+    for (const auto& d : transient) {
+        EXPECT_EQ(d, "server exited unexpectedly");
+    }
+}
+
+TEST(TmuxProbe, AfterLastSessionEndsIsNoServer) {
+    TmuxServerFixture server;
+    server.new_session("only");
+    server.kill_session("only"); // exit-empty is on by default: the server exits
+    TmuxFacts f;
+    std::vector<std::string> transient = settle_to_no_server(server, f);
+    ASSERT_EQ(f.state, TmuxState::no_server) << f.detail;
+    for (const auto& d : transient) {
+        EXPECT_EQ(d, "server exited unexpectedly");
+    }
+}
+
+TEST(TmuxProbe, StaleSocketWithoutServerIsNoServer) {
+    TempDir dir;
+    const std::string path = dir.sub("stale.sock");
+    int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ASSERT_GE(fd, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    ASSERT_LT(path.size(), sizeof addr.sun_path);
+    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+    ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    ::close(fd); // bound, never listened: connect() gets ECONNREFUSED
+
+    TmuxFacts f = SystemTmuxProbe(TmuxServer{"", path}).query();
+    EXPECT_EQ(f.state, TmuxState::no_server) << f.detail;
+}
+
+// Flaw 7: a socket that does not exist is what a wrong -L name or -S path looks like. tmux says
+// "error connecting to ... (No such file or directory)"; that is not proof of "no sessions".
+TEST(TmuxProbe, MissingSocketIsUnknown) {
+    TmuxServerFixture never_started;
+    TmuxFacts f = probe_for(never_started).query();
+    EXPECT_EQ(f.state, TmuxState::unknown) << f.detail;
+    EXPECT_NE(f.detail.find("No such file or directory"), std::string::npos) << f.detail;
+
+    TempDir dir;
+    TmuxFacts g = SystemTmuxProbe(TmuxServer{"", dir.sub("no/such/dir/sock")}).query();
+    EXPECT_EQ(g.state, TmuxState::unknown) << g.detail;
+}
+
+// A regular file or a directory at the -S path makes tmux say "no server running" too
+// (connect() gets ECONNREFUSED), but that is a misconfiguration, not an ended server.
+TEST(TmuxProbe, NoServerMessageForSomethingThatIsNotASocketIsUnknown) {
+    TempDir dir;
+    test::write_file(dir.sub("regular"), "");
+    TmuxFacts f = SystemTmuxProbe(TmuxServer{"", dir.sub("regular")}).query();
+    EXPECT_EQ(f.state, TmuxState::unknown) << f.detail;
+    EXPECT_NE(f.detail.find("not a socket"), std::string::npos) << f.detail;
+
+    test::make_dirs(dir.sub("a-directory"));
+    TmuxFacts g = SystemTmuxProbe(TmuxServer{"", dir.sub("a-directory")}).query();
+    EXPECT_EQ(g.state, TmuxState::unknown) << g.detail;
+}
+
+// A server with no sessions (exit-empty off) answers: the listing is complete and empty.
+TEST(TmuxProbe, ServerWithoutSessionsIsOkAndEmpty) {
+    TmuxServerFixture server;
+    ASSERT_EQ(server.tmux("start-server \\; set -g exit-empty off").status, 0);
+    server.new_session("brief");
+    server.kill_session("brief");
+    TmuxFacts f = probe_for(server).query();
+    EXPECT_EQ(f.state, TmuxState::ok) << f.detail;
+    EXPECT_TRUE(f.session_names.empty());
+    EXPECT_TRUE(f.session_ids.empty());
+    EXPECT_TRUE(f.pane_ids.empty());
+}
+
+// Flaw 7: permission denied on the socket is unknown, never "no sessions".
+TEST(TmuxProbe, PermissionDeniedIsUnknown) {
+    if (::geteuid() != 0) {
+        GTEST_SKIP() << "needs root to fork a child that drops to uid 65534 (root ignores "
+                        "socket permissions)";
+    }
+    TmuxServerFixture server;
+    server.new_session("private");
+    SystemTmuxProbe probe(TmuxServer{"", server.socket_path()});
+    std::string r = query_as_nobody(probe);
+    if (r.rfind("nodrop", 0) == 0) {
+        GTEST_SKIP() << "could not drop privileges: " << r;
+    }
+    EXPECT_EQ(r.substr(0, r.find('\n')), "unknown") << r;
+    EXPECT_NE(r.find("Permission denied"), std::string::npos) << r;
+}
+
+// tmux 3.3a exits 0 with "access not allowed" on stderr and nothing on stdout when a reachable
+// server of another user refuses the client: an empty listing that must not pass for one.
+TEST(TmuxProbe, AccessNotAllowedWithExitZeroIsUnknown) {
+    if (::geteuid() != 0) {
+        GTEST_SKIP() << "needs root to fork a child that drops to uid 65534";
+    }
+    TempDir dir;
+    ASSERT_EQ(::chmod(dir.path().c_str(), 0755), 0);
+    SocketPathServer server(dir.sub("shared.sock"));
+    ASSERT_EQ(server.tmux("new-session -d -s shared 'sleep 100000'").status, 0);
+    ASSERT_EQ(::chmod(server.path().c_str(), 0666), 0);
+    SystemTmuxProbe probe(TmuxServer{"", server.path()});
+    std::string r = query_as_nobody(probe);
+    if (r.rfind("nodrop", 0) == 0) {
+        GTEST_SKIP() << "could not drop privileges: " << r;
+    }
+    EXPECT_EQ(r.substr(0, r.find('\n')), "unknown") << r;
+    EXPECT_NE(r.find("access not allowed"), std::string::npos) << r;
+}
+
+TEST(TmuxProbe, UnsafeSocketDirectoryIsUnknown) {
+    TempDir tmpdir;
+    const std::string dir = tmpdir.sub("tmux-" + std::to_string(::getuid()));
+    test::make_dirs(dir);
+    ASSERT_EQ(::chmod(dir.c_str(), 0777), 0);
+    // The probe passes the environment on, so TMUX_TMPDIR decides where -L sockets live.
+    const char* old = std::getenv("TMUX_TMPDIR");
+    std::string saved = old != nullptr ? old : "";
+    ASSERT_EQ(::setenv("TMUX_TMPDIR", tmpdir.path().c_str(), 1), 0);
+    TmuxFacts f = SystemTmuxProbe(TmuxServer{"anything", ""}).query();
+    if (old != nullptr) {
+        ::setenv("TMUX_TMPDIR", saved.c_str(), 1);
+    } else {
+        ::unsetenv("TMUX_TMPDIR");
+    }
+    EXPECT_EQ(f.state, TmuxState::unknown) << f.detail;
+    EXPECT_NE(f.detail.find("unsafe permissions"), std::string::npos) << f.detail;
+}
+
+TEST(TmuxProbe, MissingBinaryIsUnknown) {
+    TmuxFacts f = SystemTmuxProbe(TmuxServer{"x", ""}, 3s, "/nonexistent/tmux").query();
+    EXPECT_EQ(f.state, TmuxState::unknown);
+    EXPECT_NE(f.detail.find("tmux not found"), std::string::npos) << f.detail;
+    EXPECT_NE(f.detail.find("/nonexistent/tmux"), std::string::npos) << f.detail;
+}
+
+TEST(TmuxProbe, BinaryNotInPathIsUnknown) {
+    TmuxFacts f = SystemTmuxProbe(TmuxServer{"x", ""}, 3s, "agentlock-no-such-tmux-binary").query();
+    EXPECT_EQ(f.state, TmuxState::unknown);
+    EXPECT_NE(f.detail.find("tmux not found"), std::string::npos) << f.detail;
+}
+
+// --- stand-in binaries ------------------------------------------------------------------------
+
+bool is_dead_or_zombie(pid_t pid) {
+    if (::kill(pid, 0) != 0 && errno == ESRCH) {
+        return true;
+    }
+    std::string stat;
+    try {
+        stat = test::read_file("/proc/" + std::to_string(pid) + "/stat");
+    } catch (const std::exception&) {
+        return true;
+    }
+    auto close = stat.rfind(')');
+    return close != std::string::npos && close + 2 < stat.size() && stat[close + 2] == 'Z';
+}
+
+// A hung tmux is killed at the deadline, with everything it started, and reaped.
+TEST(TmuxProbe, TimeOutKillsAndReapsTheChild) {
+    TempDir dir;
+    const std::string pid_file = dir.sub("grandchild.pid");
+    const std::string script =
+        write_script(dir, "hung-tmux", "sleep 10 &\necho $! > '" + pid_file + "'\nwait");
+    // Long enough for the script to record its child before the deadline, even on a busy machine.
+    SystemTmuxProbe probe(TmuxServer{"x", ""}, 1000ms, script);
+
+    const auto start = std::chrono::steady_clock::now();
+    TmuxFacts f = probe.query();
+    const auto elapsed = std::chrono::steady_clock::now() - start;
+
+    EXPECT_EQ(f.state, TmuxState::unknown);
+    EXPECT_EQ(f.detail, "tmux timed out after 1000 ms");
+    // Not a timing assertion: it tells "killed at the deadline" from "waited for sleep 10".
+    EXPECT_LT(elapsed, 8s);
+    // Reaped: this test process has no child left, not even a zombie.
+    errno = 0;
+    EXPECT_EQ(::waitpid(-1, nullptr, WNOHANG), -1);
+    EXPECT_EQ(errno, ECHILD);
+    // The script's own child went with it (the probe kills the whole process group).
+    ASSERT_TRUE(test::exists(pid_file));
+    std::string text = trim(test::read_file(pid_file));
+    ASSERT_FALSE(text.empty());
+    const auto grandchild = static_cast<pid_t>(std::stol(text));
+    EXPECT_TRUE(test::wait_until([&] { return is_dead_or_zombie(grandchild); }, 5s));
+}
+
+// A child that closes its output but does not exit is still held to the deadline.
+TEST(TmuxProbe, TimeOutAfterOutputClosed) {
+    TempDir dir;
+    const std::string script = write_script(dir, "mute-tmux", "exec >&- 2>&-\nexec sleep 10");
+    TmuxFacts f = SystemTmuxProbe(TmuxServer{"x", ""}, 200ms, script).query();
+    EXPECT_EQ(f.state, TmuxState::unknown);
+    EXPECT_EQ(f.detail, "tmux timed out after 200 ms");
+    errno = 0;
+    EXPECT_EQ(::waitpid(-1, nullptr, WNOHANG), -1);
+    EXPECT_EQ(errno, ECHILD);
+}
+
+TEST(TmuxProbe, ChildGetsDevNullAsStdinAndTheRightArguments) {
+    TempDir dir;
+    const std::string args_file = dir.sub("args");
+    // Prints a valid listing only if its stdin is /dev/null.
+    const std::string script =
+        write_script(dir, "fake-tmux",
+                     "printf '%s\\n' \"$@\" > '" + args_file +
+                         "'\nin=$(readlink /proc/$$/fd/0)\n"
+                         "if [ \"$in\" != /dev/null ]; then echo \"stdin is $in\" >&2; exit 3; fi\n"
+                         "printf '$1\\t%%7\\tfake\\n'");
+    // Our own stdin is a pipe for the duration, so inheriting it would show.
+    int pipe_fds[2];
+    ASSERT_EQ(::pipe2(pipe_fds, O_CLOEXEC), 0);
+    const int saved_stdin = ::fcntl(STDIN_FILENO, F_DUPFD_CLOEXEC, 3);
+    ASSERT_GE(saved_stdin, 0);
+    ASSERT_EQ(::dup2(pipe_fds[0], STDIN_FILENO), STDIN_FILENO);
+    TmuxFacts f = SystemTmuxProbe(TmuxServer{"", "/some/path.sock"}, 3s, script).query();
+    ASSERT_EQ(::dup2(saved_stdin, STDIN_FILENO), STDIN_FILENO);
+    ::close(saved_stdin);
+    ::close(pipe_fds[0]);
+    ::close(pipe_fds[1]);
+    ASSERT_EQ(f.state, TmuxState::ok) << f.detail;
+    EXPECT_TRUE(f.has("fake"));
+    EXPECT_TRUE(f.has("$1"));
+    EXPECT_TRUE(f.has("%7"));
+    EXPECT_EQ(lines_of(test::read_file(args_file)),
+              (std::vector<std::string>{"-S", "/some/path.sock", "list-panes", "-a", "-F",
+                                        "#{session_id}\t#{pane_id}\t#{session_name}"}));
+
+    SystemTmuxProbe(TmuxServer{"name", ""}, 3s, script).query();
+    EXPECT_EQ(lines_of(test::read_file(args_file))[0], "-L");
+    SystemTmuxProbe(TmuxServer{"", ""}, 3s, script).query();
+    EXPECT_EQ(lines_of(test::read_file(args_file))[0], "list-panes");
+}
+
+struct ExitCase {
+    const char* name;
+    const char* script;
+    TmuxState state;
+};
+
+class TmuxExitClassification : public ::testing::TestWithParam<ExitCase> {};
+
+TEST_P(TmuxExitClassification, Table) {
+    TempDir dir;
+    const std::string script = write_script(dir, "fake-tmux", GetParam().script);
+    TmuxFacts f = SystemTmuxProbe(TmuxServer{"x", ""}, 3s, script).query();
+    EXPECT_EQ(f.state, GetParam().state) << f.detail;
+    if (f.state != TmuxState::ok) {
+        EXPECT_FALSE(f.detail.empty());
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Cases, TmuxExitClassification,
+    ::testing::Values(
+        ExitCase{"listing", "printf '$0\\t%%0\\ta\\n'", TmuxState::ok},
+        ExitCase{"exit0_stderr", "echo 'access not allowed' >&2", TmuxState::unknown},
+        ExitCase{"exit0_listing_and_stderr", "printf '$0\\t%%0\\ta\\n'; echo oops >&2",
+                 TmuxState::unknown},
+        ExitCase{"exit0_nothing", "exit 0", TmuxState::unknown},
+        ExitCase{"exit0_garbage", "echo 'sessions: 3'", TmuxState::unknown},
+        ExitCase{"exit1_silent", "exit 1", TmuxState::unknown},
+        ExitCase{"killed_by_signal", "kill -TERM $$", TmuxState::unknown},
+        ExitCase{"no_server_on_missing_path",
+                 "echo 'no server running on /nonexistent/agentlock.sock' >&2; exit 1",
+                 TmuxState::unknown},
+        ExitCase{"no_server_then_more",
+                 "echo 'no server running on /dev/null' >&2; echo more >&2; exit 1",
+                 TmuxState::unknown},
+        ExitCase{"enoent",
+                 "echo 'error connecting to /tmp/x (No such file or directory)' >&2; "
+                 "exit 1",
+                 TmuxState::unknown},
+        ExitCase{"no_current_target", "echo 'no current target' >&2; exit 1", TmuxState::ok},
+        ExitCase{"server_exited", "echo 'server exited unexpectedly' >&2; exit 1",
+                 TmuxState::unknown}),
+    [](const ::testing::TestParamInfo<ExitCase>& p) { return std::string(p.param.name); });
+
+// --- parse_tmux_listing
+// ---------------------------------------------------------------------------
+
+TEST(ParseTmuxListing, NamesWithColonsSpacesAndTabsEscapedByTmux) {
+    TmuxFacts f = parse_tmux_listing("$0\t%0\tgt-rig-w01\n"
+                                     "$0\t%3\tgt-rig-w01\n"
+                                     "$2\t%5\tname with spaces: and colon\n"
+                                     "$4\t%6\ta\\tb\n");
+    ASSERT_EQ(f.state, TmuxState::ok) << f.detail;
+    EXPECT_EQ(f.session_names,
+              (std::set<std::string>{"gt-rig-w01", "name with spaces: and colon", "a\\tb"}));
+    EXPECT_EQ(f.session_ids, (std::set<std::string>{"$0", "$2", "$4"}));
+    EXPECT_EQ(f.pane_ids, (std::set<std::string>{"%0", "%3", "%5", "%6"}));
+}
+
+TEST(ParseTmuxListing, CarriageReturnsAndEmptyLines) {
+    TmuxFacts f = parse_tmux_listing("\n$1\t%1\tone\r\n\r\n\n$2\t%9\ttwo\r\n");
+    ASSERT_EQ(f.state, TmuxState::ok) << f.detail;
+    EXPECT_EQ(f.session_names, (std::set<std::string>{"one", "two"}));
+    EXPECT_EQ(f.pane_ids, (std::set<std::string>{"%1", "%9"}));
+}
+
+TEST(ParseTmuxListing, LastLineWithoutNewline) {
+    TmuxFacts f = parse_tmux_listing("$1\t%1\tone\n$2\t%2\ttwo");
+    ASSERT_EQ(f.state, TmuxState::ok);
+    EXPECT_TRUE(f.has("two"));
+}
+
+TEST(ParseTmuxListing, EmptyOutputIsOkAndEmpty) {
+    TmuxFacts f = parse_tmux_listing("");
+    EXPECT_EQ(f.state, TmuxState::ok);
+    EXPECT_TRUE(f.session_names.empty());
+}
+
+// A session may be named like an id: it matches by name, and only its own id matches as an id.
+TEST(ParseTmuxListing, SessionNamedLikeAnId) {
+    TmuxFacts f = parse_tmux_listing("$3\t%8\t%1\n");
+    ASSERT_EQ(f.state, TmuxState::ok);
+    EXPECT_TRUE(f.has("%1"));  // by name
+    EXPECT_TRUE(f.has("$3"));  // by session id
+    EXPECT_TRUE(f.has("%8"));  // by pane id
+    EXPECT_FALSE(f.has("%3")); // never $3 aliased to %3
+    EXPECT_FALSE(f.has("$8")); // nor %8 to $8
+}
+
+struct BadListing {
+    const char* name;
+    const char* text;
+};
+
+class ParseTmuxListingRejects : public ::testing::TestWithParam<BadListing> {};
+
+// A listing we cannot fully read must not pass for a complete one: unknown, never ok.
+TEST_P(ParseTmuxListingRejects, Table) {
+    TmuxFacts f = parse_tmux_listing(GetParam().text);
+    EXPECT_EQ(f.state, TmuxState::unknown);
+    EXPECT_FALSE(f.detail.empty());
+    EXPECT_TRUE(f.session_names.empty());
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Cases, ParseTmuxListingRejects,
+    ::testing::Values(BadListing{"one_field", "$1\n"}, BadListing{"two_fields", "$1\t%1\n"},
+                      BadListing{"empty_name", "$1\t%1\t\n"},
+                      BadListing{"swapped_ids", "%1\t$1\tname\n"},
+                      BadListing{"bare_sigils", "$\t%\tname\n"},
+                      BadListing{"non_numeric_id", "$a\t%1\tname\n"},
+                      BadListing{"old_format", "gt-rig-w01:$0\n"},
+                      BadListing{"good_then_bad", "$1\t%1\tok\nno server running\n"}),
+    [](const ::testing::TestParamInfo<BadListing>& p) { return std::string(p.param.name); });
+
+TEST(TmuxStateNames, ToString) {
+    EXPECT_EQ(to_string(TmuxState::ok), "ok");
+    EXPECT_EQ(to_string(TmuxState::no_server), "no-server");
+    EXPECT_EQ(to_string(TmuxState::unknown), "unknown");
+}
+
+} // namespace
+} // namespace agentlock
