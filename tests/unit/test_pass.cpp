@@ -220,6 +220,7 @@ TEST_F(PassTest, ACancelledPassRemovesNothing) {
 
 TEST_F(PassTest, TheJsonReportHasTheDocumentedShape) {
     Child live = test::spawn_sleeper();
+    m_tmux.new_session("s");
     put("live", live.pid());
     put("stale", test::dead_pid());
     test::write_file(lock_of("bad\xff\nname"), "garbage");
@@ -245,8 +246,8 @@ TEST_F(PassTest, TheJsonReportHasTheDocumentedShape) {
     for (const char* key : {"dirs", "locks", "removed", "unreadable_dirs", "elapsed_ms"}) {
         EXPECT_TRUE(stats.contains(key)) << key;
     }
-    EXPECT_EQ(stats.at("locks").as_uint64(), 3u);
-    EXPECT_EQ(stats.at("removed").as_uint64(), 1u);
+    EXPECT_EQ(stats.at("locks").to_number<std::uint64_t>(), 3u);
+    EXPECT_EQ(stats.at("removed").to_number<std::uint64_t>(), 1u);
     bool saw_removed_content = false;
     for (const auto& l : locks) {
         if (l.at("action").as_string() == "removed") {
