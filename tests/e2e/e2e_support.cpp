@@ -12,6 +12,7 @@
 #include <poll.h>
 #include <stdexcept>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -65,6 +66,19 @@ bool is_scrubbed(std::string_view entry) {
 }
 
 std::atomic<int> g_daemon_counter{0};
+
+// Closes an fd on scope exit.
+struct FdGuard {
+    explicit FdGuard(int f) : fd(f) {}
+    ~FdGuard() {
+        if (fd >= 0) {
+            ::close(fd);
+        }
+    }
+    FdGuard(const FdGuard&) = delete;
+    FdGuard& operator=(const FdGuard&) = delete;
+    int fd;
+};
 
 } // namespace
 
@@ -305,9 +319,22 @@ DaemonProcess::DaemonProcess(const std::string& dir, const DaemonSpec& spec) {
     int n = g_daemon_counter++;
     m_out_path = dir + "/daemon-" + std::to_string(n) + ".out";
     m_err_path = dir + "/daemon-" + std::to_string(n) + ".err";
+    std::string binary = daemon_path();
+
+    FdGuard out_fd(::open(m_out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    if (out_fd.fd < 0) {
+        throw sys_error("open", m_out_path, errno);
+    }
+    FdGuard err_fd(::open(m_err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    if (err_fd.fd < 0) {
+        throw sys_error("open", m_err_path, errno);
+    }
+    FdGuard null_fd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    if (null_fd.fd < 0) {
+        throw sys_error("open", "/dev/null", errno);
+    }
 
     // Everything the child needs is built before fork: only async-signal-safe calls after it.
-    std::string binary = daemon_path();
     std::vector<std::string> argv_s{binary};
     argv_s.insert(argv_s.end(), spec.args.begin(), spec.args.end());
     std::vector<char*> argv;
@@ -329,6 +356,14 @@ DaemonProcess::DaemonProcess(const std::string& dir, const DaemonSpec& spec) {
         env_s.push_back("WATCHDOG_USEC=" + std::to_string(*spec.watchdog_usec));
     }
     env_s.insert(env_s.end(), spec.extra_env.begin(), spec.extra_env.end());
+    if (spec.journal_stream_is_stderr) {
+        struct stat st {};
+        if (::fstat(err_fd.fd, &st) < 0) {
+            throw sys_error("fstat", m_err_path, errno);
+        }
+        env_s.push_back("JOURNAL_STREAM=" + std::to_string(st.st_dev) + ":" +
+                        std::to_string(st.st_ino));
+    }
     std::vector<char*> envp;
     for (auto& e : env_s) {
         envp.push_back(e.data());
@@ -341,31 +376,9 @@ DaemonProcess::DaemonProcess(const std::string& dir, const DaemonSpec& spec) {
     }
     envp.push_back(nullptr);
 
-    int out_fd = ::open(m_out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (out_fd < 0) {
-        throw sys_error("open", m_out_path, errno);
-    }
-    int err_fd = ::open(m_err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (err_fd < 0) {
-        int saved = errno;
-        ::close(out_fd);
-        throw sys_error("open", m_err_path, saved);
-    }
-    int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (null_fd < 0) {
-        int saved = errno;
-        ::close(out_fd);
-        ::close(err_fd);
-        throw sys_error("open", "/dev/null", saved);
-    }
-
     pid_t pid = ::fork();
     if (pid < 0) {
-        int saved = errno;
-        ::close(out_fd);
-        ::close(err_fd);
-        ::close(null_fd);
-        throw sys_error("fork", binary, saved);
+        throw sys_error("fork", binary, errno);
     }
     if (pid == 0) {
         if (spec.watchdog_usec) {
@@ -382,15 +395,12 @@ DaemonProcess::DaemonProcess(const std::string& dir, const DaemonSpec& spec) {
         sigset_t none;
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, nullptr);
-        if (::dup2(null_fd, 0) < 0 || ::dup2(out_fd, 1) < 0 || ::dup2(err_fd, 2) < 0) {
+        if (::dup2(null_fd.fd, 0) < 0 || ::dup2(out_fd.fd, 1) < 0 || ::dup2(err_fd.fd, 2) < 0) {
             ::_exit(126);
         }
         ::execve(argv[0], argv.data(), envp.data());
         ::_exit(127);
     }
-    ::close(out_fd);
-    ::close(err_fd);
-    ::close(null_fd);
     m_pid = pid;
 }
 

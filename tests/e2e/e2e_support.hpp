@@ -82,6 +82,9 @@ struct DaemonSpec {
     std::string notify_socket;              ///< NOTIFY_SOCKET; empty leaves it unset
     std::optional<long long> watchdog_usec; ///< sets WATCHDOG_USEC and WATCHDOG_PID=<daemon pid>
     std::vector<std::string> extra_env;     ///< more "KEY=VALUE" entries
+    /// Sets JOURNAL_STREAM to the device and inode of the daemon's stderr, as systemd does when
+    /// stderr is connected to the journal.
+    bool journal_stream_is_stderr = false;
 };
 
 /// How a child process ended.

@@ -10,6 +10,7 @@
 
 #include <csignal>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -74,6 +75,84 @@ std::optional<long long> log_int(const LogEvent& ev, std::string_view key) {
     } catch (const std::exception&) {
         return std::nullopt;
     }
+}
+
+// Parses logfmt `key=value key="quoted \"value\""` pairs (escapes \" \\ \n \r \t \xNN);
+// nullopt when the text is not well-formed logfmt.
+std::optional<std::map<std::string, std::string>> parse_logfmt(std::string_view text) {
+    std::map<std::string, std::string> out;
+    std::size_t i = 0;
+    while (i < text.size()) {
+        if (text[i] == ' ') {
+            ++i;
+            continue;
+        }
+        std::size_t eq = text.find('=', i);
+        if (eq == std::string_view::npos || eq == i) {
+            return std::nullopt;
+        }
+        std::string key(text.substr(i, eq - i));
+        if (key.find_first_of(" \"") != std::string::npos) {
+            return std::nullopt;
+        }
+        i = eq + 1;
+        std::string value;
+        if (i < text.size() && text[i] == '"') {
+            ++i;
+            bool closed = false;
+            while (i < text.size()) {
+                char c = text[i++];
+                if (c == '"') {
+                    closed = true;
+                    break;
+                }
+                if (c != '\\') {
+                    value += c;
+                    continue;
+                }
+                if (i >= text.size()) {
+                    return std::nullopt;
+                }
+                char e = text[i++];
+                switch (e) {
+                case 'n':
+                    value += '\n';
+                    break;
+                case 'r':
+                    value += '\r';
+                    break;
+                case 't':
+                    value += '\t';
+                    break;
+                case 'x':
+                    if (i + 2 > text.size()) {
+                        return std::nullopt;
+                    }
+                    value +=
+                        static_cast<char>(std::stoi(std::string(text.substr(i, 2)), nullptr, 16));
+                    i += 2;
+                    break;
+                default:
+                    value += e;
+                }
+            }
+            if (!closed) {
+                return std::nullopt;
+            }
+        } else {
+            std::size_t end = text.find(' ', i);
+            if (end == std::string_view::npos) {
+                end = text.size();
+            }
+            value = std::string(text.substr(i, end - i));
+            if (value.find('"') != std::string::npos) {
+                return std::nullopt;
+            }
+            i = end;
+        }
+        out[key] = value;
+    }
+    return out;
 }
 
 // The lock entry of a --once --json report whose lock_path is `path`.
@@ -611,6 +690,9 @@ TEST_F(E2E, DaemonKeepsLiveAndSessionHeldLocksAcrossPasses) {
     EXPECT_TRUE(d.find_events("lock.removed", about_lock(live)).empty());
     EXPECT_TRUE(d.find_events("lock.removed", about_lock(held)).empty());
     EXPECT_EQ(d.find_events("lock.held_by_session", about_lock(held)).size(), 1u) << d.tail();
+    // The cleaner never creates files in worker trees (no sidecar flock of its own).
+    EXPECT_FALSE(exists(worker("w-live") + "/.runtime/agent.lock.flock"));
+    EXPECT_FALSE(exists(worker("w-held") + "/.runtime/agent.lock.flock"));
     EXPECT_TRUE(d.running());
 }
 
@@ -930,6 +1012,113 @@ TEST_F(E2E, RootRemovedAndRecreatedIsLoggedAndTheDaemonResumes) {
     EXPECT_TRUE(d.wait_for_event("lock.removed", about_lock(stale), mark)) << d.tail();
     EXPECT_FALSE(exists(stale));
     EXPECT_TRUE(d.running());
+}
+
+// =============================================================================================
+// tmux going away and coming back, in the running daemon
+
+TEST_F(E2E, TmuxUnreachableAndRecoveredAreLoggedAndSessionLocksAreKeptMeanwhile) {
+    // The daemon asks a tmux server that does not exist yet: tmux answers "error connecting ...
+    // (No such file or directory)", which may be a wrong socket: unknown, never a removal.
+    test::TmuxServerFixture later;
+    std::string held =
+        put_lock("w1", go_lock_json(dead_pid(), rfc3339_now(-5s), "agent-x", local_hostname()));
+    std::vector<std::string> args = daemon_args("200ms");
+    for (std::size_t i = 0; i + 1 < args.size(); ++i) {
+        if (args[i] == "--tmux-socket") {
+            args[i + 1] = later.socket_name();
+        }
+    }
+    DaemonProcess& d = start_ready(args);
+    auto unreachable = d.wait_for_event("tmux.unreachable");
+    ASSERT_TRUE(unreachable) << d.tail();
+    EXPECT_TRUE(d.wait_for_event("lock.unknown", about_lock(held))) << d.tail();
+    std::size_t mark = d.event_count();
+    ASSERT_TRUE(d.wait_for_nth_event("pass.completed", 3, mark)) << d.tail();
+    EXPECT_TRUE(exists(held)) << "a lock was removed while tmux could not be asked";
+    EXPECT_EQ(d.find_events("tmux.unreachable").size(), 1u) << "logged once, not every pass";
+    EXPECT_EQ(d.find_events("lock.unknown", about_lock(held)).size(), 1u) << d.tail();
+
+    // The server comes up with the lock's session: recovered, and the session holds the lock.
+    mark = d.event_count();
+    later.new_session("agent-x");
+    later.new_session("other");
+    ASSERT_TRUE(d.wait_for_event("tmux.recovered", nullptr, mark)) << d.tail();
+    EXPECT_TRUE(d.wait_for_event("lock.held_by_session", about_lock(held), mark)) << d.tail();
+    EXPECT_TRUE(exists(held));
+
+    // The session ends while the server stays: now the lock is stale and goes.
+    mark = d.event_count();
+    later.kill_session("agent-x");
+    EXPECT_TRUE(d.wait_for_event("lock.removed", about_lock(held), mark)) << d.tail();
+    EXPECT_FALSE(exists(held));
+}
+
+// =============================================================================================
+// Log formats and levels
+
+TEST_F(E2E, TextFormatIsLogfmt) {
+    DaemonProcess& d = start_ready({"--root", m_root, "--tmux-socket", m_tmux.socket_name(),
+                                    "--log-format", "text", "--interval", "200ms"});
+    pid_t pid = dead_pid();
+    std::string content = go_lock_json(pid, rfc3339_now(-5s), "", local_hostname());
+    std::string stale = put_lock("w 1", content); // a path with a space must be quoted
+    std::string line;
+    ASSERT_TRUE(test::wait_until([&] {
+        for (const auto& l : d.log_lines()) {
+            if (l.find("lock.removed ") != std::string::npos) {
+                line = l;
+                return true;
+            }
+        }
+        return false;
+    })) << d.tail();
+    std::size_t at = line.find("lock.removed ");
+    ASSERT_TRUE(at == 0 || line[at - 1] == ' ') << line;
+    auto fields =
+        parse_logfmt(std::string_view(line).substr(at + std::string("lock.removed ").size()));
+    ASSERT_TRUE(fields) << "not logfmt after the event name: " << line;
+    EXPECT_EQ((*fields)["lock_path"], stale) << line;
+    EXPECT_EQ((*fields)["content"], content) << line;
+    EXPECT_EQ((*fields)["pid"], std::to_string(pid)) << line;
+    for (const auto& l : d.log_lines()) {
+        EXPECT_NE(l.front(), '{') << "a JSON line in text format: " << l;
+    }
+}
+
+TEST_F(E2E, ForcedLogFormatWinsOverTheJournal) {
+    // stderr looks like the journal's stream, but --log-format json forces JSON on stderr.
+    DaemonSpec spec;
+    spec.args = daemon_args("200ms");
+    spec.notify_socket = notify().path();
+    spec.journal_stream_is_stderr = true;
+    m_daemon = std::make_unique<DaemonProcess>(m_dir, spec);
+    wait_ready(*m_daemon);
+    ASSERT_TRUE(m_daemon->wait_for_event("daemon.started")) << m_daemon->tail();
+    for (const auto& l : m_daemon->log_lines()) {
+        auto v = parse_json(l);
+        EXPECT_TRUE(v && v->is_object()) << "not a JSON log line: " << l;
+    }
+}
+
+TEST_F(E2E, PassSummaryIsNotLoggedAtInfoOnEveryPass) {
+    std::vector<std::string> args = daemon_args("200ms");
+    for (std::size_t i = 0; i + 1 < args.size(); ++i) {
+        if (args[i] == "--log-level") {
+            args[i + 1] = "info";
+        }
+    }
+    DaemonProcess& d = start_ready(args);
+    // Three removals prove at least three more passes ran.
+    for (int i = 0; i < 3; ++i) {
+        std::size_t mark = d.event_count();
+        std::string stale = put_stale_lock("w" + std::to_string(i));
+        ASSERT_TRUE(d.wait_for_event("lock.removed", about_lock(stale), mark)) << d.tail();
+    }
+    EXPECT_LE(d.find_events("pass.completed").size(), 1u) << d.tail();
+    for (const auto& ev : d.events()) {
+        EXPECT_NE(ev.str("level"), "debug") << ev.dump();
+    }
 }
 
 // =============================================================================================
