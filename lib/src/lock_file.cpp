@@ -191,15 +191,23 @@ struct Civil {
 };
 
 Civil civil(Timestamp t) {
-    const auto day = std::chrono::floor<std::chrono::days>(t);
-    const std::int64_t in_day = (t - day).count(); // 0 .. 86400e9-1
-    Civil c{std::chrono::year_month_day{day}, 0, 0, 0, 0};
-    const std::int64_t secs = in_day / k_ns_per_second;
-    c.nanos = in_day % k_ns_per_second;
-    c.hour = secs / 3600;
-    c.minute = secs / 60 % 60;
-    c.second = secs % 60;
-    return c;
+    // Split without ever scaling back up: day * 86400e9 overflows near Timestamp::min().
+    const std::int64_t ns = t.time_since_epoch().count();
+    std::int64_t secs = ns / k_ns_per_second;
+    std::int64_t nanos = ns % k_ns_per_second;
+    if (nanos < 0) {
+        nanos += k_ns_per_second;
+        secs -= 1;
+    }
+    std::int64_t days = secs / 86400;
+    std::int64_t in_day = secs % 86400;
+    if (in_day < 0) {
+        in_day += 86400;
+        days -= 1;
+    }
+    const std::chrono::sys_days day{std::chrono::days{days}};
+    return Civil{std::chrono::year_month_day{day}, in_day / 3600, in_day / 60 % 60, in_day % 60,
+                 nanos};
 }
 
 // RFC 3339 in UTC without the zone letter; `nine_digits` false trims the fraction as Go's
