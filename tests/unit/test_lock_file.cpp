@@ -333,7 +333,8 @@ TEST(ParseLock, NotJsonIsInvalid) {
         R"({"pid": 1, "acquired_at": "2026-11-27T05:15:43Z",})", // trailing comma
         "{\"pid\": 1 /* comment */, \"acquired_at\": \"2026-11-27T05:15:43Z\"}",
         "{'pid': 1}",
-        std::string("{\"pid\": 1, \"acquired_at\": \"2026-11-27T05:15:43Z\"}\0", 52),
+        std::string("{\"pid\": 1, \"acquired_at\": \"2026-11-27T05:15:43Z\"}") +
+            std::string(1, '\0'),
         "{\"pid\": 1, \"acquired_at\": \"2026-11-27T05:15:43Z\", \"session_id\": \"a\nb\"}",
     };
     for (const auto& doc : docs) {
