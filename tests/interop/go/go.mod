@@ -1,0 +1,3 @@
+module agentlock-interop
+
+go 1.19
