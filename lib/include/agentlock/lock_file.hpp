@@ -36,10 +36,13 @@ struct LockInfo {
 /// Errors are ErrorKind::invalid_lock with a message naming what is wrong.
 Result<LockInfo> parse_lock(std::string_view json);
 
-/// Serialises like Go's json.MarshalIndent(info, "", "  "), plus our extra fields.
+/// Serialises byte for byte like Go's json.MarshalIndent(info, "", "  ") of a UTC time (fraction
+/// trimmed as in RFC3339Nano, Go's string escaping, no trailing newline), plus our extra fields.
 std::string serialize_lock(const LockInfo& info);
 
-/// Parses RFC 3339 with 0 to 9 fractional digits and `Z` or `±hh:mm`.
+/// Parses RFC 3339 with 0 to 9 fractional digits and `Z` or `±hh:mm`, as Go's time.Parse(RFC3339)
+/// does (extra digits truncated); nullopt for garbage and for times a Timestamp cannot hold
+/// (before 1677-09-21 or after 2262-04-11, e.g. Go's zero time 0001-01-01T00:00:00Z).
 std::optional<Timestamp> parse_rfc3339(std::string_view text);
 
 /// Formats as RFC 3339 in UTC with nine fractional digits, e.g. 2026-11-27T05:15:43.123456789Z.
