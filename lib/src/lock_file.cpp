@@ -22,7 +22,6 @@ namespace {
 
 namespace json = boost::json;
 using std::chrono::nanoseconds;
-using std::chrono::seconds;
 
 constexpr std::int64_t k_ns_per_second = 1'000'000'000;
 
@@ -391,9 +390,10 @@ std::string field_text(std::string_view name) {
 //   last one in document order, but the parsed object keeps exact duplicates at the position of
 //   their first occurrence, so we could not tell which one Go reads. (Exact duplicates are fine:
 //   the last value wins, as in Go.)
-// Known differences with Go, all on the side of "invalid, kept": escapes inside the acquired_at
-// string (Go parses the raw bytes and rejects them; we unescape first and accept), and lone
-// UTF-16 surrogate escapes such as "\ud800" (Go reads U+FFFD, Boost.JSON 1.81 rejects).
+// Other known differences with Go: lone UTF-16 surrogate escapes such as "\ud800" (Go reads
+// U+FFFD, Boost.JSON 1.81 rejects them: invalid, kept), and escapes inside the acquired_at string
+// (Go parses its raw bytes and rejects them; we unescape first and read the time they spell).
+// tests/interop/test_go_interop.cpp pins each difference against a real Go program.
 Parsed parse_document(std::string_view text) {
     std::array<unsigned char, 4096> buffer{};
     json::monotonic_resource resource(buffer.data(), buffer.size());
