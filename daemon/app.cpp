@@ -1,0 +1,132 @@
+#include "app.hpp"
+
+#include "command_line.hpp"
+#include "config.hpp"
+#include "event_log.hpp"
+#include "pass_log.hpp"
+#include "service.hpp"
+
+#include <agentlock/pass.hpp>
+#include <agentlock/process_probe.hpp>
+#include <agentlock/tmux_probe.hpp>
+
+#include <algorithm>
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <iostream>
+#include <sys/resource.h>
+
+namespace agentlock::daemon {
+
+namespace {
+
+int usage_error(const std::string& message) {
+    std::cerr << "agentlockd: " << message << "\n";
+    return k_exit_usage;
+}
+
+int run_once(const Config& config, bool json, EventLog& log) {
+    const HostFacts host = read_host_facts();
+    PassOptions options = pass_options_of(config);
+    SystemProcessProbe processes;
+    SystemTmuxProbe tmux(tmux_server_of(config), config.tmux_timeout);
+    const PassReport report = run_pass(options, processes, tmux, host);
+
+    PassLogger pass_log(log);
+    pass_log.log_pass(report, false, std::chrono::steady_clock::now());
+
+    if (json) {
+        std::cout << report_to_json(report) << "\n";
+    } else {
+        std::cout << format_report_text(report);
+    }
+    std::cout.flush();
+    if (!std::cout) {
+        std::cerr << "agentlockd: write report to stdout: " << std::strerror(errno) << "\n";
+        return k_exit_start_failure;
+    }
+    const bool any_root_ok = std::any_of(report.roots.begin(), report.roots.end(),
+                                         [](const RootReport& r) { return r.ok; });
+    return any_root_ok ? k_exit_ok : k_exit_start_failure;
+}
+
+} // namespace
+
+std::string raise_nofile_limit(bool& ok) {
+    rlimit lim{};
+    if (::getrlimit(RLIMIT_NOFILE, &lim) != 0) {
+        const int saved = errno;
+        ok = false;
+        return std::string("getrlimit RLIMIT_NOFILE: ") + std::strerror(saved);
+    }
+    if (lim.rlim_cur < lim.rlim_max) {
+        const rlim_t before = lim.rlim_cur;
+        lim.rlim_cur = lim.rlim_max;
+        if (::setrlimit(RLIMIT_NOFILE, &lim) != 0) {
+            const int saved = errno;
+            ok = false;
+            return "setrlimit RLIMIT_NOFILE " + std::to_string(lim.rlim_max) + ": " +
+                   std::strerror(saved) + " (staying at " + std::to_string(before) + ")";
+        }
+    }
+    ok = true;
+    return lim.rlim_cur == RLIM_INFINITY ? "unlimited" : std::to_string(lim.rlim_cur);
+}
+
+int agentlockd_main(const std::vector<std::string>& args) {
+    std::string error;
+    auto cl = parse_command_line(args, error);
+    if (!cl) {
+        return usage_error(error + " (try --help)");
+    }
+    if (cl->mode == Mode::help) {
+        std::cout << help_text();
+        return k_exit_ok;
+    }
+    if (cl->mode == Mode::version) {
+        std::cout << version_text() << "\n";
+        return k_exit_ok;
+    }
+
+    const std::string config_path =
+        cl->config_path.empty() ? default_config_path_if_present() : cl->config_path;
+    auto config = resolve_config(config_path, cl->overrides, error);
+    if (!config) {
+        return usage_error(error);
+    }
+    if (cl->mode == Mode::check_config) {
+        std::cout << "agentlockd: config OK ("
+                  << (config_path.empty() ? std::string("no file") : config_path) << ")\n";
+        for (const auto& [key, value] : config_fields(*config)) {
+            std::cout << "  " << key << " = " << value << "\n";
+        }
+        return k_exit_ok;
+    }
+
+    // A closed stderr or stdout must be an error to report, not a silent death.
+    std::signal(SIGPIPE, SIG_IGN);
+    EventLog log(config->log_format, config->log_level);
+    bool nofile_ok = false;
+    const std::string nofile = raise_nofile_limit(nofile_ok);
+    if (!nofile_ok) {
+        log.log(LogLevel::warn, "daemon.nofile", {{"error", nofile}});
+    }
+
+    if (cl->mode == Mode::once) {
+        return run_once(*config, cl->json, log);
+    }
+
+    try {
+        Service service(*config, config_path, cl->overrides, log,
+                        system_pass_runner(read_host_facts()), {{"nofile", nofile}});
+        return service.run();
+    } catch (const std::exception& e) {
+        log.log(LogLevel::error, "daemon.failed", {{"error", e.what()}});
+        return k_exit_start_failure;
+    }
+}
+
+} // namespace agentlock::daemon

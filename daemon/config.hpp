@@ -1,0 +1,98 @@
+#pragma once
+// agentlockd's configuration: the JSON file, command-line overrides, validation, and what a
+// reload changed.
+
+#include "event_log.hpp"
+
+#include <agentlock/pass.hpp>
+#include <agentlock/tmux_probe.hpp>
+#include <agentlock/tree_walk.hpp>
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace agentlock::daemon {
+
+/// Where the installed config lives; used when --config is not given and the file exists.
+inline constexpr std::string_view k_default_config_path = "/etc/agentlockd/agentlockd.json";
+/// Shortest interval and tmux time-out accepted.
+inline constexpr std::chrono::milliseconds k_min_interval{10};
+
+/// Everything agentlockd can be configured with. Defaults are the daemon's defaults.
+struct Config {
+    std::vector<std::string> roots;
+    std::chrono::milliseconds interval{std::chrono::seconds(30)};
+    std::string tmux_socket;      ///< tmux -L NAME
+    std::string tmux_socket_path; ///< tmux -S PATH
+    std::chrono::milliseconds tmux_timeout{std::chrono::seconds(3)};
+    bool dry_run = false;
+    std::vector<std::string> prune = default_prune_list();
+    std::optional<unsigned> max_depth;
+    bool one_file_system = true;
+    LogLevel log_level = LogLevel::info;
+    LogFormat log_format = LogFormat::automatic;
+
+    bool operator==(const Config&) const = default;
+};
+
+/// Values given on the command line; each one that is set wins over the file.
+struct ConfigOverrides {
+    std::optional<std::vector<std::string>> roots;
+    std::optional<std::chrono::milliseconds> interval;
+    std::optional<std::string> tmux_socket;
+    std::optional<std::string> tmux_socket_path;
+    std::optional<std::chrono::milliseconds> tmux_timeout;
+    std::optional<bool> dry_run;
+    std::optional<std::vector<std::string>> prune;
+    std::optional<unsigned> max_depth;
+    std::optional<bool> one_file_system;
+    std::optional<LogLevel> log_level;
+    std::optional<LogFormat> log_format;
+};
+
+/// Parses the text of a config file over the defaults. `origin` (the file name) starts every
+/// error: `config FILE: key "intervall" is unknown`. Roots are not checked for existence.
+std::optional<Config> parse_config(std::string_view json, const std::string& origin,
+                                   std::string& error);
+
+/// Reads and parses a config file.
+std::optional<Config> load_config_file(const std::string& path, std::string& error);
+
+/// Lays the command-line values over `config`. A tmux socket flag replaces both socket keys.
+void apply_overrides(Config& config, const ConfigOverrides& overrides);
+
+/// Checks a merged config: at least one root, not both tmux socket options, sane durations,
+/// valid prune names. Makes roots absolute and drops trailing slashes and duplicates.
+bool finish_config(Config& config, std::string& error);
+
+/// The config as the daemon uses it: the file at `path` (none when empty), then the overrides,
+/// then finish_config. Used at start-up and on every reload.
+std::optional<Config> resolve_config(const std::string& path, const ConfigOverrides& overrides,
+                                     std::string& error);
+
+/// The config file to use when --config is not given: the default path if it exists, else none.
+std::string default_config_path_if_present();
+
+/// Config values as log fields, in key order: roots, interval, tmux_socket, ... log_format.
+Fields config_fields(const Config& config);
+
+/// The keys whose values differ, with the new values, for config.reloaded; first the field
+/// "changed" listing the keys (comma-separated, "none" when nothing changed).
+Fields config_changes(const Config& before, const Config& after);
+
+/// How to reach the tmux server the config names.
+TmuxServer tmux_server_of(const Config& config);
+
+/// "-L NAME", "-S PATH" or "default", for logs.
+std::string describe_tmux_server(const Config& config);
+
+/// The options for one pass (without the cancel flag).
+PassOptions pass_options_of(const Config& config);
+
+/// Joins paths or names with ',' for a log field.
+std::string join_list(const std::vector<std::string>& items);
+
+} // namespace agentlock::daemon

@@ -1,0 +1,58 @@
+#pragma once
+// Turns pass reports into log events, logging changes only, and into one-line summaries.
+
+#include "event_log.hpp"
+
+#include <agentlock/findings.hpp>
+#include <agentlock/pass.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+namespace agentlock::daemon {
+
+/// How often pass.completed is logged at info level (it is logged at debug after every pass).
+inline constexpr std::chrono::minutes k_pass_summary_every{5};
+
+/// Logs what each pass did and found. Lives on the event loop thread.
+class PassLogger {
+public:
+    explicit PassLogger(EventLog& log,
+                        std::chrono::steady_clock::duration summary_every = k_pass_summary_every);
+
+    /// Logs one finished pass: lock.removed for every removal, lock.skipped_changed (debug) for
+    /// every lock that changed under the reaper, the transitions of findings, and pass.completed
+    /// (info on the first pass and at most every `summary_every`, debug otherwise). A cancelled
+    /// pass saw only part of the roots: its removals are logged, its findings are not diffed.
+    void log_pass(const PassReport& report, bool cancelled,
+                  std::chrono::steady_clock::time_point now);
+
+    /// Passes logged so far.
+    std::uint64_t pass_count() const { return m_passes; }
+
+private:
+    EventLog& m_log;
+    FindingTracker m_findings;
+    std::chrono::steady_clock::duration m_summary_every;
+    std::optional<std::chrono::steady_clock::time_point> m_last_summary;
+    std::uint64_t m_passes = 0;
+};
+
+/// The level a finding transition is logged at: resolved ones at info, the others by event
+/// (warn for what needs attention, info for what is only worth knowing, error for failures).
+LogLevel finding_level(const FindingChange& change);
+
+/// The fields of a finding transition as logged: state first, then the finding's own fields.
+Fields finding_event_fields(const FindingChange& change);
+
+/// Duplicate-session and duplicate-pid collisions in a report.
+std::size_t duplicate_claims(const PassReport& report);
+
+/// One line for systemd's STATUS=, e.g. "pass 12: 340 locks, 3 removed, tmux ok, 2 collisions".
+std::string status_line(std::uint64_t pass_number, const PassReport& report);
+
+/// A human-readable report of one pass, for `--once` without `--json`.
+std::string format_report_text(const PassReport& report);
+
+} // namespace agentlock::daemon
