@@ -124,27 +124,32 @@ void kill_and_reap(pid_t pid) {
     }
 }
 
-// Reads whatever is available on `fd` into `out`; false at end of file or on error.
-bool drain(int fd, std::string& out, std::size_t cap, bool& too_large) {
+enum class Drain { open, closed, too_large, failed };
+
+// Reads whatever is available on `fd` into `out`, at most `cap` bytes in all.
+Drain drain(int fd, std::string& out, std::size_t cap, int& saved_errno) {
     char buf[4096];
     while (true) {
         ssize_t n = ::read(fd, buf, sizeof buf);
         if (n > 0) {
             if (out.size() + static_cast<std::size_t>(n) > cap) {
-                too_large = true;
-                return false;
+                return Drain::too_large;
             }
             out.append(buf, static_cast<std::size_t>(n));
             continue;
         }
         if (n == 0) {
-            return false;
+            return Drain::closed;
         }
         if (errno == EINTR) {
             continue;
         }
-        // EAGAIN: nothing more for now. Anything else: treat as end of stream.
-        return errno == EAGAIN || errno == EWOULDBLOCK;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            return Drain::open;
+        }
+        // A listing with a hole in it must not pass for a complete one.
+        saved_errno = errno;
+        return Drain::failed;
     }
 }
 
@@ -300,7 +305,6 @@ TmuxFacts SystemTmuxProbe::query() {
     std::string err_text;
     bool out_open = true;
     bool err_open = true;
-    bool too_large = false;
     while (out_open || err_open) {
         pollfd fds[2] = {{out_open ? out->read_end.get() : -1, POLLIN, 0},
                          {err_open ? errp->read_end.get() : -1, POLLIN, 0}};
@@ -317,15 +321,25 @@ TmuxFacts SystemTmuxProbe::query() {
             kill_and_reap(pid);
             return failure(TmuxState::unknown, timeout_text);
         }
+        Drain out_state = Drain::open;
+        Drain err_state = Drain::open;
+        int read_errno = 0;
         if (out_open && fds[0].revents != 0) {
-            out_open = drain(out->read_end.get(), out_text, k_max_stdout_bytes, too_large);
+            out_state = drain(out->read_end.get(), out_text, k_max_stdout_bytes, read_errno);
+            out_open = out_state == Drain::open;
         }
         if (err_open && fds[1].revents != 0) {
-            err_open = drain(errp->read_end.get(), err_text, k_max_stderr_bytes, too_large);
+            err_state = drain(errp->read_end.get(), err_text, k_max_stderr_bytes, read_errno);
+            err_open = err_state == Drain::open;
         }
-        if (too_large) {
+        if (out_state == Drain::too_large || err_state == Drain::too_large) {
             kill_and_reap(pid);
             return failure(TmuxState::unknown, "tmux output exceeds its size limit");
+        }
+        if (out_state == Drain::failed || err_state == Drain::failed) {
+            kill_and_reap(pid);
+            return failure(TmuxState::unknown,
+                           std::string("read tmux output: ") + std::strerror(read_errno));
         }
     }
 

@@ -386,6 +386,10 @@ TEST(TmuxProbe, MissingBinaryIsUnknown) {
     EXPECT_EQ(f.state, TmuxState::unknown);
     EXPECT_NE(f.detail.find("tmux not found"), std::string::npos) << f.detail;
     EXPECT_NE(f.detail.find("/nonexistent/tmux"), std::string::npos) << f.detail;
+    // posix_spawn reaped the child whose exec failed: no zombie left behind.
+    errno = 0;
+    EXPECT_EQ(::waitpid(-1, nullptr, WNOHANG), -1);
+    EXPECT_EQ(errno, ECHILD);
 }
 
 TEST(TmuxProbe, BinaryNotInPathIsUnknown) {
@@ -526,6 +530,7 @@ INSTANTIATE_TEST_SUITE_P(
                  "exit 1",
                  TmuxState::unknown},
         ExitCase{"no_current_target", "echo 'no current target' >&2; exit 1", TmuxState::ok},
+        ExitCase{"huge_output", "head -c 17000000 /dev/zero", TmuxState::unknown},
         ExitCase{"server_exited", "echo 'server exited unexpectedly' >&2; exit 1",
                  TmuxState::unknown}),
     [](const ::testing::TestParamInfo<ExitCase>& p) { return std::string(p.param.name); });
