@@ -116,7 +116,10 @@ std::string real_path(const std::string& path) {
     return buf;
 }
 
-void make_dead_socket(const std::string& path) {
+namespace {
+
+// A stream socket bound at `path`.
+int bound_stream_socket(const std::string& path) {
     sockaddr_un addr{};
     addr.sun_family = AF_UNIX;
     if (path.size() >= sizeof addr.sun_path) {
@@ -132,6 +135,27 @@ void make_dead_socket(const std::string& path) {
         ::close(fd);
         throw sys_error("bind", path, saved);
     }
+    return fd;
+}
+
+} // namespace
+
+HangingListener::HangingListener(std::string path) : m_path(std::move(path)) {
+    m_fd = bound_stream_socket(m_path);
+    if (::listen(m_fd, 64) < 0) {
+        int saved = errno;
+        ::close(m_fd);
+        throw sys_error("listen", m_path, saved);
+    }
+}
+
+HangingListener::~HangingListener() {
+    ::close(m_fd);
+    ::unlink(m_path.c_str());
+}
+
+void make_dead_socket(const std::string& path) {
+    int fd = bound_stream_socket(path);
     if (::close(fd) < 0) {
         throw sys_error("close", path, errno);
     }

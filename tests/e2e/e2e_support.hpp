@@ -186,6 +186,20 @@ RunResult run_daemon(const std::string& dir, const std::vector<std::string>& arg
 /// connect(2) to it fails with ECONNREFUSED.
 void make_dead_socket(const std::string& path);
 
+/// A stream socket listening at a path that never accepts: clients connect (into the backlog)
+/// and then wait forever for an answer. Closed and unlinked on destruction.
+class HangingListener {
+public:
+    explicit HangingListener(std::string path);
+    ~HangingListener();
+    HangingListener(const HangingListener&) = delete;
+    HangingListener& operator=(const HangingListener&) = delete;
+
+private:
+    std::string m_path;
+    int m_fd = -1;
+};
+
 /// Parses a whole string as a JSON value; nullopt (with `error` set) when it does not parse.
 std::optional<boost::json::value> parse_json(std::string_view text, std::string* error = nullptr);
 

@@ -1122,6 +1122,87 @@ TEST_F(E2E, PassSummaryIsNotLoggedAtInfoOnEveryPass) {
 }
 
 // =============================================================================================
+// A long pass blocks neither the watchdog nor signals
+
+TEST_F(E2E, AHangingTmuxQueryBlocksNeitherTheWatchdogNorSigterm) {
+    // A socket that accepts connections and never answers: every tmux query hangs until the
+    // probe's time-out (seconds), so every pass is long.
+    std::string hang = m_dir + "/hanging-tmux.sock";
+    HangingListener listener(hang);
+    // --tmux-timeout (the daemon's own flag, not in the contract) keeps the test short.
+    std::vector<std::string> args{"--root",       m_root,  "--tmux-socket-path", hang,
+                                  "--log-format", "json",  "--log-level",        "debug",
+                                  "--interval",   "200ms", "--tmux-timeout",     "1500ms"};
+    DaemonProcess& d = start_ready(args, 200000);
+    std::size_t ready_at = notify().count();
+    std::size_t mark = d.event_count();
+    // The next pass hangs as long as the first: meanwhile WATCHDOG=1 must keep coming every
+    // 100 ms (a loop blocked by the pass would send at most a couple before it starts).
+    ASSERT_TRUE(d.wait_for_nth_event("pass.completed", 1, mark)) << d.tail();
+    EXPECT_GE(notify().count_key("WATCHDOG", "1", ready_at), 8u)
+        << "the watchdog stalled during a long pass";
+    auto completed = d.find_events("pass.completed", nullptr, mark);
+    ASSERT_FALSE(completed.empty());
+    EXPECT_EQ(completed[0].str("tmux"), "unknown") << completed[0].dump();
+
+    // SIGTERM while the next pass hangs: a clean exit 0.
+    std::size_t n_mark = notify().count();
+    ASSERT_TRUE(notify().wait_for_key("WATCHDOG", "1", n_mark));
+    ASSERT_TRUE(notify().wait_for_key("WATCHDOG", "1", notify().count()));
+    n_mark = notify().count();
+    d.send_signal(SIGTERM);
+    auto st = d.wait_exit();
+    ASSERT_TRUE(st) << "agentlockd did not exit after SIGTERM during a pass\n" << d.tail();
+    EXPECT_TRUE(st->exited && st->code == 0) << st->describe() << "\n" << d.tail();
+    EXPECT_TRUE(d.wait_for_event("daemon.stopping", nullptr, 0, 1s)) << d.tail();
+    EXPECT_TRUE(notify().wait_for_key("STOPPING", "1", n_mark, 2s));
+}
+
+// =============================================================================================
+// Config file and flags
+
+TEST_F(E2E, FlagsWinOverTheConfigFile) {
+    std::string other = m_dir + "/other-root"; // does not exist: only the flag's root is used
+    std::string config =
+        put_config("{\n  \"roots\": [\"" + other + "\"],\n  \"dry_run\": false,\n" +
+                   "  \"interval\": \"1h\"\n}\n");
+    std::string stale = put_stale_lock("w1");
+    json::object doc = once_json({"--config", config, "--root", m_root, "--dry-run"});
+    EXPECT_EQ(string_array(doc, "roots"), std::vector<std::string>{m_root}) << json::serialize(doc);
+    auto e = lock_entry(doc, stale);
+    ASSERT_TRUE(e) << json::serialize(doc);
+    EXPECT_EQ(str_or(*e, "action"), "would-remove") << json::serialize(*e);
+    EXPECT_TRUE(exists(stale));
+}
+
+TEST_F(E2E, ConfigFileSettingsApply) {
+    std::string stale = put_stale_lock("w1");
+    std::string config = put_config(config_json(true));
+    json::object doc = once_json({"--config", config});
+    EXPECT_EQ(string_array(doc, "roots"), std::vector<std::string>{m_root}) << json::serialize(doc);
+    auto e = lock_entry(doc, stale);
+    ASSERT_TRUE(e) << json::serialize(doc);
+    EXPECT_EQ(str_or(*e, "action"), "would-remove")
+        << "dry_run from the file: " << json::serialize(*e);
+}
+
+TEST_F(E2E, DurationsTakeMillisecondsSecondsAndMinutes) {
+    for (const std::string duration : {"500ms", "30s", "5m"}) {
+        RunResult r = run_daemon(m_dir, {"--once", "--json", "--root", m_root, "--tmux-socket",
+                                         m_tmux.socket_name(), "--interval", duration});
+        EXPECT_TRUE(r.status.exited && r.status.code == 0)
+            << duration << ": " << r.status.describe() << "\n"
+            << r.err;
+        std::string config =
+            put_config(config_json(false, duration), "config-" + duration + ".json");
+        RunResult c = run_daemon(m_dir, {"--check-config", "--config", config});
+        EXPECT_TRUE(c.status.exited && c.status.code == 0)
+            << duration << " in a config: " << c.status.describe() << "\n"
+            << c.err << c.out;
+    }
+}
+
+// =============================================================================================
 // 10. Exit codes
 
 TEST_F(E2E, CheckConfigAcceptsAValidFile) {
