@@ -32,10 +32,12 @@ namespace agentlock {
 //       0 (!), nothing on stdout, "access not allowed" on stderr
 //   $TMUX_TMPDIR/tmux-UID with the wrong owner or mode:
 //       1, "directory PATH has unsafe permissions"
-//   something else listening on the socket:
+//   something else listening on the socket, or a server in the middle of exiting:
 //       1, "server exited unexpectedly"
-//   a server with no sessions (exit-empty off):
+//   a server with no sessions (exit-empty off, or its last session just closed):
 //       1, "no current target"
+//   a file name too long for a socket:
+//       1, "error connecting to PATH (File name too long)"
 //
 // Only the first is definitive, and only when the path still names a socket (a regular file or a
 // directory at the -S path also yields ECONNREFUSED, but that is a misconfiguration, not a server
