@@ -39,13 +39,15 @@ namespace agentlock {
 //   a file name too long for a socket:
 //       1, "error connecting to PATH (File name too long)"
 //
-// Only the first is definitive, and only when the path still names a socket (a regular file or a
-// directory at the -S path also yields ECONNREFUSED, but that is a misconfiguration, not a server
-// that ended). ENOENT is deliberately NOT no-server: a wrong socket name or path produces exactly
-// the same words, and reading that as "no sessions" is how upstream deleted the locks of live
-// sessions (NOTES.md flaw 7). Since a normally ended server leaves its socket behind, this costs
-// little: only after /tmp is wiped (a reboot) and before any server starts on that socket do
-// dead-PID locks that record a session stay "unknown" instead of "stale".
+// Two answers are definitive. "no server running on PATH" is no-server, but only while PATH
+// still names a socket (a regular file or a directory at the -S path also yields ECONNREFUSED:
+// a misconfiguration, not a server that ended). "no current target" is a server that answered
+// and has no sessions: ok, with empty sets. Everything else is unknown. ENOENT is deliberately NOT
+// no-server: a wrong socket name or path produces exactly the same words, and reading that as "no
+// sessions" is how upstream deleted the locks of live sessions (NOTES.md flaw 7). Since a normally
+// ended server leaves its socket behind, this costs little: only after /tmp is wiped (a reboot) and
+// before any server starts on that socket do dead-PID locks that record a session stay "unknown"
+// instead of "stale".
 
 namespace {
 
