@@ -779,7 +779,9 @@ TEST_F(E2E, SighupReloadsAGoodConfig) {
         << notify().messages()[*reloading].raw;
     EXPECT_TRUE(notify().wait_for_key("READY", "1", *reloading + 1)) << "no READY=1 after reload";
 
-    // The new config is in force: a stale lock is now only reported.
+    // The new config is in force: a stale lock is now only reported. (Passes do not overlap, so
+    // the second pass to complete after the reload started after it.)
+    ASSERT_TRUE(d.wait_for_nth_event("pass.completed", 2, reloaded->index)) << d.tail();
     std::size_t mark = d.event_count();
     std::string stale = put_stale_lock("w1");
     auto would = d.wait_for_event("lock.would_remove", about_lock(stale), mark);
