@@ -20,7 +20,8 @@ public:
 
 /// Sends each message to journald with MESSAGE, PRIORITY, SYSLOG_IDENTIFIER and, for events
 /// logged inside a JournalEventScope, AGENTLOCK_EVENT and one AGENTLOCK_<KEY> per field. When
-/// journald cannot be reached the message goes to stderr instead, so nothing is lost.
+/// journald is absent or refuses the entry, the logfmt message goes to stderr instead, so nothing
+/// is lost.
 class JournalSink final : public spdlog::sinks::base_sink<std::mutex> {
 protected:
     void sink_it_(const spdlog::details::log_msg& msg) override;

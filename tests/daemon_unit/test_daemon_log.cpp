@@ -278,5 +278,32 @@ TEST(EventLogTest, TextFormatAndLevelChanges) {
     EXPECT_EQ(parse_line(lines[2]).at("event"), "config.reloaded");
 }
 
+TEST(EventLogTest, JournalFormatFallsBackToStderrWithoutJournald) {
+    struct stat st {};
+    if (::stat("/run/systemd/journal/socket", &st) == 0) {
+        GTEST_SKIP() << "journald is running here; this test needs it absent";
+    }
+    char path[] = "/tmp/agentlock-stderr-XXXXXX";
+    const int file = ::mkstemp(path);
+    ASSERT_GE(file, 0);
+    const int saved_stderr = ::dup(2);
+    ASSERT_GE(saved_stderr, 0);
+    ASSERT_EQ(::dup2(file, 2), 2);
+    {
+        EventLog log(LogFormat::journal, LogLevel::info);
+        EXPECT_EQ(log.format(), LogFormat::journal);
+        log.log(LogLevel::warn, "lock.orphaned", {{"lock_path", "/srv/w/.runtime/agent.lock"}});
+    }
+    ASSERT_EQ(::dup2(saved_stderr, 2), 2);
+    ::close(saved_stderr);
+    char buf[4096];
+    const ssize_t n = ::pread(file, buf, sizeof buf, 0);
+    ::close(file);
+    ::unlink(path);
+    ASSERT_GT(n, 0);
+    EXPECT_EQ(std::string(buf, static_cast<std::size_t>(n)),
+              "lock.orphaned lock_path=/srv/w/.runtime/agent.lock\n");
+}
+
 } // namespace
 } // namespace agentlock::daemon
