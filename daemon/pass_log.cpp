@@ -66,7 +66,18 @@ void PassLogger::log_pass(const PassReport& report, bool cancelled,
     if (!cancelled) {
         for (const auto& change :
              m_findings.update(findings_of(report), unavailable_roots(report))) {
-            m_log.log(finding_level(change), change.event(), finding_event_fields(change));
+            Fields fields = finding_event_fields(change);
+            if (change.event() == "tmux.recovered") {
+                // Say what tmux answers now, not what the failure was.
+                fields = {{"state", "resolved"},
+                          {"tmux_state", std::string(to_string(report.tmux.state))}};
+                if (!report.tmux.detail.empty()) {
+                    fields.emplace_back("tmux_detail", report.tmux.detail);
+                }
+            } else if (change.event() == "root.recovered") {
+                fields = {{"state", "resolved"}, {"root", change.finding.key}};
+            }
+            m_log.log(finding_level(change), change.event(), fields);
         }
     }
 

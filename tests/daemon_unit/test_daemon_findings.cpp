@@ -393,6 +393,24 @@ TEST_F(PassLoggerTest, PassCompletedCarriesTheCounts) {
     }
 }
 
+TEST_F(PassLoggerTest, TmuxUnreachableThenRecoveredSaysWhatTmuxAnswersNow) {
+    PassReport down = report_with({});
+    down.tmux.state = TmuxState::unknown;
+    down.tmux.detail = "error connecting to /tmp/tmux-1/x (Permission denied)";
+    auto first = named(pass(down), "tmux.unreachable");
+    ASSERT_EQ(first.size(), 1u);
+    EXPECT_EQ(first[0].at("level"), "warn");
+    EXPECT_EQ(first[0].at("tmux_detail").as_string(), down.tmux.detail);
+    EXPECT_TRUE(named(pass(down, false, 1s), "tmux.unreachable").empty());
+    PassReport up = report_with({});
+    up.tmux.state = TmuxState::no_server;
+    auto back = named(pass(up, false, 2s), "tmux.recovered");
+    ASSERT_EQ(back.size(), 1u);
+    EXPECT_EQ(back[0].at("state"), "resolved");
+    EXPECT_EQ(back[0].at("tmux_state"), "no-server");
+    EXPECT_FALSE(back[0].contains("tmux_detail"));
+}
+
 TEST(StatusLine, OneLineSummary) {
     PassReport r = report_with({record("/srv/a", Verdict::live)});
     r.stats.locks = 340;
