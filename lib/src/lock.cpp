@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <fcntl.h>
+#include <filesystem>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -73,6 +74,14 @@ namespace {
 
 // Opens <worker>/.runtime without following a symlinked .runtime; creates it when asked.
 Result<Fd> open_runtime_dir(const std::string& worker_dir, bool create) {
+    if (create) {
+        // Like the seed's MkdirAll: the agent may claim a worker directory that is new.
+        std::error_code ec;
+        std::filesystem::create_directories(worker_dir, ec);
+        if (ec) {
+            return io_error("mkdir", worker_dir, ec.value());
+        }
+    }
     Fd worker(::open(worker_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (!worker) {
         return io_error("open", worker_dir, errno);

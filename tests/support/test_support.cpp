@@ -157,9 +157,8 @@ pid_t dead_pid() {
     pid_t pid = c.pid();
     int st = 0;
     ::waitpid(pid, &st, 0);
-    // Already reaped: make the destructor a no-op.
-    Child released = std::move(c);
-    (void)released;
+    // Already reaped: the PID must not be signalled again, it may belong to someone else now.
+    c.release();
     return pid;
 }
 

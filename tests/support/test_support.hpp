@@ -43,6 +43,12 @@ public:
     pid_t pid() const { return m_pid; }
     /// SIGKILL and reap now; the PID is then dead.
     void kill_and_reap();
+    /// Forgets the PID without signalling it (for a child already reaped elsewhere).
+    pid_t release() {
+        pid_t p = m_pid;
+        m_pid = -1;
+        return p;
+    }
 
 private:
     pid_t m_pid = -1;

@@ -123,7 +123,7 @@ TEST_F(PassTest, TheCleanerCreatesNoFilesInWorkerTrees) { // flaw 15
     pass();
     EXPECT_FALSE(test::exists(root() + "/w1/.runtime/agent.lock.flock"));
     EXPECT_FALSE(test::exists(root() + "/w2/.runtime/agent.lock.flock"));
-    auto listing = test::run_command("find '" + root() + "' -newer '" + lock_of("w2") + "'");
+    auto listing = test::run_command("find '" + root() + "' ! -type d -newer '" + lock_of("w2") + "'");
     EXPECT_EQ(listing.out, "") << "files appeared: " << listing.out;
 }
 
