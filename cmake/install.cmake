@@ -143,14 +143,14 @@ set(CPACK_DEBIAN_DAEMON_PACKAGE_SHLIBDEPS ON)
 set(CPACK_DEBIAN_DAEMON_PACKAGE_DEPENDS "systemd | systemd-standalone-sysusers | systemd-sysusers")
 set(CPACK_DEBIAN_DAEMON_PACKAGE_RECOMMENDS "tmux")
 set(CPACK_COMPONENT_DAEMON_DESCRIPTION "supervisor that keeps coding agents' worker locks true
- agentlockd walks worker roots for <worker>/.runtime/agent.lock files written by
- coding agents, judges each lock against the live processes and tmux sessions,
- removes the stale ones and logs every finding to the journal with structured
- fields. A live agent's lock is never removed.
- .
- The service is installed but neither enabled nor started: set the worker root
- (a drop-in with ReadWritePaths= and User=, and the roots in
- /etc/agentlockd/agentlockd.json), then run systemctl enable --now agentlockd.")
+agentlockd walks worker roots for <worker>/.runtime/agent.lock files written by
+coding agents, judges each lock against the live processes and tmux sessions,
+removes the stale ones and logs every finding to the journal with structured
+fields. A live agent's lock is never removed.
+
+The service is installed but neither enabled nor started: set the worker root
+(a drop-in with ReadWritePaths= and User=, and the roots in
+/etc/agentlockd/agentlockd.json), then run systemctl enable --now agentlockd.")
 set(CPACK_DEBIAN_DAEMON_PACKAGE_CONTROL_EXTRA
     "${PROJECT_SOURCE_DIR}/packaging/debian/conffiles"
     "${PROJECT_SOURCE_DIR}/packaging/debian/postinst"
@@ -162,9 +162,9 @@ set(CPACK_DEBIAN_DEV_PACKAGE_NAME "libagentlock-dev")
 set(CPACK_DEBIAN_DEV_PACKAGE_SECTION "libdevel")
 set(CPACK_DEBIAN_DEV_PACKAGE_DEPENDS "libboost-json1.81-dev")
 set(CPACK_COMPONENT_DEV_DESCRIPTION "C++ library to take and judge coding agents' worker locks
- agentlock is a static C++20 library: the agent.lock format, the Lock API
- (acquire, release, read, check, status, force_release), the process and tmux
- probes, the staleness rule and a full cleaner pass. It ships a CMake package:
- find_package(agentlock CONFIG REQUIRED) gives the target agentlock::agentlock.")
+agentlock is a static C++20 library: the agent.lock format, the Lock API
+(acquire, release, read, check, status, force_release), the process and tmux
+probes, the staleness rule and a full cleaner pass. It ships a CMake package:
+find_package(agentlock CONFIG REQUIRED) gives the target agentlock::agentlock.")
 
 include(CPack)
