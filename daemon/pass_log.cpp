@@ -147,7 +147,7 @@ std::string format_report_text(const PassReport& report) {
             }
         }
         out += ": " + rec.judgement.reason;
-        if (!rec.detail.empty()) {
+        if (!rec.detail.empty() && rec.detail != rec.judgement.reason) {
             out += " (" + rec.detail + ")";
         }
         out += '\n';
