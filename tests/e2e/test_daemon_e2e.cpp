@@ -664,7 +664,7 @@ TEST_F(E2E, LockRemovedEventCarriesContentReasonAndEvidence) {
     EXPECT_EQ(ev->str("worker"), worker("w1")) << ev->dump();
     // The full content of the removed lock, so that no record is lost.
     EXPECT_EQ(ev->str("content"), content) << ev->dump();
-    EXPECT_EQ(log_int(*ev, "pid"), pid) << ev->dump();
+    EXPECT_EQ(int_of(ev->fields, "pid"), pid) << "a JSON number (docs/logging.md): " << ev->dump();
     EXPECT_EQ(ev->str("acquired_at"), acquired) << ev->dump();
     EXPECT_EQ(ev->str("hostname"), local_hostname()) << ev->dump();
     // The verdict's reason and the evidence: the PID's state and tmux's state.
@@ -1010,6 +1010,8 @@ TEST_F(E2E, RootRemovedAndRecreatedIsLoggedAndTheDaemonResumes) {
     std::string stale = put_stale_lock("w1");
     auto back = d.wait_for_event("root.recovered", nullptr, mark);
     ASSERT_TRUE(back) << d.tail();
+    EXPECT_EQ(back->str("state"), "resolved") << back->dump();
+    EXPECT_EQ(gone->str("state"), "appeared") << gone->dump();
     EXPECT_TRUE(mentions(*back, m_root)) << back->dump();
     EXPECT_TRUE(d.wait_for_event("lock.removed", about_lock(stale), mark)) << d.tail();
     EXPECT_FALSE(exists(stale));
@@ -1045,7 +1047,12 @@ TEST_F(E2E, TmuxUnreachableAndRecoveredAreLoggedAndSessionLocksAreKeptMeanwhile)
     mark = d.event_count();
     later.new_session("agent-x");
     later.new_session("other");
-    ASSERT_TRUE(d.wait_for_event("tmux.recovered", nullptr, mark)) << d.tail();
+    auto recovered = d.wait_for_event("tmux.recovered", nullptr, mark);
+    ASSERT_TRUE(recovered) << d.tail();
+    EXPECT_EQ(recovered->str("state"), "resolved") << recovered->dump();
+    EXPECT_EQ(recovered->str("tmux_state"), "ok") << recovered->dump();
+    EXPECT_EQ(unreachable->str("state"), "appeared") << unreachable->dump();
+    EXPECT_EQ(unreachable->str("tmux_state"), "unknown") << unreachable->dump();
     EXPECT_TRUE(d.wait_for_event("lock.held_by_session", about_lock(held), mark)) << d.tail();
     EXPECT_TRUE(exists(held));
 
