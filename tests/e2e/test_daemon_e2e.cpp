@@ -1167,6 +1167,40 @@ TEST_F(E2E, AHangingTmuxQueryBlocksNeitherTheWatchdogNorSigterm) {
     EXPECT_TRUE(notify().wait_for_key("STOPPING", "1", n_mark, 2s));
 }
 
+TEST_F(E2E, Sigusr1RepeatsDuringAPassMergeIntoOneMorePass) {
+    // Every pass hangs on tmux for a second, so the signals surely land while one runs.
+    std::string hang = m_dir + "/hanging-tmux.sock";
+    HangingListener listener(hang);
+    DaemonProcess& d =
+        start_ready({"--root", m_root, "--tmux-socket-path", hang, "--log-format", "json",
+                     "--log-level", "debug", "--interval", "1h", "--tmux-timeout", "1s"});
+    auto first = d.find_events("pass.completed");
+    ASSERT_EQ(first.size(), 1u) << d.tail();
+    long long n = log_int(first[0], "pass").value_or(-1);
+    std::size_t mark = d.event_count();
+    for (std::size_t i = 1; i <= 3; ++i) {
+        d.send_signal(SIGUSR1);
+        ASSERT_TRUE(d.wait_for_nth_event("pass.requested", i, mark)) << d.tail();
+    }
+    auto requested = d.find_events("pass.requested", nullptr, mark);
+    ASSERT_EQ(requested.size(), 3u);
+    EXPECT_EQ(requested[0].str("when"), "now") << requested[0].dump();
+    EXPECT_EQ(requested[1].str("when"), "after-current") << requested[1].dump();
+    EXPECT_EQ(requested[2].str("when"), "merged") << requested[2].dump();
+    // Two passes: the one running and a single one for the two repeats.
+    ASSERT_TRUE(d.wait_for_nth_event("pass.completed", 2, mark)) << d.tail();
+    // One more signal once idle runs the very next pass number: no third pass was queued.
+    std::size_t mark2 = d.event_count();
+    d.send_signal(SIGUSR1);
+    auto again = d.wait_for_event("pass.requested", nullptr, mark2);
+    ASSERT_TRUE(again) << d.tail();
+    EXPECT_EQ(again->str("when"), "now") << "a pass was still queued: " << again->dump();
+    auto next = d.wait_for_nth_event("pass.completed", 1, mark2);
+    ASSERT_TRUE(next) << d.tail();
+    EXPECT_EQ(log_int(*next, "pass"), n + 3) << d.tail();
+    EXPECT_EQ(d.find_events("pass.completed", nullptr, mark).size(), 3u) << d.tail();
+}
+
 // =============================================================================================
 // Config file and flags
 
