@@ -440,6 +440,16 @@ TEST_F(E2E, OnceRemovesAStaleLock) {
     EXPECT_TRUE(collisions_of(doc, "stale").empty()) << json::serialize(doc);
 }
 
+TEST_F(E2E, OnceWithoutJsonRunsOnePassAndExitsZero) {
+    std::string stale = put_stale_lock("w1");
+    RunResult r =
+        run_daemon(m_dir, {"--once", "--root", m_root, "--tmux-socket", m_tmux.socket_name()});
+    EXPECT_TRUE(r.status.exited && r.status.code == 0) << r.status.describe() << "\n" << r.err;
+    EXPECT_FALSE(exists(stale));
+    EXPECT_NE(r.out.find(stale), std::string::npos) << "the report names the removed lock:\n"
+                                                    << r.out;
+}
+
 TEST_F(E2E, OnceKeepsALiveLock) {
     Child owner = spawn_sleeper();
     std::string live = put_live_lock("w1", owner);
