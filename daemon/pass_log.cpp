@@ -17,6 +17,19 @@ std::size_t unavailable_count(const PassReport& report) {
                                                   [](const RootReport& r) { return !r.ok; }));
 }
 
+// What a lock whose finding went away is now: "removed", "gone" (someone else removed it), or its
+// current verdict ("live", "stale", ...).
+std::string lock_now(const PassReport& report, const std::string& lock_path) {
+    for (const auto& rec : report.locks) {
+        if (rec.lock_path == lock_path) {
+            return rec.action == LockAction::removed
+                       ? "removed"
+                       : std::string(to_string(rec.judgement.verdict));
+        }
+    }
+    return "gone";
+}
+
 } // namespace
 
 LogLevel finding_level(const FindingChange& change) {
@@ -76,6 +89,10 @@ void PassLogger::log_pass(const PassReport& report, bool cancelled,
                 }
             } else if (change.event() == "root.recovered") {
                 fields = {{"state", "resolved"}, {"root", change.finding.key}};
+            } else if (change.state == FindingState::resolved &&
+                       change.finding.event.rfind("lock.", 0) == 0) {
+                // The other fields are as last seen; say what became of the lock.
+                fields.insert(fields.begin() + 1, {"now", lock_now(report, change.finding.key)});
             }
             m_log.log(finding_level(change), change.event(), fields);
         }

@@ -317,6 +317,7 @@ TEST_F(PassLoggerTest, AFindingIsLoggedWhenItAppearsAndWhenItGoesAway) {
     auto gone = named(pass(report_with({}), false, 3s), "lock.orphaned");
     ASSERT_EQ(gone.size(), 1u);
     EXPECT_EQ(gone[0].at("state"), "resolved");
+    EXPECT_EQ(gone[0].at("now"), "gone");
     EXPECT_EQ(gone[0].at("level"), "info");
     EXPECT_TRUE(named(pass(report_with({}), false, 4s), "lock.orphaned").empty());
 }
@@ -409,6 +410,22 @@ TEST_F(PassLoggerTest, TmuxUnreachableThenRecoveredSaysWhatTmuxAnswersNow) {
     EXPECT_EQ(back[0].at("state"), "resolved");
     EXPECT_EQ(back[0].at("tmux_state"), "no-server");
     EXPECT_FALSE(back[0].contains("tmux_detail"));
+}
+
+TEST_F(PassLoggerTest, AResolvedLockFindingSaysWhatBecameOfTheLock) {
+    pass(report_with({record("/srv/h", Verdict::held_by_session, LockAction::kept, 3, "s"),
+                      record("/srv/o", Verdict::orphaned, LockAction::kept, 4, "t")}));
+    auto events = pass(report_with({record("/srv/h", Verdict::stale, LockAction::removed, 3, "s"),
+                                    record("/srv/o", Verdict::live, LockAction::kept, 4, "t")}),
+                       false, 1s);
+    auto held = named(events, "lock.held_by_session");
+    ASSERT_EQ(held.size(), 1u);
+    EXPECT_EQ(held[0].at("state"), "resolved");
+    EXPECT_EQ(held[0].at("now"), "removed");
+    auto orphan = named(events, "lock.orphaned");
+    ASSERT_EQ(orphan.size(), 1u);
+    EXPECT_EQ(orphan[0].at("now"), "live");
+    EXPECT_EQ(named(events, "lock.removed").size(), 1u);
 }
 
 TEST(StatusLine, OneLineSummary) {
