@@ -283,9 +283,10 @@ lock.removed is logged for every removal. See docs/logging.md for every event an
 Exit codes:
   0  success (daemon stopped by a signal, pass done, config valid)
   1  usage or config error (bad flag, unknown key, wrong type, no root, missing --config file)
-  2  failure at start: with --once, no root could be walked; as a daemon, the event loop could
-     not be set up. A daemon whose roots are missing keeps running, logs root.unavailable and
-     retries every interval.
+  2  failure at start: no root could be walked in the first pass (--once or daemon; no
+     READY=1 is sent), or the event loop could not be set up. A root that disappears after
+     start-up is logged (root.unavailable), retried every pass, and logged when back
+     (root.recovered); the daemon keeps running.
 )";
 }
 
