@@ -1,5 +1,7 @@
 #include "event_log.hpp"
 
+#include <agentlock/text.hpp>
+
 #include "journal_sink.hpp"
 
 #include <algorithm>
@@ -101,50 +103,6 @@ std::string format_log_timestamp(std::chrono::system_clock::time_point t) {
 }
 
 namespace {
-
-// Length of the valid UTF-8 sequence starting at text[i], or 0 when the byte there does not
-// start one (stray continuation, overlong form, surrogate, beyond U+10FFFF, truncated).
-std::size_t utf8_sequence_length(std::string_view text, std::size_t i) {
-    const auto byte = [&text](std::size_t k) { return static_cast<unsigned char>(text[k]); };
-    const unsigned char c = byte(i);
-    if (c < 0x80) {
-        return 1;
-    }
-    std::size_t len = 0;
-    unsigned char lo = 0x80;
-    unsigned char hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF) {
-        len = 2;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        len = 3;
-        if (c == 0xE0) {
-            lo = 0xA0; // no overlong forms
-        } else if (c == 0xED) {
-            hi = 0x9F; // no surrogates
-        }
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        len = 4;
-        if (c == 0xF0) {
-            lo = 0x90;
-        } else if (c == 0xF4) {
-            hi = 0x8F; // nothing above U+10FFFF
-        }
-    } else {
-        return 0;
-    }
-    if (i + len > text.size()) {
-        return 0;
-    }
-    if (byte(i + 1) < lo || byte(i + 1) > hi) {
-        return 0;
-    }
-    for (std::size_t k = 2; k < len; ++k) {
-        if (byte(i + k) < 0x80 || byte(i + k) > 0xBF) {
-            return 0;
-        }
-    }
-    return len;
-}
 
 void append_hex_escape(std::string& out, unsigned char c) {
     static constexpr char k_hex[] = "0123456789abcdef";

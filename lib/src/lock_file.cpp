@@ -237,40 +237,6 @@ std::string format_utc(Timestamp t, bool nine_digits) {
 // ---------------------------------------------------------------------------------------------
 // JSON
 
-// Length of the valid UTF-8 sequence at s[i] (as Go's utf8.DecodeRune sees it: no overlong forms,
-// no surrogates, nothing above U+10FFFF), or 0 when the byte at s[i] starts none.
-std::size_t utf8_length(std::string_view s, std::size_t i) {
-    const auto at = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
-    const unsigned char b0 = at(i);
-    std::size_t len = 0;
-    unsigned char lo = 0x80;
-    unsigned char hi = 0xBF;
-    if (b0 < 0x80) {
-        return 1;
-    } else if (b0 >= 0xC2 && b0 <= 0xDF) {
-        len = 2;
-    } else if (b0 >= 0xE0 && b0 <= 0xEF) {
-        len = 3;
-        lo = b0 == 0xE0 ? 0xA0 : 0x80;
-        hi = b0 == 0xED ? 0x9F : 0xBF;
-    } else if (b0 >= 0xF0 && b0 <= 0xF4) {
-        len = 4;
-        lo = b0 == 0xF0 ? 0x90 : 0x80;
-        hi = b0 == 0xF4 ? 0x8F : 0xBF;
-    } else {
-        return 0;
-    }
-    if (i + len > s.size() || at(i + 1) < lo || at(i + 1) > hi) {
-        return 0;
-    }
-    for (std::size_t k = 2; k < len; ++k) {
-        if (at(i + k) < 0x80 || at(i + k) > 0xBF) {
-            return 0;
-        }
-    }
-    return len;
-}
-
 // Go's encoding/json string encoder with HTML escaping (what Marshal and MarshalIndent use).
 void append_go_string(std::string& out, std::string_view s) {
     static constexpr char k_hex[] = "0123456789abcdef";
@@ -308,7 +274,7 @@ void append_go_string(std::string& out, std::string_view s) {
             continue;
         }
         // One UTF-8 sequence, or a single invalid byte that Go writes as \ufffd.
-        const std::size_t len = utf8_length(s, i);
+        const std::size_t len = utf8_sequence_length(s, i);
         if (len == 0) {
             out += "\\ufffd";
             ++i;

@@ -4,9 +4,6 @@
 
 namespace agentlock {
 
-namespace {
-
-// Length of the valid UTF-8 sequence starting at s[i], or 0 when it is not valid.
 std::size_t utf8_sequence_length(std::string_view s, std::size_t i) {
     const auto byte = [&](std::size_t k) { return static_cast<std::uint8_t>(s[k]); };
     const std::uint8_t b0 = byte(i);
@@ -42,8 +39,6 @@ std::size_t utf8_sequence_length(std::string_view s, std::size_t i) {
     }
     return len;
 }
-
-} // namespace
 
 std::string to_valid_utf8(std::string_view text) {
     std::string out;
