@@ -16,6 +16,7 @@ jobs=${AGENTLOCK_JOBS:-$(nproc)}
 AGENTLOCK_EXTRA_PACKAGES="${AGENTLOCK_EXTRA_PACKAGES:-} dpkg-dev file lintian" \
   "$here/scripts/install-deps.sh"
 
+cd "$here" # dpkg-buildflags maps the current directory in -ffile-prefix-map
 export DEB_BUILD_MAINT_OPTIONS=hardening=+all
 CPPFLAGS=$(dpkg-buildflags --get CPPFLAGS)
 # Without -g: the package ships stripped objects, and a 26 MB static library is mostly DWARF.
