@@ -121,6 +121,37 @@ Result<Fd> take_flock(int runtime_fd, const std::string& lock_path) {
     return fd;
 }
 
+// The .runtime directory with the sidecar flock held. `runtime` is invalid (and nothing is held)
+// when .runtime does not exist and `create` is false.
+struct HeldRuntime {
+    Fd runtime;
+    Fd guard;
+};
+
+Result<HeldRuntime> hold_runtime(const std::string& worker_dir, const std::string& lock_path,
+                                 bool create) {
+    auto rt = open_runtime_dir(worker_dir, create);
+    if (!rt) {
+        if (!create && rt.error().code == std::errc::no_such_file_or_directory) {
+            return HeldRuntime{};
+        }
+        return rt.error();
+    }
+    auto guard = take_flock(rt->get(), lock_path);
+    if (!guard) {
+        return guard.error();
+    }
+    return HeldRuntime{std::move(*rt), std::move(*guard)};
+}
+
+Status unlink_lock(int runtime_fd, const std::string& lock_path) {
+    const std::string name(k_lock_name);
+    if (::unlinkat(runtime_fd, name.c_str(), 0) != 0 && errno != ENOENT) {
+        return io_error("unlink", lock_path, errno);
+    }
+    return {};
+}
+
 } // namespace
 
 Judgement Lock::judge(const LockInfo& info) {
@@ -167,18 +198,15 @@ Status Lock::write_ours(int runtime_fd, std::string_view session_id) {
 }
 
 Status Lock::acquire(std::string_view session_id) {
-    auto rt = open_runtime_dir(m_worker_dir, true);
-    if (!rt) {
-        return rt.error();
+    auto held = hold_runtime(m_worker_dir, m_lock_path, true);
+    if (!held) {
+        return held.error();
     }
-    auto guard = take_flock(rt->get(), m_lock_path);
-    if (!guard) {
-        return guard.error();
-    }
-    const LockRead current = read_lock_at(rt->get(), m_lock_path);
+    const Fd& rt = held->runtime;
+    const LockRead current = read_lock_at(rt.get(), m_lock_path);
     switch (current.state) {
     case LockRead::State::absent:
-        return write_ours(rt->get(), session_id);
+        return write_ours(rt.get(), session_id);
     case LockRead::State::invalid:
     case LockRead::State::io_error:
         // An unparseable lock may be mid-write by a writer that does not rename: never take it.
@@ -189,29 +217,29 @@ Status Lock::acquire(std::string_view session_id) {
     const LockInfo& info = *current.info;
     const bool same_host = info.hostname.empty() || info.hostname == host().hostname;
     if (is_ours(info)) {
-        return write_ours(rt->get(), session_id);
+        return write_ours(rt.get(), session_id);
     }
     if (same_host && !session_id.empty() && info.session_id == session_id) {
         // The same session re-claiming its identity (the writer is often a short-lived launcher).
-        return write_ours(rt->get(), session_id);
+        return write_ours(rt.get(), session_id);
     }
     const Judgement judgement = judge(info);
     if (is_removable(judgement.verdict)) {
-        return write_ours(rt->get(), session_id);
+        return write_ours(rt.get(), session_id);
     }
     return locked_error(m_lock_path, info, judgement, true);
 }
 
 Status Lock::release() {
-    auto rt = open_runtime_dir(m_worker_dir, false);
-    if (!rt) {
-        return rt.error().code == std::errc::no_such_file_or_directory ? Status() : rt.error();
+    auto held = hold_runtime(m_worker_dir, m_lock_path, false);
+    if (!held) {
+        return held.error();
     }
-    auto guard = take_flock(rt->get(), m_lock_path);
-    if (!guard) {
-        return guard.error();
+    if (!held->runtime) {
+        return {};
     }
-    const LockRead current = read_lock_at(rt->get(), m_lock_path);
+    const Fd& rt = held->runtime;
+    const LockRead current = read_lock_at(rt.get(), m_lock_path);
     if (current.state == LockRead::State::absent) {
         return {};
     }
@@ -221,11 +249,7 @@ Status Lock::release() {
     if (!is_ours(*current.info)) {
         return locked_error(m_lock_path, *current.info, {Verdict::live, ""}, true);
     }
-    const std::string name(k_lock_name);
-    if (::unlinkat(rt->get(), name.c_str(), 0) != 0 && errno != ENOENT) {
-        return io_error("unlink", m_lock_path, errno);
-    }
-    return {};
+    return unlink_lock(rt.get(), m_lock_path);
 }
 
 Result<LockInfo> Lock::read() const {
@@ -304,19 +328,14 @@ std::string Lock::status() {
 }
 
 Status Lock::force_release() {
-    auto rt = open_runtime_dir(m_worker_dir, false);
-    if (!rt) {
-        return rt.error().code == std::errc::no_such_file_or_directory ? Status() : rt.error();
+    auto held = hold_runtime(m_worker_dir, m_lock_path, false);
+    if (!held) {
+        return held.error();
     }
-    auto guard = take_flock(rt->get(), m_lock_path);
-    if (!guard) {
-        return guard.error();
+    if (!held->runtime) {
+        return {};
     }
-    const std::string name(k_lock_name);
-    if (::unlinkat(rt->get(), name.c_str(), 0) != 0 && errno != ENOENT) {
-        return io_error("unlink", m_lock_path, errno);
-    }
-    return {};
+    return unlink_lock(held->runtime.get(), m_lock_path);
 }
 
 } // namespace agentlock
