@@ -1,5 +1,7 @@
 #include "test_support.hpp"
 
+#include <agentlock/lock_file.hpp>
+
 #include <atomic>
 #include <cerrno>
 #include <csignal>
@@ -256,6 +258,11 @@ std::string go_lock_json(long long pid, const std::string& acquired_at,
         s += ",\n  \"hostname\": \"" + hostname + "\"";
     }
     return s + "\n}";
+}
+
+std::string now_rfc3339(std::chrono::seconds offset) {
+    return format_rfc3339(std::chrono::time_point_cast<std::chrono::nanoseconds>(
+        std::chrono::system_clock::now() + offset));
 }
 
 std::string local_hostname() {

@@ -103,6 +103,9 @@ private:
 std::string go_lock_json(long long pid, const std::string& acquired_at,
                          const std::string& session_id = "", const std::string& hostname = "");
 
+/// The current time plus `offset`, as RFC 3339 with nanoseconds (what acquired_at holds).
+std::string now_rfc3339(std::chrono::seconds offset = std::chrono::seconds(0));
+
 /// This machine's hostname as the library sees it.
 std::string local_hostname();
 

@@ -22,11 +22,6 @@ using namespace std::chrono_literals;
 using test::Child;
 using test::TempDir;
 
-std::string now_text(std::chrono::seconds offset = 0s) {
-    return format_rfc3339(std::chrono::time_point_cast<std::chrono::nanoseconds>(
-        std::chrono::system_clock::now() + offset));
-}
-
 class LockTest : public ::testing::Test {
 protected:
     std::string worker() const { return m_dir.sub("worker"); }
@@ -34,7 +29,7 @@ protected:
     void put_lock(long long pid, const std::string& session = "", const std::string& host = "",
                   std::chrono::seconds age = 0s) {
         test::write_file(lock_file(),
-                         test::go_lock_json(pid, now_text(-age), session,
+                         test::go_lock_json(pid, test::now_rfc3339(-age), session,
                                             host.empty() ? test::local_hostname() : host));
     }
     Lock make_lock() {
@@ -113,7 +108,7 @@ TEST_F(LockTest, RecordedStartTicksDetectReuse) { // flaw 5, our own writer's fi
     Child other = test::spawn_sleeper();
     LockInfo info;
     info.pid = other.pid();
-    info.acquired_at = *parse_rfc3339(now_text());
+    info.acquired_at = *parse_rfc3339(test::now_rfc3339());
     info.hostname = test::local_hostname();
     info.pid_start_ticks = 1; // not the start of the process now holding that PID
     test::make_dirs(worker() + "/.runtime");
@@ -253,7 +248,8 @@ TEST_F(LockTest, StatusStringsAreTheSeeds) {
 
 TEST_F(LockTest, ASymlinkedRuntimeIsNotFollowed) { // flaw 10
     std::string outside = m_dir.sub("outside");
-    test::write_file(outside + "/agent.lock", test::go_lock_json(test::dead_pid(), now_text()));
+    test::write_file(outside + "/agent.lock",
+                     test::go_lock_json(test::dead_pid(), test::now_rfc3339()));
     test::make_dirs(worker());
     ASSERT_EQ(::symlink(outside.c_str(), (worker() + "/.runtime").c_str()), 0);
     auto lock = make_lock();

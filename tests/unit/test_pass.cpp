@@ -18,11 +18,6 @@ using namespace std::chrono_literals;
 using test::Child;
 using test::TempDir;
 
-std::string now_text(std::chrono::seconds offset = 0s) {
-    return format_rfc3339(std::chrono::time_point_cast<std::chrono::nanoseconds>(
-        std::chrono::system_clock::now() + offset));
-}
-
 class PassTest : public ::testing::Test {
 protected:
     std::string root() const { return m_dir.sub("root"); }
@@ -32,7 +27,7 @@ protected:
     void put(const std::string& worker, long long pid, const std::string& session = "",
              const std::string& host = "") {
         test::write_file(lock_of(worker),
-                         test::go_lock_json(pid, now_text(), session,
+                         test::go_lock_json(pid, test::now_rfc3339(), session,
                                             host.empty() ? test::local_hostname() : host));
     }
     PassReport pass(bool dry_run = false) {
@@ -123,7 +118,8 @@ TEST_F(PassTest, TheCleanerCreatesNoFilesInWorkerTrees) { // flaw 15
     pass();
     EXPECT_FALSE(test::exists(root() + "/w1/.runtime/agent.lock.flock"));
     EXPECT_FALSE(test::exists(root() + "/w2/.runtime/agent.lock.flock"));
-    auto listing = test::run_command("find '" + root() + "' ! -type d -newer '" + lock_of("w2") + "'");
+    auto listing =
+        test::run_command("find '" + root() + "' ! -type d -newer '" + lock_of("w2") + "'");
     EXPECT_EQ(listing.out, "") << "files appeared: " << listing.out;
 }
 
