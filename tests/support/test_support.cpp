@@ -8,8 +8,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fcntl.h>
 #include <filesystem>
 #include <fstream>
+#include <grp.h>
 #include <sstream>
 #include <stdexcept>
 #include <sys/stat.h>
@@ -258,6 +260,56 @@ std::string go_lock_json(long long pid, const std::string& acquired_at,
         s += ",\n  \"hostname\": \"" + hostname + "\"";
     }
     return s + "\n}";
+}
+
+AsUserResult run_as_nobody(const std::function<std::string()>& body) {
+    int fds[2];
+    if (::pipe2(fds, O_CLOEXEC) != 0) {
+        throw std::runtime_error(std::string("pipe2: ") + std::strerror(errno));
+    }
+    pid_t child = ::fork();
+    if (child < 0) {
+        throw std::runtime_error(std::string("fork: ") + std::strerror(errno));
+    }
+    if (child == 0) {
+        ::close(fds[0]);
+        std::string out;
+        if (::setgroups(0, nullptr) != 0 || ::setresgid(65534, 65534, 65534) != 0 ||
+            ::setresuid(65534, 65534, 65534) != 0) {
+            out = "N" + std::string(std::strerror(errno));
+        } else {
+            out = "Y" + body();
+        }
+        const char* p = out.data();
+        std::size_t left = out.size();
+        while (left > 0) {
+            ssize_t n = ::write(fds[1], p, left);
+            if (n <= 0) {
+                ::_exit(2);
+            }
+            p += n;
+            left -= static_cast<std::size_t>(n);
+        }
+        ::_exit(0);
+    }
+    ::close(fds[1]);
+    std::string text;
+    char buf[4096];
+    ssize_t n = 0;
+    while ((n = ::read(fds[0], buf, sizeof buf)) > 0) {
+        text.append(buf, static_cast<std::size_t>(n));
+    }
+    ::close(fds[0]);
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    AsUserResult r;
+    if (text.empty()) {
+        r.output = "the child died before reporting (status " + std::to_string(status) + ")";
+        return r;
+    }
+    r.dropped = text[0] == 'Y';
+    r.output = text.substr(1);
+    return r;
 }
 
 std::string now_rfc3339(std::chrono::seconds offset) {

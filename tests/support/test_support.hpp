@@ -103,6 +103,16 @@ private:
 std::string go_lock_json(long long pid, const std::string& acquired_at,
                          const std::string& session_id = "", const std::string& hostname = "");
 
+/// What a body run as another user returned.
+struct AsUserResult {
+    bool dropped = false; ///< false: privileges could not be dropped (not root); see `output`
+    std::string output;   ///< the body's return value, or why dropping failed
+};
+
+/// Forks, drops to uid/gid 65534 (nobody) in the child, runs `body` there and hands back what it
+/// returned. Root ignores file modes, so permission tests need this.
+AsUserResult run_as_nobody(const std::function<std::string()>& body);
+
 /// The current time plus `offset`, as RFC 3339 with nanoseconds (what acquired_at holds).
 std::string now_rfc3339(std::chrono::seconds offset = std::chrono::seconds(0));
 

@@ -82,50 +82,14 @@ struct ChildReport {
 
 // Forks, drops to uid/gid 65534 (nobody), then probes `pid` with `probe`.
 ChildReport probe_as_nobody(SystemProcessProbe& probe, pid_t pid) {
-    int fds[2];
-    if (::pipe2(fds, O_CLOEXEC) != 0) {
-        throw std::runtime_error(std::string("pipe2: ") + std::strerror(errno));
-    }
-    pid_t child = ::fork();
-    if (child < 0) {
-        throw std::runtime_error(std::string("fork: ") + std::strerror(errno));
-    }
-    if (child == 0) {
-        ::close(fds[0]);
-        std::string out;
-        if (::setgroups(0, nullptr) != 0 || ::setresgid(65534, 65534, 65534) != 0 ||
-            ::setresuid(65534, 65534, 65534) != 0) {
-            out = "nodrop\n" + std::string(std::strerror(errno));
-        } else {
-            int kill_errno = ::kill(pid, 0) == 0 ? 0 : errno;
-            ProcessFacts f = probe.probe(pid);
-            out = "dropped\n" + std::to_string(kill_errno) + "\n" +
-                  std::to_string(static_cast<int>(f.state)) + "\n" +
-                  (f.start_ticks ? std::to_string(*f.start_ticks) : "-") + "\n" + f.detail;
-        }
-        const char* p = out.data();
-        std::size_t left = out.size();
-        while (left > 0) {
-            ssize_t n = ::write(fds[1], p, left);
-            if (n <= 0) {
-                ::_exit(2);
-            }
-            p += n;
-            left -= static_cast<std::size_t>(n);
-        }
-        ::_exit(0);
-    }
-    ::close(fds[1]);
-    std::string text;
-    char buf[512];
-    ssize_t n = 0;
-    while ((n = ::read(fds[0], buf, sizeof buf)) > 0) {
-        text.append(buf, static_cast<std::size_t>(n));
-    }
-    ::close(fds[0]);
-    int status = 0;
-    ::waitpid(child, &status, 0);
-
+    test::AsUserResult r = test::run_as_nobody([&probe, pid] {
+        int kill_errno = ::kill(pid, 0) == 0 ? 0 : errno;
+        ProcessFacts f = probe.probe(pid);
+        return "dropped\n" + std::to_string(kill_errno) + "\n" +
+               std::to_string(static_cast<int>(f.state)) + "\n" +
+               (f.start_ticks ? std::to_string(*f.start_ticks) : "-") + "\n" + f.detail;
+    });
+    const std::string text = r.dropped ? r.output : "nodrop\n" + r.output;
     ChildReport report;
     std::istringstream in(text);
     std::string word;

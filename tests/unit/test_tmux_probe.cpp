@@ -59,47 +59,11 @@ std::string write_script(const TempDir& dir, const std::string& name, const std:
 
 // Forks, drops to uid/gid 65534, queries with `probe`; returns "state\ndetail" or "nodrop...".
 std::string query_as_nobody(SystemTmuxProbe& probe) {
-    int fds[2];
-    if (::pipe2(fds, O_CLOEXEC) != 0) {
-        throw std::runtime_error(std::string("pipe2: ") + std::strerror(errno));
-    }
-    pid_t child = ::fork();
-    if (child < 0) {
-        throw std::runtime_error(std::string("fork: ") + std::strerror(errno));
-    }
-    if (child == 0) {
-        ::close(fds[0]);
-        std::string out;
-        if (::setgroups(0, nullptr) != 0 || ::setresgid(65534, 65534, 65534) != 0 ||
-            ::setresuid(65534, 65534, 65534) != 0) {
-            out = "nodrop " + std::string(std::strerror(errno));
-        } else {
-            TmuxFacts f = probe.query();
-            out = std::string(to_string(f.state)) + "\n" + f.detail;
-        }
-        const char* p = out.data();
-        std::size_t left = out.size();
-        while (left > 0) {
-            ssize_t n = ::write(fds[1], p, left);
-            if (n <= 0) {
-                ::_exit(2);
-            }
-            p += n;
-            left -= static_cast<std::size_t>(n);
-        }
-        ::_exit(0);
-    }
-    ::close(fds[1]);
-    std::string text;
-    char buf[512];
-    ssize_t n = 0;
-    while ((n = ::read(fds[0], buf, sizeof buf)) > 0) {
-        text.append(buf, static_cast<std::size_t>(n));
-    }
-    ::close(fds[0]);
-    int status = 0;
-    ::waitpid(child, &status, 0);
-    return text;
+    test::AsUserResult r = test::run_as_nobody([&probe] {
+        TmuxFacts f = probe.query();
+        return std::string(to_string(f.state)) + "\n" + f.detail;
+    });
+    return r.dropped ? r.output : "nodrop " + r.output;
 }
 
 // A tmux server on an explicit -S path (the fixture only does -L), killed on destruction.
