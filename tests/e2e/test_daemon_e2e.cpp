@@ -243,6 +243,25 @@ protected:
         m_root = m_dir + "/root";
         make_dirs(m_root);
         m_tmux.new_session("anchor");
+        m_empty_config = m_dir + "/empty-config.json";
+        write_file(m_empty_config, "{}\n");
+    }
+
+    // Adds --config with an empty file unless `args` names one, so that an installed
+    // /etc/agentlockd/agentlockd.json never leaks into a test.
+    std::vector<std::string> isolated(std::vector<std::string> args) const {
+        for (const auto& a : args) {
+            if (a == "--config" || a.rfind("--config=", 0) == 0) {
+                return args;
+            }
+        }
+        args.insert(args.end(), {"--config", m_empty_config});
+        return args;
+    }
+
+    // Runs agentlockd to completion with isolated(args).
+    RunResult run(const std::vector<std::string>& args) {
+        return run_daemon(m_dir, isolated(args));
     }
 
     void TearDown() override {
@@ -295,7 +314,7 @@ protected:
     DaemonProcess& start(const std::vector<std::string>& args,
                          std::optional<long long> watchdog_usec = std::nullopt) {
         DaemonSpec spec;
-        spec.args = args;
+        spec.args = isolated(args);
         spec.notify_socket = notify().path();
         spec.watchdog_usec = watchdog_usec;
         m_daemon = std::make_unique<DaemonProcess>(m_dir, spec);
@@ -332,7 +351,7 @@ protected:
             args.insert(args.end(), {"--tmux-socket", m_tmux.socket_name()});
         }
         args.insert(args.end(), extra.begin(), extra.end());
-        RunResult r = run_daemon(m_dir, args);
+        RunResult r = run(args);
         EXPECT_FALSE(r.timed_out) << "agentlockd --once did not finish";
         EXPECT_TRUE(r.status.exited && r.status.code == 0)
             << "agentlockd --once: " << r.status.describe() << "\nstderr:\n"
@@ -368,6 +387,7 @@ protected:
     std::string m_dir;
     std::string m_root;
     std::string m_last_once_stderr;
+    std::string m_empty_config;
     std::unique_ptr<NotifyReceiver> m_notify;
     std::unique_ptr<DaemonProcess> m_daemon;
 };
@@ -442,8 +462,7 @@ TEST_F(E2E, OnceRemovesAStaleLock) {
 
 TEST_F(E2E, OnceWithoutJsonRunsOnePassAndExitsZero) {
     std::string stale = put_stale_lock("w1");
-    RunResult r =
-        run_daemon(m_dir, {"--once", "--root", m_root, "--tmux-socket", m_tmux.socket_name()});
+    RunResult r = run({"--once", "--root", m_root, "--tmux-socket", m_tmux.socket_name()});
     EXPECT_TRUE(r.status.exited && r.status.code == 0) << r.status.describe() << "\n" << r.err;
     EXPECT_FALSE(exists(stale));
     EXPECT_NE(r.out.find(stale), std::string::npos) << "the report names the removed lock:\n"
@@ -911,7 +930,7 @@ TEST_F(E2E, NotifyMessagesArriveOnTheNotifySocket) {
         << "WATCHDOG=1 did not keep coming";
 
     std::size_t n_mark = notify().count();
-    d.send_signal(SIGHUP); // no --config: the reload re-reads the command line's settings
+    d.send_signal(SIGHUP); // re-reads the (empty) config file under the same flags
     auto reloading = notify().wait_for_key("RELOADING", "1", n_mark);
     ASSERT_TRUE(reloading) << d.tail();
     EXPECT_TRUE(notify().messages()[*reloading].has("MONOTONIC_USEC"));
@@ -928,7 +947,7 @@ TEST_F(E2E, NotifyMessagesArriveOnTheNotifySocket) {
 TEST_F(E2E, NoWatchdogPingsForAnotherProcess) {
     // sd_watchdog_enabled honours WATCHDOG_PID: set for another PID, the daemon must not ping.
     DaemonSpec spec;
-    spec.args = daemon_args("200ms");
+    spec.args = isolated(daemon_args("200ms"));
     spec.notify_socket = notify().path();
     spec.extra_env = {"WATCHDOG_USEC=200000", "WATCHDOG_PID=1"};
     m_daemon = std::make_unique<DaemonProcess>(m_dir, spec);
@@ -1108,7 +1127,7 @@ TEST_F(E2E, TextFormatIsLogfmt) {
 TEST_F(E2E, ForcedLogFormatWinsOverTheJournal) {
     // stderr looks like the journal's stream, but --log-format json forces JSON on stderr.
     DaemonSpec spec;
-    spec.args = daemon_args("200ms");
+    spec.args = isolated(daemon_args("200ms"));
     spec.notify_socket = notify().path();
     spec.journal_stream_is_stderr = true;
     m_daemon = std::make_unique<DaemonProcess>(m_dir, spec);
@@ -1241,14 +1260,14 @@ TEST_F(E2E, ConfigFileSettingsApply) {
 
 TEST_F(E2E, DurationsTakeMillisecondsSecondsAndMinutes) {
     for (const std::string duration : {"500ms", "30s", "5m"}) {
-        RunResult r = run_daemon(m_dir, {"--once", "--json", "--root", m_root, "--tmux-socket",
-                                         m_tmux.socket_name(), "--interval", duration});
+        RunResult r = run({"--once", "--json", "--root", m_root, "--tmux-socket",
+                           m_tmux.socket_name(), "--interval", duration});
         EXPECT_TRUE(r.status.exited && r.status.code == 0)
             << duration << ": " << r.status.describe() << "\n"
             << r.err;
         std::string config =
             put_config(config_json(false, duration), "config-" + duration + ".json");
-        RunResult c = run_daemon(m_dir, {"--check-config", "--config", config});
+        RunResult c = run({"--check-config", "--config", config});
         EXPECT_TRUE(c.status.exited && c.status.code == 0)
             << duration << " in a config: " << c.status.describe() << "\n"
             << c.err << c.out;
@@ -1260,13 +1279,13 @@ TEST_F(E2E, DurationsTakeMillisecondsSecondsAndMinutes) {
 
 TEST_F(E2E, CheckConfigAcceptsAValidFile) {
     std::string config = put_config(config_json(false));
-    RunResult r = run_daemon(m_dir, {"--check-config", "--config", config});
+    RunResult r = run({"--check-config", "--config", config});
     EXPECT_TRUE(r.status.exited && r.status.code == 0) << r.status.describe() << "\n" << r.err;
 }
 
 TEST_F(E2E, CheckConfigRejectsGarbage) {
     std::string config = put_config("{ \"roots\": [ garbage");
-    RunResult r = run_daemon(m_dir, {"--check-config", "--config", config});
+    RunResult r = run({"--check-config", "--config", config});
     EXPECT_TRUE(r.status.exited && r.status.code == 1) << r.status.describe();
     EXPECT_NE((r.err + r.out).find(config), std::string::npos) << "the reason names the file:\n"
                                                                << r.err << r.out;
@@ -1274,7 +1293,7 @@ TEST_F(E2E, CheckConfigRejectsGarbage) {
 
 TEST_F(E2E, CheckConfigNamesAnUnknownKey) {
     std::string config = put_config(config_json(false, "200ms", ",\n  \"bogus_key\": true"));
-    RunResult r = run_daemon(m_dir, {"--check-config", "--config", config});
+    RunResult r = run({"--check-config", "--config", config});
     EXPECT_TRUE(r.status.exited && r.status.code == 1) << r.status.describe();
     EXPECT_NE((r.err + r.out).find("bogus_key"), std::string::npos) << r.err << r.out;
 }
@@ -1282,34 +1301,34 @@ TEST_F(E2E, CheckConfigNamesAnUnknownKey) {
 TEST_F(E2E, CheckConfigNamesAKeyOfTheWrongType) {
     std::string config =
         put_config("{\n  \"roots\": [\"" + m_root + "\"],\n  \"dry_run\": \"yes\"\n}\n");
-    RunResult r = run_daemon(m_dir, {"--check-config", "--config", config});
+    RunResult r = run({"--check-config", "--config", config});
     EXPECT_TRUE(r.status.exited && r.status.code == 1) << r.status.describe();
     EXPECT_NE((r.err + r.out).find("dry_run"), std::string::npos) << r.err << r.out;
 }
 
 TEST_F(E2E, UnknownFlagExitsOne) {
-    RunResult r = run_daemon(m_dir, {"--no-such-flag"});
+    RunResult r = run({"--no-such-flag"});
     EXPECT_TRUE(r.status.exited && r.status.code == 1) << r.status.describe();
     EXPECT_NE(r.err.find("--no-such-flag"), std::string::npos) << r.err;
 }
 
 TEST_F(E2E, BadDurationExitsOne) {
-    RunResult r = run_daemon(m_dir, {"--once", "--root", m_root, "--interval", "soon"});
+    RunResult r = run({"--once", "--root", m_root, "--interval", "soon"});
     EXPECT_TRUE(r.status.exited && r.status.code == 1) << r.status.describe() << "\n" << r.err;
 }
 
 TEST_F(E2E, VersionAndHelpExitZero) {
-    RunResult v = run_daemon(m_dir, {"--version"});
+    RunResult v = run({"--version"});
     EXPECT_TRUE(v.status.exited && v.status.code == 0) << v.status.describe();
     EXPECT_FALSE(v.out.empty());
-    RunResult h = run_daemon(m_dir, {"--help"});
+    RunResult h = run({"--help"});
     EXPECT_TRUE(h.status.exited && h.status.code == 0) << h.status.describe();
     EXPECT_NE(h.out.find("--once"), std::string::npos) << h.out;
 }
 
 TEST_F(E2E, OnceWithANonexistentRootExitsTwo) {
-    RunResult r = run_daemon(m_dir, {"--once", "--json", "--root", m_dir + "/does-not-exist",
-                                     "--tmux-socket", m_tmux.socket_name()});
+    RunResult r = run({"--once", "--json", "--root", m_dir + "/does-not-exist", "--tmux-socket",
+                       m_tmux.socket_name()});
     EXPECT_TRUE(r.status.exited && r.status.code == 2) << r.status.describe() << "\n" << r.err;
     EXPECT_NE(r.err.find(m_dir + "/does-not-exist"), std::string::npos) << r.err;
 }
