@@ -416,48 +416,8 @@ ChildReport walk_unprivileged(const std::string& root, bool* skipped) {
     if (::geteuid() != 0) {
         text = run();
     } else {
-        int fds[2];
-        if (::pipe2(fds, O_CLOEXEC) != 0) {
-            ChildReport failed;
-            failed.failure = "pipe: " + std::string(std::strerror(errno));
-            return failed;
-        }
-        const pid_t pid = ::fork();
-        if (pid == 0) {
-            ::close(fds[0]);
-            std::string msg;
-            if (::setgroups(0, nullptr) != 0 || ::setgid(65534) != 0 || ::setuid(65534) != 0) {
-                msg = "skip\tcannot drop privileges: " + std::string(std::strerror(errno)) + "\n";
-            } else {
-                msg = run();
-            }
-            std::size_t off = 0;
-            while (off < msg.size()) {
-                const ssize_t n = ::write(fds[1], msg.data() + off, msg.size() - off);
-                if (n <= 0) {
-                    ::_exit(1);
-                }
-                off += static_cast<std::size_t>(n);
-            }
-            ::_exit(0);
-        }
-        ::close(fds[1]);
-        char buf[4096];
-        for (;;) {
-            const ssize_t n = ::read(fds[0], buf, sizeof buf);
-            if (n <= 0) {
-                break;
-            }
-            text.append(buf, static_cast<std::size_t>(n));
-        }
-        ::close(fds[0]);
-        int status = 0;
-        ::waitpid(pid, &status, 0);
-        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-            ChildReport failed;
-            failed.failure = "child exited abnormally";
-            return failed;
-        }
+        test::AsUserResult r = test::run_as_nobody(run);
+        text = r.dropped ? r.output : "skip\tcannot drop privileges: " + r.output + "\n";
     }
     ChildReport report;
     std::istringstream in(text);
