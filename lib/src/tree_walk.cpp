@@ -1,5 +1,7 @@
 #include <agentlock/tree_walk.hpp>
 
+#include "walk_internal.hpp"
+
 #include <agentlock/fd.hpp>
 #include <agentlock/lock_file.hpp>
 
@@ -9,10 +11,10 @@
 #include <cstring>
 #include <dirent.h>
 #include <fcntl.h>
-#include <memory>
 #include <string_view>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <thread>
 #include <unistd.h>
 
 // How the walk works (flaws 10 and 11 of the seed):
@@ -44,26 +46,19 @@
 // `agent.lock` (of any type) is a lock site; the visitor is called right after the directory is
 // read, with its fd open. The root itself is never a lock site (its worker would lie outside
 // the root). `.runtime` directories are otherwise walked like any other directory.
+//
+// The parallel walk (parallel_walk.cpp, WalkOptions::threads > 1) runs this same walker on
+// several threads. A walker that sees another one waiting gives away half of the pending
+// subdirectories of its shallowest frame that holds an fd, with a dup of that fd; the taker
+// makes it the bottom frame of its own stack. Every directory is still read exactly once, by
+// one walker, through the same code, so the results are those of the serial walk.
 
 namespace agentlock {
 
 namespace {
 
-constexpr std::size_t k_held_fds = 32; // open fds kept on the stack, besides the root
 constexpr std::size_t k_dirent_buffer = 32 * 1024;
-constexpr std::size_t k_max_errors = 100; // WalkStats::errors is capped; counts are not
 constexpr int k_dir_flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK;
-
-struct Frame {
-    std::string name; // the name it was entered by; the root's path for the root
-    std::string path; // for messages and worker paths only
-    unsigned depth = 0;
-    dev_t dev = 0;
-    ino_t ino = 0;
-    Fd fd; // invalid while evicted
-    bool is_runtime = false;
-    std::vector<std::string> subdirs; // still to visit, taken from the back
-};
 
 std::string join(const std::string& parent, std::string_view name) {
     std::string out = parent;
@@ -74,255 +69,333 @@ std::string join(const std::string& parent, std::string_view name) {
     return out;
 }
 
-class Walker {
-public:
-    Walker(const WalkOptions& options, const LockVisitor& visit)
-        : m_options(options), m_visit(visit), m_buffer(new char[k_dirent_buffer]) {}
+} // namespace
 
-    Result<WalkStats> run(const std::string& root) {
-        Fd root_fd(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-        if (!root_fd) {
-            return io_error("open", root, errno);
-        }
-        struct stat st {};
-        if (::fstat(root_fd.get(), &st) != 0) {
-            return io_error("stat", root, errno);
-        }
-        m_root_dev = st.st_dev;
+namespace walk_detail {
 
-        Frame top;
-        top.name = root;
-        top.path = root;
-        top.dev = st.st_dev;
-        top.ino = st.st_ino;
-        top.fd = std::move(root_fd);
-        m_stack.push_back(std::move(top));
-        if (!read_top()) {
-            return m_stats;
-        }
+Walker::Walker(const WalkOptions& options, const LockVisitor& visit, std::size_t held_fds,
+               WorkSink* sink)
+    : m_options(options), m_visit(visit), m_held_max(held_fds), m_sink(sink),
+      m_buffer(new char[k_dirent_buffer]) {}
 
-        while (!m_stack.empty()) {
-            Frame& parent = m_stack.back();
-            if (parent.subdirs.empty()) {
-                pop();
-                continue;
-            }
-            std::string name = std::move(parent.subdirs.back());
-            parent.subdirs.pop_back();
-            if (!ensure_open(m_stack.size() - 1)) {
-                continue;
-            }
-            enter(name);
-        }
-        return m_stats;
+Status Walker::start(const std::string& root) {
+    Fd root_fd(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!root_fd) {
+        return io_error("open", root, errno);
     }
+    struct stat st {};
+    if (::fstat(root_fd.get(), &st) != 0) {
+        return io_error("stat", root, errno);
+    }
+    m_root_dev = st.st_dev;
 
-private:
-    // Opens `name` under the top frame, pushes it, reads it and reports a lock site.
-    void enter(const std::string& name) {
-        const Frame& parent = m_stack.back();
-        std::string path = join(parent.path, name);
-        Fd fd(::openat(parent.fd.get(), name.c_str(), k_dir_flags));
-        if (!fd) {
-            const int err = errno;
-            // ENOENT: removed since it was listed. ELOOP/ENOTDIR: it is (or just became) a
-            // symlink or a non-directory. Neither is an unreadable directory.
-            if (err != ENOENT && err != ELOOP && err != ENOTDIR) {
-                unreadable(io_error("open", path, err).message, path);
+    Frame top;
+    top.name = root;
+    top.path = root;
+    top.dev = st.st_dev;
+    top.ino = st.st_ino;
+    top.fd = std::move(root_fd);
+    m_stack.push_back(std::move(top));
+    read_top();
+    return {};
+}
+
+void Walker::adopt(Frame frame, dev_t root_dev) {
+    m_root_dev = root_dev;
+    m_held = 0;
+    m_stack.clear();
+    m_stack.push_back(std::move(frame));
+}
+
+void Walker::walk() {
+    while (!m_stack.empty()) {
+        if (m_sink != nullptr) {
+            if (m_sink->stopped()) {
+                m_stack.clear();
+                m_held = 0;
+                return;
             }
-            return;
+            if (m_sink->wants_work()) {
+                share();
+            }
         }
-        struct stat st {};
-        if (::fstat(fd.get(), &st) != 0) {
-            unreadable(io_error("stat", path, errno).message, path);
-            return;
-        }
-        if (m_options.one_file_system && st.st_dev != m_root_dev) {
-            return; // another mount: not entered, and not an error
-        }
-        Frame child;
-        child.name = name;
-        child.path = std::move(path);
-        child.depth = parent.depth + 1;
-        child.dev = st.st_dev;
-        child.ino = st.st_ino;
-        child.fd = std::move(fd);
-        child.is_runtime = name == k_runtime_dir;
-        m_stack.push_back(std::move(child));
-        ++m_held;
-        trim();
-        if (!read_top()) {
+        Frame& parent = m_stack.back();
+        if (parent.subdirs.empty()) {
             pop();
+            continue;
+        }
+        std::string name = std::move(parent.subdirs.back());
+        parent.subdirs.pop_back();
+        if (!ensure_open(m_stack.size() - 1)) {
+            continue;
+        }
+        enter(name);
+    }
+}
+
+// Opens `name` under the top frame, pushes it, reads it and reports a lock site.
+void Walker::enter(const std::string& name) {
+    const Frame& parent = m_stack.back();
+    std::string path = join(parent.path, name);
+    Fd fd(::openat(parent.fd.get(), name.c_str(), k_dir_flags));
+    if (!fd) {
+        const int err = errno;
+        // ENOENT: removed since it was listed. ELOOP/ENOTDIR: it is (or just became) a
+        // symlink or a non-directory. Neither is an unreadable directory.
+        if (err != ENOENT && err != ELOOP && err != ENOTDIR) {
+            unreadable(io_error("open", path, err).message, path);
+        }
+        return;
+    }
+    struct stat st {};
+    if (::fstat(fd.get(), &st) != 0) {
+        unreadable(io_error("stat", path, errno).message, path);
+        return;
+    }
+    if (m_options.one_file_system && st.st_dev != m_root_dev) {
+        return; // another mount: not entered, and not an error
+    }
+    Frame child;
+    child.name = name;
+    child.path = std::move(path);
+    child.depth = parent.depth + 1;
+    child.dev = st.st_dev;
+    child.ino = st.st_ino;
+    child.fd = std::move(fd);
+    child.is_runtime = name == k_runtime_dir;
+    m_stack.push_back(std::move(child));
+    ++m_held;
+    trim();
+    if (!read_top()) {
+        pop();
+    }
+}
+
+// Reads the top frame's entries; calls the visitor for a lock site. Returns false when the
+// frame has nothing left to descend into.
+bool Walker::read_top() {
+    Frame& frame = m_stack.back();
+    bool has_lock = false;
+    bool read_ok = true;
+    for (;;) {
+        const ssize_t n = ::getdents64(frame.fd.get(), m_buffer.get(), k_dirent_buffer);
+        if (n < 0) {
+            unreadable(io_error("read", frame.path, errno).message, frame.path);
+            read_ok = false;
+            break;
+        }
+        if (n == 0) {
+            break;
+        }
+        for (std::size_t off = 0; off < static_cast<std::size_t>(n);) {
+            const auto* entry = reinterpret_cast<const struct dirent64*>(m_buffer.get() + off);
+            off += entry->d_reclen;
+            const std::string_view name(entry->d_name);
+            if (name == "." || name == "..") {
+                continue;
+            }
+            if (frame.is_runtime && name == k_lock_name) {
+                has_lock = true;
+            }
+            if (is_candidate_dir(frame, name, entry->d_type) && may_enter(frame, name)) {
+                frame.subdirs.emplace_back(name);
+            }
         }
     }
-
-    // Reads the top frame's entries; calls the visitor for a lock site. Returns false when the
-    // frame has nothing left to descend into.
-    bool read_top() {
-        Frame& frame = m_stack.back();
-        bool has_lock = false;
-        bool read_ok = true;
-        for (;;) {
-            const ssize_t n = ::getdents64(frame.fd.get(), m_buffer.get(), k_dirent_buffer);
-            if (n < 0) {
-                unreadable(io_error("read", frame.path, errno).message, frame.path);
-                read_ok = false;
-                break;
-            }
-            if (n == 0) {
-                break;
-            }
-            for (std::size_t off = 0; off < static_cast<std::size_t>(n);) {
-                const auto* entry = reinterpret_cast<const struct dirent64*>(m_buffer.get() + off);
-                off += entry->d_reclen;
-                const std::string_view name(entry->d_name);
-                if (name == "." || name == "..") {
-                    continue;
-                }
-                if (frame.is_runtime && name == k_lock_name) {
-                    has_lock = true;
-                }
-                if (is_candidate_dir(frame, name, entry->d_type) && may_enter(frame, name)) {
-                    frame.subdirs.emplace_back(name);
-                }
-            }
-        }
-        if (read_ok) {
-            ++m_stats.dirs;
-        }
-        if (has_lock) {
-            LockSite site;
-            site.worker = m_stack.size() >= 2 ? m_stack[m_stack.size() - 2].path : frame.path;
-            site.lock_path = join(frame.path, k_lock_name);
-            site.runtime_fd = frame.fd.get();
-            m_visit(site);
-        }
-        // Visit in the order the names were listed (they are taken from the back).
-        std::reverse(frame.subdirs.begin(), frame.subdirs.end());
-        return !frame.subdirs.empty();
+    if (read_ok) {
+        ++m_stats.dirs;
     }
-
-    bool is_candidate_dir(const Frame& frame, std::string_view name, unsigned char type) const {
-        if (type == DT_DIR) {
-            return true;
-        }
-        if (type != DT_UNKNOWN) {
-            return false; // DT_LNK included: symlinks are never entered
-        }
-        const std::string name_z(name);
-        struct stat st {};
-        if (::fstatat(frame.fd.get(), name_z.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
-            // Unknown type and cannot tell: let openat(O_DIRECTORY|O_NOFOLLOW) decide, and
-            // report it there if it is an unreadable directory. A vanished entry is dropped.
-            return errno != ENOENT;
-        }
-        return S_ISDIR(st.st_mode);
+    if (has_lock) {
+        LockSite site;
+        site.worker = m_stack.size() >= 2 ? m_stack[m_stack.size() - 2].path : frame.path;
+        site.lock_path = join(frame.path, k_lock_name);
+        site.runtime_fd = frame.fd.get();
+        m_visit(site);
     }
+    // Visit in the order the names were listed (they are taken from the back).
+    std::reverse(frame.subdirs.begin(), frame.subdirs.end());
+    return !frame.subdirs.empty();
+}
 
-    bool may_enter(const Frame& frame, std::string_view name) const {
-        const auto& prune = m_options.prune;
-        if (std::find(prune.begin(), prune.end(), name) != prune.end()) {
-            return false;
-        }
-        if (!m_options.max_depth) {
-            return true;
-        }
-        const unsigned max = *m_options.max_depth;
-        // Directories at depth <= max are read; a .runtime one level deeper is read too, so that
-        // a worker at depth <= max is found; nothing below that .runtime is entered.
-        return frame.depth + 1 <= max || (name == k_runtime_dir && frame.depth <= max);
-    }
-
-    // Makes sure frame `index` has an open fd, re-opening it from the deepest held ancestor
-    // without following symlinks. On failure the unreachable frames are emptied and false is
-    // returned.
-    bool ensure_open(std::size_t index) {
-        if (m_stack[index].fd) {
-            return true;
-        }
-        std::size_t held = index;
-        while (!m_stack[held].fd) {
-            --held; // the root (index 0) is always held
-        }
-        for (std::size_t i = held + 1; i <= index; ++i) {
-            Frame& frame = m_stack[i];
-            Fd fd(::openat(m_stack[i - 1].fd.get(), frame.name.c_str(), k_dir_flags));
-            std::string failure;
-            if (!fd) {
-                const int err = errno;
-                if (err != ENOENT && err != ELOOP && err != ENOTDIR) {
-                    failure = io_error("open", frame.path, err).message;
-                }
-            } else {
-                struct stat st {};
-                if (::fstat(fd.get(), &st) != 0) {
-                    failure = io_error("stat", frame.path, errno).message;
-                } else if (st.st_dev != frame.dev || st.st_ino != frame.ino) {
-                    failure = "open " + frame.path + ": directory replaced during the walk";
-                } else {
-                    frame.fd = std::move(fd);
-                    ++m_held;
-                    trim(); // keeps the deepest fds, so frame i - 1 and i stay open
-                    continue;
-                }
-            }
-            // Frames i..index cannot be reached again: drop what they still had to visit.
-            for (std::size_t j = i; j <= index; ++j) {
-                m_stack[j].subdirs.clear();
-            }
-            if (!failure.empty()) {
-                unreadable(failure, frame.path);
-            }
-            trim();
-            return false;
-        }
-        trim();
+bool Walker::is_candidate_dir(const Frame& frame, std::string_view name, unsigned char type) const {
+    if (type == DT_DIR) {
         return true;
     }
+    if (type != DT_UNKNOWN) {
+        return false; // DT_LNK included: symlinks are never entered
+    }
+    const std::string name_z(name);
+    struct stat st {};
+    if (::fstatat(frame.fd.get(), name_z.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+        // Unknown type and cannot tell: let openat(O_DIRECTORY|O_NOFOLLOW) decide, and
+        // report it there if it is an unreadable directory. A vanished entry is dropped.
+        return errno != ENOENT;
+    }
+    return S_ISDIR(st.st_mode);
+}
 
-    // Closes the shallowest held fds (never the root's) until at most k_held_fds remain.
-    void trim() {
-        for (std::size_t i = 1; m_held > k_held_fds && i < m_stack.size(); ++i) {
-            if (m_stack[i].fd) {
-                m_stack[i].fd.reset();
-                --m_held;
+bool Walker::may_enter(const Frame& frame, std::string_view name) const {
+    const auto& prune = m_options.prune;
+    if (std::find(prune.begin(), prune.end(), name) != prune.end()) {
+        return false;
+    }
+    if (!m_options.max_depth) {
+        return true;
+    }
+    const unsigned max = *m_options.max_depth;
+    // Directories at depth <= max are read; a .runtime one level deeper is read too, so that
+    // a worker at depth <= max is found; nothing below that .runtime is entered.
+    return frame.depth + 1 <= max || (name == k_runtime_dir && frame.depth <= max);
+}
+
+// Makes sure frame `index` has an open fd, re-opening it from the deepest held ancestor
+// without following symlinks. On failure the unreachable frames are emptied and false is
+// returned.
+bool Walker::ensure_open(std::size_t index) {
+    if (m_stack[index].fd) {
+        return true;
+    }
+    std::size_t held = index;
+    while (!m_stack[held].fd) {
+        --held; // the bottom frame (index 0) is always held
+    }
+    for (std::size_t i = held + 1; i <= index; ++i) {
+        Frame& frame = m_stack[i];
+        Fd fd(::openat(m_stack[i - 1].fd.get(), frame.name.c_str(), k_dir_flags));
+        std::string failure;
+        if (!fd) {
+            const int err = errno;
+            if (err != ENOENT && err != ELOOP && err != ENOTDIR) {
+                failure = io_error("open", frame.path, err).message;
+            }
+        } else {
+            struct stat st {};
+            if (::fstat(fd.get(), &st) != 0) {
+                failure = io_error("stat", frame.path, errno).message;
+            } else if (st.st_dev != frame.dev || st.st_ino != frame.ino) {
+                failure = "open " + frame.path + ": directory replaced during the walk";
+            } else {
+                frame.fd = std::move(fd);
+                ++m_held;
+                trim(); // keeps the deepest fds, so frame i - 1 and i stay open
+                continue;
             }
         }
+        // Frames i..index cannot be reached again: drop what they still had to visit.
+        for (std::size_t j = i; j <= index; ++j) {
+            m_stack[j].subdirs.clear();
+        }
+        if (!failure.empty()) {
+            unreadable(failure, frame.path);
+        }
+        trim();
+        return false;
     }
+    trim();
+    return true;
+}
 
-    void pop() {
-        if (m_stack.size() > 1 && m_stack.back().fd) {
+// Closes the shallowest held fds (never the bottom frame's) until at most m_held_max remain.
+void Walker::trim() {
+    for (std::size_t i = 1; m_held > m_held_max && i < m_stack.size(); ++i) {
+        if (m_stack[i].fd) {
+            m_stack[i].fd.reset();
             --m_held;
         }
-        m_stack.pop_back();
     }
+}
 
-    void unreadable(std::string message, const std::string& path) {
-        ++m_stats.unreadable_dirs;
-        if (m_stats.errors.size() < k_max_errors) {
-            m_stats.errors.push_back(WalkError{path, std::move(message)});
+void Walker::pop() {
+    if (m_stack.size() > 1 && m_stack.back().fd) {
+        --m_held;
+    }
+    m_stack.pop_back();
+}
+
+// Gives half of the pending subdirectories of the shallowest frame that holds an fd and has
+// two or more left (the biggest pieces of work) to the sink, with a dup of that frame's fd.
+// Only the bottom frame and the deepest m_held_max + 1 frames can hold fds, so only those are
+// looked at.
+void Walker::share() {
+    const std::size_t size = m_stack.size();
+    const std::size_t window = m_held_max + 1;
+    Frame* giver = nullptr;
+    for (std::size_t i = 0; i < size && giver == nullptr;
+         i = (i == 0 && size > window + 1) ? size - window : i + 1) {
+        Frame& f = m_stack[i];
+        if (f.fd && f.subdirs.size() >= 2) {
+            giver = &f;
         }
     }
+    if (giver == nullptr) {
+        return;
+    }
+    Fd dup(::fcntl(giver->fd.get(), F_DUPFD_CLOEXEC, 0));
+    if (!dup) {
+        return; // out of fds: keep the work
+    }
+    Frame given;
+    given.name = giver->name;
+    given.path = giver->path;
+    given.depth = giver->depth;
+    given.dev = giver->dev;
+    given.ino = giver->ino;
+    given.fd = std::move(dup);
+    given.is_runtime = giver->is_runtime;
+    // Names are taken from the back: give the front half, which this walker would reach last.
+    auto& names = giver->subdirs;
+    const auto half = static_cast<std::ptrdiff_t>(names.size() / 2);
+    given.subdirs.assign(std::make_move_iterator(names.begin()),
+                         std::make_move_iterator(names.begin() + half));
+    names.erase(names.begin(), names.begin() + half);
+    if (!m_sink->give(given)) {
+        names.insert(names.begin(), std::make_move_iterator(given.subdirs.begin()),
+                     std::make_move_iterator(given.subdirs.end()));
+    }
+}
 
-    const WalkOptions& m_options;
-    const LockVisitor& m_visit;
-    std::unique_ptr<char[]> m_buffer;
-    std::vector<Frame> m_stack;
-    std::size_t m_held = 0; // open fds on the stack, the root's excluded
-    dev_t m_root_dev = 0;
-    WalkStats m_stats;
-};
+void Walker::unreadable(std::string message, const std::string& path) {
+    ++m_stats.unreadable_dirs;
+    if (m_stats.errors.size() < k_max_errors) {
+        m_stats.errors.push_back(WalkError{path, std::move(message)});
+    }
+}
 
-} // namespace
+void merge_stats(WalkStats& into, WalkStats&& from) {
+    into.dirs += from.dirs;
+    into.unreadable_dirs += from.unreadable_dirs;
+    for (auto& e : from.errors) {
+        if (into.errors.size() >= k_max_errors) {
+            break;
+        }
+        into.errors.push_back(std::move(e));
+    }
+}
+
+} // namespace walk_detail
 
 std::vector<std::string> default_prune_list() {
     return {".git", ".hg", ".svn", "node_modules", ".dolt-data", ".dolt-backup"};
 }
 
+unsigned default_walk_threads() {
+    const unsigned cores = std::thread::hardware_concurrency();
+    return std::clamp(cores, 1U, k_default_walk_threads_max);
+}
+
 Result<WalkStats> walk_locks(const std::string& root, const WalkOptions& options,
                              const LockVisitor& visit) {
-    Walker walker(options, visit);
-    return walker.run(root);
+    const unsigned threads = options.threads == 0 ? default_walk_threads() : options.threads;
+    if (threads > 1) {
+        return walk_detail::walk_locks_parallel(root, options, visit, threads);
+    }
+    walk_detail::Walker walker(options, visit);
+    Status started = walker.start(root);
+    if (!started) {
+        return started.error();
+    }
+    walker.walk();
+    return std::move(walker.stats());
 }
 
 } // namespace agentlock

@@ -14,10 +14,19 @@ namespace agentlock {
 /// .git, .hg, .svn, node_modules, .dolt-data, .dolt-backup
 std::vector<std::string> default_prune_list();
 
+/// The most threads default_walk_threads() picks.
+inline constexpr unsigned k_default_walk_threads_max = 4;
+
+/// A thread count for the parallel walk: the hardware's, between 1 and 4.
+unsigned default_walk_threads();
+
 struct WalkOptions {
     std::vector<std::string> prune = default_prune_list(); ///< directory names never entered
     std::optional<unsigned> max_depth; ///< root is depth 0; unset means unlimited
     bool one_file_system = true;       ///< do not cross into other mounts
+    /// Walking threads. 1 walks on the caller's thread alone; more walks in parallel with the
+    /// same results (see walk_locks); 0 means default_walk_threads().
+    unsigned threads = 1;
 };
 
 /// A lock site as the walk finds it. `runtime_fd` is the open `.runtime` directory and is valid
@@ -43,7 +52,11 @@ using LockVisitor = std::function<void(const LockSite&)>;
 
 /// Walks `root` without following symlinks, calling `visit` for every `.runtime` directory that
 /// holds an entry named agent.lock (of any type). Fails only when the root itself cannot be
-/// opened as a directory.
+/// opened as a directory. With `options.threads` > 1 the same directories are read, the same
+/// sites visited and the same counts returned, in another order: `visit` is then called from
+/// several threads, but never twice at once (calls are serialized by a mutex), and an
+/// exception from it stops the walk and is rethrown here. `errors` may then name another
+/// subset when more than 100 directories are unreadable.
 Result<WalkStats> walk_locks(const std::string& root, const WalkOptions& options,
                              const LockVisitor& visit);
 
