@@ -8,12 +8,14 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <dirent.h>
 #include <fcntl.h>
 #include <filesystem>
 #include <fstream>
 #include <grp.h>
 #include <sstream>
 #include <stdexcept>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <thread>
@@ -321,6 +323,34 @@ std::string local_hostname() {
     char buf[256] = {};
     ::gethostname(buf, sizeof buf - 1);
     return buf;
+}
+
+int count_open_fds() {
+    DIR* d = ::opendir("/proc/self/fd");
+    if (d == nullptr) {
+        throw std::runtime_error(std::string("opendir /proc/self/fd: ") + std::strerror(errno));
+    }
+    int n = 0;
+    while (const dirent* e = ::readdir(d)) {
+        if (e->d_name[0] != '.') {
+            ++n;
+        }
+    }
+    ::closedir(d);
+    return n - 1; // the opendir's own fd
+}
+
+TmpfsMount::TmpfsMount(const std::string& target) : m_target(target) {
+    make_dirs(target);
+    if (::mount("tmpfs", target.c_str(), "tmpfs", 0, "size=1m") != 0) {
+        m_error = "mount -t tmpfs " + target + ": " + std::strerror(errno);
+    }
+}
+
+TmpfsMount::~TmpfsMount() {
+    if (m_error.empty()) {
+        ::umount2(m_target.c_str(), MNT_DETACH);
+    }
 }
 
 } // namespace agentlock::test

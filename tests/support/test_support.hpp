@@ -119,4 +119,23 @@ std::string now_rfc3339(std::chrono::seconds offset = std::chrono::seconds(0));
 /// This machine's hostname as the library sees it.
 std::string local_hostname();
 
+/// Open file descriptors of this process (from /proc/self/fd), the listing's own excluded.
+int count_open_fds();
+
+/// A 1 MiB tmpfs mounted at `target` (created if needed), lazily unmounted on destruction.
+/// Mounting needs privileges: check error() and skip the test when it is set.
+class TmpfsMount {
+public:
+    explicit TmpfsMount(const std::string& target);
+    ~TmpfsMount();
+    TmpfsMount(const TmpfsMount&) = delete;
+    TmpfsMount& operator=(const TmpfsMount&) = delete;
+    /// Why the mount failed; empty once mounted.
+    const std::string& error() const { return m_error; }
+
+private:
+    std::string m_target;
+    std::string m_error;
+};
+
 } // namespace agentlock::test
