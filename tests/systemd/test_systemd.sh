@@ -141,6 +141,10 @@ if [[ ! -x "$rootfs/usr/lib/systemd/systemd" ]]; then
   rm -rf "$rootfs.tmp/var/cache/apt/archives/"*.deb "$rootfs.tmp/var/lib/apt/lists/"*_Packages
   mv "$rootfs.tmp" "$rootfs"
   say "debootstrap took $((SECONDS - t_boot)) s"
+  # Older rootfs (another Depends list) are 250 MB each: keep only this one.
+  for old in "$cache_root/rootfs-$suite-"*; do
+    [[ "$old" == "$rootfs" ]] || rm -rf "$old"
+  done
 else
   say "cached rootfs $rootfs"
 fi
