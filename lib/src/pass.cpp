@@ -1,7 +1,14 @@
 #include <agentlock/pass.hpp>
 
+#include <agentlock/fd.hpp>
+#include <agentlock/findings.hpp>
+
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 namespace agentlock {
 
@@ -29,13 +36,20 @@ bool is_local(const LockInfo& info, const HostFacts& host) {
     return info.hostname.empty() || info.hostname == host.hostname;
 }
 
-// Judges one lock found by the walk and, when it is stale, hands it to the reaper.
+// Judges one lock found by the walk (or reached by check_worker) and, when it is stale, hands it
+// to the reaper. With `tmux_facts` null, tmux is asked once, and only for a local lock that
+// records a session (check_worker: most re-checks concern locks that record none).
 class LockHandler {
 public:
     LockHandler(const PassOptions& options, ProcessProbe& processes, TmuxProbe& tmux,
-                const TmuxFacts& tmux_facts, const HostFacts& host, PassReport& report)
+                const TmuxFacts* tmux_facts, const HostFacts& host, PassReport& report)
         : m_options(options), m_processes(processes), m_tmux(tmux), m_tmux_facts(tmux_facts),
-          m_host(host), m_report(report) {}
+          m_host(host), m_report(report) {
+        m_not_asked.detail = "not asked: no session to look up";
+    }
+
+    // The answer tmux gave when it was asked lazily.
+    const std::optional<TmuxFacts>& asked() const { return m_asked; }
 
     void handle(const LockSite& site) {
         LockRecord rec;
@@ -59,7 +73,7 @@ public:
         }
         rec.info = *read.info;
         rec.content = read.bytes;
-        rec.judgement = judge(*rec.info, &rec.process, m_tmux_facts);
+        rec.judgement = judge(*rec.info, &rec.process, facts_for(*rec.info));
         if (is_removable(rec.judgement.verdict) && !cancelled(m_options)) {
             reap(site, rec);
         }
@@ -67,6 +81,19 @@ public:
     }
 
 private:
+    const TmuxFacts& facts_for(const LockInfo& info) {
+        if (m_tmux_facts != nullptr) {
+            return *m_tmux_facts;
+        }
+        if (info.session_id.empty() || !is_local(info, m_host)) {
+            return m_not_asked; // judge_lock does not look at tmux for these
+        }
+        if (!m_asked) {
+            m_asked = m_tmux.query();
+        }
+        return *m_asked;
+    }
+
     Judgement judge(const LockInfo& info, ProcessFacts* evidence, const TmuxFacts& tmux) {
         ProcessFacts process;
         if (is_local(info, m_host)) {
@@ -85,7 +112,7 @@ private:
         // the pass's query, and a live session's lock must never go.
         auto rejudge = [this](const LockInfo& again) {
             if (again.session_id.empty()) {
-                return judge(again, nullptr, m_tmux_facts);
+                return judge(again, nullptr, facts_for(again));
             }
             return judge(again, nullptr, m_tmux.query());
         };
@@ -113,7 +140,9 @@ private:
     const PassOptions& m_options;
     ProcessProbe& m_processes;
     TmuxProbe& m_tmux;
-    const TmuxFacts& m_tmux_facts;
+    const TmuxFacts* m_tmux_facts;
+    std::optional<TmuxFacts> m_asked;
+    TmuxFacts m_not_asked;
     const HostFacts& m_host;
     PassReport& m_report;
 };
@@ -125,7 +154,7 @@ PassReport run_pass(const PassOptions& options, ProcessProbe& processes, TmuxPro
     const auto started = std::chrono::steady_clock::now();
     PassReport report;
     report.tmux = tmux.query();
-    LockHandler handler(options, processes, tmux, report.tmux, host, report);
+    LockHandler handler(options, processes, tmux, &report.tmux, host, report);
 
     for (const auto& root : options.roots) {
         RootReport root_report;
@@ -166,6 +195,147 @@ PassReport run_pass(const PassOptions& options, ProcessProbe& processes, TmuxPro
                                        std::chrono::steady_clock::now() - started)
                                        .count());
     return report;
+}
+
+std::string_view to_string(WorkerCheck::State state) {
+    switch (state) {
+    case WorkerCheck::State::found:
+        return "found";
+    case WorkerCheck::State::absent:
+        return "absent";
+    case WorkerCheck::State::outside:
+        return "outside";
+    case WorkerCheck::State::unreachable:
+        return "unreachable";
+    }
+    return "unreachable";
+}
+
+namespace {
+
+constexpr int k_dir_flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK;
+
+// The most specific configured root that `worker` lies under, or nullptr.
+const std::string* root_of(const std::string& worker, const std::vector<std::string>& roots) {
+    const std::string* best = nullptr;
+    for (const auto& root : roots) {
+        if (path_is_under(worker, root) && (best == nullptr || root.size() > best->size())) {
+            best = &root;
+        }
+    }
+    return best;
+}
+
+// The names leading from `root` to `worker`; nullopt when one is empty, "." or "..".
+std::optional<std::vector<std::string>> names_below(const std::string& root,
+                                                    const std::string& worker) {
+    std::vector<std::string> names;
+    std::string_view rest(worker);
+    rest.remove_prefix(std::min(root.size(), rest.size()));
+    while (!rest.empty() && rest.front() == '/') {
+        rest.remove_prefix(1);
+    }
+    while (!rest.empty()) {
+        const auto slash = rest.find('/');
+        const std::string_view name = rest.substr(0, slash);
+        if (name.empty() || name == "." || name == "..") {
+            return std::nullopt;
+        }
+        names.emplace_back(name);
+        rest = slash == std::string_view::npos ? std::string_view{} : rest.substr(slash + 1);
+    }
+    return names;
+}
+
+WorkerCheck ended(WorkerCheck check, WorkerCheck::State state, std::string error = {}) {
+    check.state = state;
+    check.error = std::move(error);
+    return check;
+}
+
+} // namespace
+
+WorkerCheck check_worker(const std::string& worker_path, const PassOptions& options,
+                         ProcessProbe& processes, TmuxProbe& tmux, const HostFacts& host,
+                         const TmuxFacts* fresh_tmux) {
+    std::string worker = worker_path;
+    while (worker.size() > 1 && worker.back() == '/') {
+        worker.pop_back();
+    }
+    WorkerCheck check;
+    check.worker = worker;
+    check.lock_path = lock_path_for(worker);
+    using State = WorkerCheck::State;
+
+    const std::string* root = root_of(worker, options.roots);
+    if (root == nullptr) {
+        return ended(std::move(check), State::outside, worker + " is under no configured root");
+    }
+    check.root = *root;
+    auto names = names_below(*root, worker);
+    if (!names) {
+        return ended(std::move(check), State::outside, worker + " is not a plain path");
+    }
+    if (options.walk.max_depth && names->size() > *options.walk.max_depth) {
+        return ended(std::move(check), State::outside, worker + " is deeper than max_depth");
+    }
+    names->emplace_back(k_runtime_dir);
+    const auto& prune = options.walk.prune;
+
+    // The root itself is opened as the walk opens it (a configured root may be a symlink);
+    // everything below it with O_NOFOLLOW, one name at a time, as the walk would descend.
+    Fd dir(::open(root->c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!dir) {
+        return ended(std::move(check), State::unreachable, io_error("open", *root, errno).message);
+    }
+    struct stat st {};
+    if (::fstat(dir.get(), &st) != 0) {
+        return ended(std::move(check), State::unreachable, io_error("stat", *root, errno).message);
+    }
+    const dev_t root_dev = st.st_dev;
+    std::string path = *root;
+    for (const auto& name : *names) {
+        path += path.back() == '/' ? "" : "/";
+        path += name;
+        if (std::find(prune.begin(), prune.end(), name) != prune.end()) {
+            return ended(std::move(check), State::outside, path + " is pruned");
+        }
+        Fd next(::openat(dir.get(), name.c_str(), k_dir_flags));
+        if (!next) {
+            const int err = errno;
+            if (err == ENOENT || err == ELOOP || err == ENOTDIR) {
+                return ended(std::move(check), State::absent); // as the walk: nothing there
+            }
+            return ended(std::move(check), State::unreachable, io_error("open", path, err).message);
+        }
+        if (::fstat(next.get(), &st) != 0) {
+            return ended(std::move(check), State::unreachable,
+                         io_error("stat", path, errno).message);
+        }
+        if (options.walk.one_file_system && st.st_dev != root_dev) {
+            return ended(std::move(check), State::outside, path + " is on another file system");
+        }
+        dir = std::move(next);
+    }
+
+    PassReport report;
+    LockHandler handler(options, processes, tmux, fresh_tmux, host, report);
+    LockSite site;
+    site.worker = worker;
+    site.lock_path = check.lock_path;
+    site.runtime_fd = dir.get();
+    handler.handle(site);
+    if (fresh_tmux != nullptr) {
+        check.tmux = *fresh_tmux;
+    } else if (handler.asked()) {
+        check.tmux = handler.asked();
+    }
+    if (report.locks.empty()) {
+        return ended(std::move(check), State::absent);
+    }
+    check.record = std::move(report.locks.front());
+    check.state = State::found;
+    return check;
 }
 
 } // namespace agentlock

@@ -68,6 +68,35 @@ struct PassReport {
 PassReport run_pass(const PassOptions& options, ProcessProbe& processes, TmuxProbe& tmux,
                     const HostFacts& host);
 
+/// The outcome of re-checking one worker's lock outside a full pass (see check_worker).
+struct WorkerCheck {
+    enum class State {
+        found,       ///< the worker has a lock entry: `record` says how it was judged and handled
+        absent,      ///< no lock there, or a symlink or non-directory on the way: nothing to judge
+        outside,     ///< a place no full pass looks: under no root, pruned, too deep, other mount
+        unreachable, ///< a directory on the way could not be opened or read; `error` says why
+    };
+    State state = State::absent;
+    std::string worker;
+    std::string lock_path;
+    std::string root;              ///< the configured root the worker lies under
+    LockRecord record;             ///< set when state is found
+    std::optional<TmuxFacts> tmux; ///< the tmux answer the judgement used, when tmux was asked
+    std::string error;             ///< why it is outside or unreachable
+};
+
+std::string_view to_string(WorkerCheck::State state); ///< "found", "absent", ...
+
+/// Judges one worker's lock and removes it when stale, with the same rule, reaper and evidence
+/// as run_pass, for event-driven re-checks. <worker>/.runtime is reached from the configured
+/// root that contains `worker`, one component at a time with openat(O_NOFOLLOW|O_DIRECTORY), so
+/// no symlink is followed, and only where a full pass would look (prune list, max_depth,
+/// one_file_system). tmux is asked only when the lock records a session, unless `fresh_tmux`
+/// (an answer just obtained) is given. Never throws for a bad path or lock.
+WorkerCheck check_worker(const std::string& worker, const PassOptions& options,
+                         ProcessProbe& processes, TmuxProbe& tmux, const HostFacts& host,
+                         const TmuxFacts* fresh_tmux = nullptr);
+
 /// The report as the JSON document `agentlockd --once --json` prints.
 std::string report_to_json(const PassReport& report);
 
