@@ -52,6 +52,14 @@ bool path_is_under(std::string_view path, std::string_view root) {
 
 std::vector<FindingChange> FindingTracker::update(std::vector<Finding> current,
                                                   const std::vector<std::string>& frozen_roots) {
+    return update_some(
+        std::move(current), [](const Finding&) { return true; }, frozen_roots);
+}
+
+std::vector<FindingChange>
+FindingTracker::update_some(std::vector<Finding> current,
+                            const std::function<bool(const Finding&)>& in_scope,
+                            const std::vector<std::string>& frozen_roots) {
     auto frozen = [&frozen_roots](const Finding& f) {
         return std::any_of(f.paths.begin(), f.paths.end(), [&frozen_roots](const std::string& p) {
             return std::any_of(frozen_roots.begin(), frozen_roots.end(),
@@ -65,29 +73,29 @@ std::vector<FindingChange> FindingTracker::update(std::vector<Finding> current,
         next.emplace(std::move(key), std::move(f)); // the first of two duplicates wins
     }
 
-    std::vector<FindingChange> resolved;
-    for (auto& [key, old] : m_open) {
-        if (next.count(key) != 0) {
+    std::vector<FindingChange> changes;
+    for (auto it = m_open.begin(); it != m_open.end();) {
+        if (next.count(it->first) != 0 || !in_scope(it->second) || frozen(it->second)) {
+            // Still there, not ours to decide, or under a root that could not be walked this
+            // time (we do not know that it went away): kept as it is.
+            ++it;
             continue;
         }
-        if (frozen(old)) {
-            // Its root could not be walked this time: we do not know that it went away.
-            next.emplace(key, old);
-            continue;
-        }
-        resolved.push_back({FindingState::resolved, old});
+        changes.push_back({FindingState::resolved, std::move(it->second)});
+        it = m_open.erase(it);
     }
-
-    std::vector<FindingChange> changes = std::move(resolved);
-    for (const auto& [key, f] : next) {
+    for (auto& [key, f] : next) {
         auto it = m_open.find(key);
         if (it == m_open.end()) {
             changes.push_back({FindingState::appeared, f});
+            m_open.emplace(key, std::move(f));
         } else if (it->second.fingerprint != f.fingerprint) {
             changes.push_back({FindingState::changed, f});
+            it->second = std::move(f);
+        } else {
+            it->second = std::move(f); // same finding; its other fields as seen now
         }
     }
-    m_open = std::move(next);
     return changes;
 }
 

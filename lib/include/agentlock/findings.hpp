@@ -5,6 +5,7 @@
 #include <agentlock/pass.hpp>
 
 #include <cstddef>
+#include <functional>
 #include <map>
 #include <string>
 #include <string_view>
@@ -48,6 +49,14 @@ public:
     /// in (event, key) order.
     std::vector<FindingChange> update(std::vector<Finding> current,
                                       const std::vector<std::string>& frozen_roots = {});
+
+    /// Like update, for part of the findings only (an event-driven re-check of one lock): the
+    /// open findings `in_scope` selects are compared with `current` (appeared, changed, resolved
+    /// unless frozen), and every other open finding is left as it is. `current` should hold
+    /// only findings in scope. Same output order as update.
+    std::vector<FindingChange> update_some(std::vector<Finding> current,
+                                           const std::function<bool(const Finding&)>& in_scope,
+                                           const std::vector<std::string>& frozen_roots = {});
 
     /// Number of findings currently open.
     std::size_t open_count() const { return m_open.size(); }
