@@ -5,6 +5,7 @@
 
 #include <boost/json.hpp>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <chrono>
@@ -669,10 +670,18 @@ LockRead read_lock_at(int runtime_fd, const std::string& lock_path) {
         return invalid_read(too_large(lock_path, std::to_string(st.st_size)));
     }
 
-    // One byte more than the limit tells a file that grew since the fstat.
-    std::string bytes(k_max_lock_bytes + 1, '\0');
+    // One byte more than the limit tells a file that grew since the fstat. The buffer starts
+    // at the size fstat saw (plus that byte) and grows only if the file did: a lock is a few
+    // hundred bytes, and a 64 KiB buffer per read would be kept by every invalid lock's record.
+    std::string bytes(static_cast<std::size_t>(st.st_size) + 1, '\0');
     std::size_t got = 0;
-    while (got < bytes.size()) {
+    for (;;) {
+        if (got == bytes.size()) {
+            if (bytes.size() > k_max_lock_bytes) {
+                break;
+            }
+            bytes.resize(std::min(2 * bytes.size(), k_max_lock_bytes + 1));
+        }
         const ssize_t n = ::read(fd.get(), bytes.data() + got, bytes.size() - got);
         if (n < 0) {
             const int err = errno;
