@@ -1,0 +1,459 @@
+#!/usr/bin/env python3
+"""Benchmarks of the real agentlockd with real owner processes (bench/README.md).
+
+    daemon_bench.py latency --daemon PATH [--locks 1000] [--sessions 100] [-- DAEMON ARGS]
+    daemon_bench.py idle    --daemon PATH [--locks 10000] [--seconds 60] [-- DAEMON ARGS]
+
+latency: N locks, each owned by its own `sleep` process and recording no tmux session, plus
+  a control group of live owners. Once the daemon has done its first pass, the owners are
+  SIGKILLed one at a time at random moments (gaps uniform in [0, 2 * --gap-ms]); inotify
+  (IN_DELETE on each .runtime) timestamps each removal. Latency = removal - kill. Then the
+  held-by-session case: S locks whose dead owners recorded a live session on a private tmux
+  server (the daemon logs them held-by-session); the sessions are killed one at a time at
+  random moments and latency = removal - the end of `tmux kill-session`. Prints p50/p90/p99/
+  max per case as JSON; fails if a control lock (live owner) was removed.
+
+idle: N live locks owned by distinct `sleep` processes (or --owners fewer, each owning
+  several locks: the daemon then reports duplicate-PID collisions, which do not change the
+  cost). After the daemon's first pass, samples /proc/<pid>/stat (utime + stime) and
+  /proc/<pid>/status (VmRSS, VmHWM) over --seconds with nothing changing.
+
+Everything lives under --workdir (default /var/tmp/agentlock-bench/run-<pid>) and is removed
+at the end; owners, the tmux server and the daemon are killed on exit. The daemon gets
+--config (an empty {} file), --root, --log-format json, --log-level debug, --tmux-socket, and
+whatever follows `--` (e.g. --interval 1s --no-events for the polling baseline). Logs are
+at debug for latency (findings are parsed) and at info, as in production, for idle.
+"""
+import argparse
+import ctypes
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+
+IN_DELETE = 0x200
+IN_MOVED_FROM = 0x40
+IN_CLOEXEC = 0o2000000
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def log(*a):
+    print("[daemon_bench]", *a, file=sys.stderr, flush=True)
+
+
+def now_rfc3339():
+    ns = time.time_ns()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + f".{ns % 10**9:09d}Z"
+
+
+def percentile(sorted_values, p):
+    if not sorted_values:
+        return None
+    k = max(0, min(len(sorted_values) - 1, int(round(p / 100.0 * len(sorted_values) + 0.5)) - 1))
+    return sorted_values[k]
+
+
+def summary_ms(latencies_ns):
+    v = sorted(x / 1e6 for x in latencies_ns)
+    return {
+        "count": len(v),
+        "p50_ms": percentile(v, 50),
+        "p90_ms": percentile(v, 90),
+        "p99_ms": percentile(v, 99),
+        "max_ms": v[-1] if v else None,
+    }
+
+
+class Owners:
+    """Real owner processes: `sleep` children, killed on close."""
+
+    def __init__(self):
+        self.procs = []
+
+    def spawn(self, n):
+        out = []
+        for _ in range(n):
+            p = subprocess.Popen(["sleep", "1000000"], stdin=subprocess.DEVNULL,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            self.procs.append(p)
+            out.append(p)
+        return out
+
+    def close(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+        for p in self.procs:
+            p.wait()
+
+
+def write_lock(worker, pid, session="", acquired=None):
+    rt = os.path.join(worker, ".runtime")
+    os.makedirs(rt, exist_ok=True)
+    doc = {"pid": pid, "acquired_at": acquired or now_rfc3339(), "session_id": session,
+           "hostname": socket.gethostname()}
+    tmp = os.path.join(rt, ".agent.lock.tmp")
+    with open(tmp, "w") as fh:
+        json.dump(doc, fh, indent=2)
+    os.rename(tmp, os.path.join(rt, "agent.lock"))
+
+
+class Inotify:
+    """Timestamps the removal of agent.lock in watched .runtime directories."""
+
+    def __init__(self):
+        self.libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        self.fd = self.libc.inotify_init1(IN_CLOEXEC)
+        if self.fd < 0:
+            raise OSError(ctypes.get_errno(), "inotify_init1")
+        self.wd_to_key = {}
+        self.removed = {}  # key -> monotonic ns
+        self.lock = threading.Lock()
+        self.cond = threading.Condition(self.lock)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def watch(self, runtime_dir, key):
+        wd = self.libc.inotify_add_watch(self.fd, runtime_dir.encode(), IN_DELETE | IN_MOVED_FROM)
+        if wd < 0:
+            raise OSError(ctypes.get_errno(), "inotify_add_watch " + runtime_dir)
+        self.wd_to_key[wd] = key
+
+    def _run(self):
+        while True:
+            try:
+                buf = os.read(self.fd, 1 << 16)
+            except OSError:
+                return
+            t = time.monotonic_ns()
+            off = 0
+            while off + 16 <= len(buf):
+                wd, mask, _cookie, length = struct.unpack_from("iIII", buf, off)
+                name = buf[off + 16: off + 16 + length].rstrip(b"\0")
+                off += 16 + length
+                if name == b"agent.lock" and wd in self.wd_to_key:
+                    with self.cond:
+                        self.removed.setdefault(self.wd_to_key[wd], t)
+                        self.cond.notify_all()
+
+    def wait_for(self, keys, timeout):
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while not all(k in self.removed for k in keys):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self.cond.wait(left)
+        return True
+
+
+class Daemon:
+    """The real agentlockd, JSON logs on stderr parsed by a reader thread."""
+
+    def __init__(self, path, workdir, root, tmux_socket, extra, level="debug"):
+        cfg = os.path.join(workdir, "agentlockd.json")
+        with open(cfg, "w") as fh:
+            fh.write("{}\n")
+        self.argv = [path, "--config", cfg, "--root", root, "--log-format", "json",
+                     "--log-level", level, "--tmux-socket", tmux_socket] + extra
+        log("starting", " ".join(self.argv))
+        self.events = []
+        self.cond = threading.Condition()
+        self.logfile = open(os.path.join(workdir, "agentlockd.log"), "w")
+        self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self):
+        for line in self.proc.stderr:
+            self.logfile.write(line.decode(errors="replace"))
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                continue
+            with self.cond:
+                self.events.append(ev)
+                self.cond.notify_all()
+
+    def wait_event(self, pred, timeout, what):
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                for ev in self.events:
+                    if pred(ev):
+                        return ev
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"agentlockd exited ({self.proc.returncode}) before {what}")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise RuntimeError(f"timed out waiting for {what}")
+                self.cond.wait(min(left, 0.5))
+
+    def count(self, pred):
+        with self.cond:
+            return sum(1 for ev in self.events if pred(ev))
+
+    def wait_distinct(self, pred, key, n, timeout, what):
+        """Waits until events matching pred name n distinct values of field `key`."""
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while len({ev.get(key) for ev in self.events if pred(ev)}) < n:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"agentlockd exited ({self.proc.returncode}) before {what}")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise RuntimeError(f"timed out waiting for {what}")
+                self.cond.wait(min(left, 0.5))
+
+    def cpu_seconds(self):
+        with open(f"/proc/{self.proc.pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime (fields 14, 15)
+
+    def memory_kib(self):
+        out = {}
+        with open(f"/proc/{self.proc.pid}/status") as fh:
+            for line in fh:
+                key, _, value = line.partition(":")
+                if key in ("VmRSS", "VmHWM", "Threads"):
+                    out[key] = int(value.split()[0])
+        out["fds"] = len(os.listdir(f"/proc/{self.proc.pid}/fd"))
+        return out
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.thread.join(5)
+        self.logfile.close()
+
+
+class Tmux:
+    def __init__(self, name):
+        self.name = name
+        self.started = False
+
+    def run(self, *args):
+        return subprocess.run(["tmux", "-L", self.name, "-f", "/dev/null", *args],
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True)
+
+    def new_session(self, session):
+        r = self.run("new-session", "-d", "-s", session, "sleep 1000000")
+        if r.returncode != 0:
+            raise RuntimeError("tmux new-session: " + r.stderr)
+        self.started = True
+
+    def kill_session(self, session):
+        r = self.run("kill-session", "-t", "=" + session)
+        if r.returncode != 0:
+            raise RuntimeError("tmux kill-session: " + r.stderr)
+
+    def close(self):
+        self.run("kill-server")
+
+
+def first_pass(daemon, timeout):
+    return daemon.wait_event(lambda e: e.get("event") == "pass.completed", timeout,
+                             "the first pass.completed")
+
+
+def run_latency(a, workdir, extra):
+    root = os.path.join(workdir, "root")
+    owners = Owners()
+    tmux = Tmux(f"agentlock-bench-{os.getpid()}")
+    daemon = None
+    try:
+        # A tmux server from the start, so that tmux's state is known (ok) for every pass.
+        tmux.new_session("keepalive")
+        log(f"spawning {a.locks} + {a.sessions} + {a.control} owners")
+        no_session = owners.spawn(a.locks)
+        with_session = owners.spawn(a.sessions)
+        control = owners.spawn(a.control)
+        sessions = [f"bench-s{i}" for i in range(a.sessions)]
+        for s in sessions:
+            tmux.new_session(s)
+        workers = {}
+        for i, p in enumerate(no_session):
+            workers[("plain", i)] = (os.path.join(root, f"rig{i // 100:02d}", "polecats", f"w{i:05d}"), p)
+        for i, p in enumerate(with_session):
+            workers[("session", i)] = (os.path.join(root, "sessions", f"w{i:05d}"), p)
+        for i, p in enumerate(control):
+            workers[("control", i)] = (os.path.join(root, "control", f"w{i:05d}"), p)
+        for (kind, i), (w, p) in workers.items():
+            write_lock(w, p.pid, sessions[i] if kind == "session" else "")
+
+        ino = Inotify()
+        for key, (w, _p) in workers.items():
+            ino.watch(os.path.join(w, ".runtime"), key)
+
+        daemon = Daemon(a.daemon, workdir, root, tmux.name, extra)
+        ev = first_pass(daemon, 120)
+        log("first pass:", {k: ev.get(k) for k in ("locks", "removed", "elapsed_ms", "tmux")})
+
+        rng = random.Random(a.seed)
+        # Case 1: owner death, no session recorded.
+        order = list(range(a.locks))
+        rng.shuffle(order)
+        kill_at = {}
+        log(f"killing {a.locks} owners at random moments (mean gap {a.gap_ms} ms)")
+        for i in order:
+            time.sleep(rng.uniform(0, 2 * a.gap_ms) / 1000.0)
+            p = no_session[i]
+            kill_at[("plain", i)] = time.monotonic_ns()
+            p.kill()
+            p.wait()
+        keys = list(kill_at)
+        ino.wait_for(keys, a.timeout)
+        plain = [ino.removed[k] - kill_at[k] for k in keys if k in ino.removed]
+        missing_plain = len(keys) - len(plain)
+
+        # Case 2: held-by-session; the owners die first, then the sessions end.
+        result_session = None
+        missing_session = 0
+        if a.sessions:
+            for p in with_session:
+                p.kill()
+                p.wait()
+            daemon.wait_distinct(lambda e: e.get("event") == "lock.held_by_session",
+                                 "lock_path", a.sessions, a.timeout,
+                                 f"{a.sessions} lock.held_by_session findings")
+            end_at = {}
+            order = list(range(a.sessions))
+            rng.shuffle(order)
+            log(f"ending {a.sessions} sessions at random moments")
+            for i in order:
+                time.sleep(rng.uniform(0, 2 * a.gap_ms) / 1000.0)
+                tmux.kill_session(sessions[i])
+                end_at[("session", i)] = time.monotonic_ns()
+            keys = list(end_at)
+            ino.wait_for(keys, a.timeout)
+            held = [ino.removed[k] - end_at[k] for k in keys if k in ino.removed]
+            missing_session = len(keys) - len(held)
+            result_session = summary_ms(held)
+            result_session["missing"] = missing_session
+
+        control_removed = [k for k in workers if k[0] == "control" and k in ino.removed]
+        result = {
+            "bench": "latency",
+            "daemon_args": extra,
+            "locks": a.locks,
+            "owner_death_no_session": dict(summary_ms(plain), missing=missing_plain),
+            "session_end_held_by_session": result_session,
+            "control_locks_removed": len(control_removed),
+        }
+        print(json.dumps(result), flush=True)
+        if control_removed:
+            log("FAILURE: a live owner's lock was removed:", control_removed[:5])
+            return 1
+        return 0
+    finally:
+        if daemon:
+            daemon.close()
+        owners.close()
+        tmux.close()
+
+
+def run_idle(a, workdir, extra):
+    root = os.path.join(workdir, "root")
+    owners = Owners()
+    daemon = None
+    try:
+        n_owners = a.owners or a.locks
+        log(f"spawning {n_owners} owners for {a.locks} locks")
+        t0 = time.monotonic()
+        procs = owners.spawn(n_owners)
+        spawn_s = time.monotonic() - t0
+        acquired = now_rfc3339()
+        for i in range(a.locks):
+            w = os.path.join(root, f"rig{i // 1000:02d}", "polecats", f"w{i:05d}")
+            write_lock(w, procs[i % n_owners].pid, "", acquired)
+        # Logs at info, as in production: the first pass.completed is logged at info.
+        daemon = Daemon(a.daemon, workdir, root, f"agentlock-bench-{os.getpid()}", extra, "info")
+        ev = first_pass(daemon, 300)
+        log("first pass:", {k: ev.get(k) for k in ("locks", "elapsed_ms", "tmux")})
+        # Let start-up settle (watches, pidfds) before the window opens.
+        time.sleep(a.settle)
+        cpu0 = daemon.cpu_seconds()
+        mem0 = daemon.memory_kib()
+        t0 = time.monotonic()
+        time.sleep(a.seconds)
+        elapsed = time.monotonic() - t0
+        cpu1 = daemon.cpu_seconds()
+        mem1 = daemon.memory_kib()
+        result = {
+            "bench": "idle",
+            "daemon_args": extra,
+            "locks": a.locks,
+            "owners": n_owners,
+            "owner_spawn_s": round(spawn_s, 2),
+            "first_pass_elapsed_ms": ev.get("elapsed_ms"),
+            "startup_cpu_s": round(cpu0, 3),
+            "window_s": round(elapsed, 1),
+            "cpu_s": round(cpu1 - cpu0, 3),
+            "cpu_s_per_min": round((cpu1 - cpu0) * 60.0 / elapsed, 3),
+            "rss_kib_end": mem1.get("VmRSS"),
+            "hwm_kib": mem1.get("VmHWM"),
+            "threads": mem1.get("Threads"),
+            "fds": mem1.get("fds"),
+            "rss_kib_start": mem0.get("VmRSS"),
+        }
+        print(json.dumps(result), flush=True)
+        return 0
+    finally:
+        if daemon:
+            daemon.close()
+        owners.close()
+
+
+def main():
+    argv = sys.argv[1:]
+    extra = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, extra = argv[:cut], argv[cut + 1:]
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    for name in ("latency", "idle"):
+        p = sub.add_parser(name)
+        p.add_argument("--daemon", required=True)
+        p.add_argument("--workdir")
+        p.add_argument("--keep", action="store_true", help="keep the work directory")
+    lat = sub.choices["latency"]
+    lat.add_argument("--locks", type=int, default=1000)
+    lat.add_argument("--sessions", type=int, default=100)
+    lat.add_argument("--control", type=int, default=100)
+    lat.add_argument("--gap-ms", type=float, default=5.0)
+    lat.add_argument("--timeout", type=float, default=60.0)
+    lat.add_argument("--seed", type=int, default=4)
+    idle = sub.choices["idle"]
+    idle.add_argument("--locks", type=int, default=10000)
+    idle.add_argument("--owners", type=int, default=0, help="default: one per lock")
+    idle.add_argument("--seconds", type=float, default=60.0)
+    idle.add_argument("--settle", type=float, default=2.0)
+    a = ap.parse_args(argv)
+
+    workdir = a.workdir or f"/var/tmp/agentlock-bench/run-{os.getpid()}"
+    os.makedirs(workdir, exist_ok=True)
+    try:
+        if a.cmd == "latency":
+            return run_latency(a, workdir, extra)
+        return run_idle(a, workdir, extra)
+    finally:
+        if not a.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

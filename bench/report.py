@@ -1,0 +1,121 @@
+#!/usr/bin/env python3
+"""Turns a results directory of bench/run.sh (JSON lines) into the Markdown tables of
+bench/RESULTS.md.   report.py RESULTS_DIR"""
+import json
+import os
+import sys
+
+
+def load(path):
+    if not os.path.exists(path):
+        return []
+    with open(path) as fh:
+        return [json.loads(line) for line in fh if line.startswith("{")]
+
+
+def ms(x):
+    return "-" if x is None else f"{x:,.0f}" if x >= 100 else f"{x:,.1f}"
+
+
+def town_of(rec):
+    if "town" in rec:
+        return rec["town"]
+    return os.path.basename(rec["roots"][0])
+
+
+def pass_table(recs, town):
+    rows = [r for r in recs if town_of(r) == town]
+    find = next((r for r in rows if r.get("name") == "find"), None)
+    base = find["median_ms"] if find else None
+    out = [f"**{town}**", "",
+           "| what | median wall ms | median CPU ms | vs find (no prune) |",
+           "|---|---:|---:|---:|"]
+
+    def row(label, r):
+        ratio = f"{r['median_ms'] / base:.2f}x" if base else "-"
+        out.append(f"| {label} | {ms(r['median_ms'])} | {ms(r.get('cpu_median_ms'))} | {ratio} |")
+
+    labels = {"find": "`find ROOT -path '*/.runtime/agent.lock'`",
+              "find-prune": "`find ROOT -name .git -prune -o -path '*/.runtime/agent.lock' -print`",
+              "agentlockd-once": "`agentlockd --once --dry-run --json` (whole process)"}
+    for name in ("find", "find-prune", "agentlockd-once"):
+        r = next((x for x in rows if x.get("name") == name), None)
+        if r:
+            row(labels[name], r)
+    for mode, label in (("pass", "run_pass, dry run, real probes"), ("walk", "walk only")):
+        for r in sorted((x for x in rows if x.get("mode") == mode), key=lambda x: x["threads"]):
+            kind = "serial walk" if r["threads"] == 1 else f"parallel walk, {r['threads']} threads"
+            row(f"{label}: {kind}", r)
+    info = next((x for x in rows if x.get("mode") == "pass"), None)
+    if info:
+        out.append("")
+        out.append(f"dirs read {info['dirs']:,}, locks {info['locks']:,}, "
+                   f"unreadable {info['unreadable_dirs']}, would-remove {info['would_remove']:,}")
+    return out
+
+
+def scale_table(recs):
+    out = ["| what | median wall ms | median CPU ms | peak RSS MiB |", "|---|---:|---:|---:|"]
+    for r in recs:
+        if "mode" in r:
+            label = f"run_pass dry run, {r['threads']} thread" + ("s" if r["threads"] > 1 else "")
+        else:
+            label = "`agentlockd --once --dry-run --json` (whole process)"
+        out.append(f"| {label} | {ms(r['median_ms'])} | {ms(r['cpu_median_ms'])} | "
+                   f"{r['peak_rss_kib'] / 1024:.1f} |")
+    info = next((x for x in recs if "mode" in x), None)
+    if info:
+        out += ["", f"dirs read {info['dirs']:,}, locks {info['locks']:,}, "
+                    f"would-remove {info['would_remove']:,}"]
+    return out
+
+
+def latency_table(recs):
+    out = ["| daemon | case | locks | p50 ms | p99 ms | max ms | missing |",
+           "|---|---|---:|---:|---:|---:|---:|"]
+    for r in recs:
+        args = " ".join(r["daemon_args"]) or "(defaults)"
+        for key, label in (("owner_death_no_session", "owner death, no session"),
+                           ("session_end_held_by_session", "session end, held-by-session")):
+            s = r.get(key)
+            if s:
+                out.append(f"| `{args}` | {label} | {s['count']} | {ms(s['p50_ms'])} | "
+                           f"{ms(s['p99_ms'])} | {ms(s['max_ms'])} | {s['missing']} |")
+        out.append(f"| `{args}` | live owners' locks removed (must be 0) | | | | | "
+                   f"{r['control_locks_removed']} |")
+    return out
+
+
+def idle_table(recs):
+    out = ["| daemon | locks (owners) | first pass ms | CPU s over window | CPU s/min | "
+           "RSS MiB end | VmHWM MiB | fds |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in recs:
+        args = " ".join(r["daemon_args"]) or "(defaults)"
+        out.append(f"| `{args}` | {r['locks']:,} ({r['owners']:,}) | {r['first_pass_elapsed_ms']} | "
+                   f"{r['cpu_s']} / {r['window_s']} s | {r['cpu_s_per_min']} | "
+                   f"{r['rss_kib_end'] / 1024:.1f} | {r['hwm_kib'] / 1024:.1f} | {r['fds']} |")
+    return out
+
+
+def main():
+    d = sys.argv[1]
+    lines = []
+    passes = load(os.path.join(d, "pass.jsonl"))
+    if passes:
+        lines += ["### 1. Full pass (page cache warm)", ""]
+        for town in dict.fromkeys(town_of(r) for r in passes):
+            lines += pass_table(passes, town) + [""]
+    scale = load(os.path.join(d, "scale.jsonl"))
+    if scale:
+        lines += ["### 4. Scale: 100,000 locks", ""] + scale_table(scale) + [""]
+    lat = load(os.path.join(d, "latency.jsonl"))
+    if lat:
+        lines += ["### 2. Latency, owner death to removal", ""] + latency_table(lat) + [""]
+    idle = load(os.path.join(d, "idle.jsonl"))
+    if idle:
+        lines += ["### 3. Idle cost", ""] + idle_table(idle) + [""]
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
