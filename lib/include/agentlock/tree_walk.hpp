@@ -54,7 +54,7 @@ using LockVisitor = std::function<void(const LockSite&)>;
 /// holds an entry named agent.lock (of any type). Fails only when the root itself cannot be
 /// opened as a directory. With `options.threads` > 1 the same directories are read, the same
 /// sites visited and the same counts returned, in another order: `visit` is then called from
-/// several threads, but never twice at once (calls are serialized by a mutex), and an
+/// several threads but never twice at once, possibly with a dup of the `.runtime` fd, and an
 /// exception from it stops the walk and is rethrown here. `errors` may then name another
 /// subset when more than 100 directories are unreadable.
 Result<WalkStats> walk_locks(const std::string& root, const WalkOptions& options,
