@@ -3,10 +3,11 @@
 //
 //   bench_pass [--runs N] [--threads 1,2,4] [--mode pass|walk] [--tmux-socket NAME] ROOT...
 //
-// Each (mode, threads) pair runs --runs times after one untimed warm-up pass (the page cache
-// is then warm). Per pair it prints the median and every run's wall time, the median CPU time
-// of the process (all threads), the counts of the last run, and the process's peak RSS so far
-// (a high-water mark: run one configuration per process to compare RSS).
+// Each thread count runs once untimed (the page cache is then warm), then --runs times, the
+// thread counts taking turns. Per thread count it prints the median and every run's wall time,
+// the median CPU time of the process (all threads), the counts of the last run, and the
+// process's peak RSS (a high-water mark over all thread counts: run one thread count per
+// process to compare RSS).
 
 #include <agentlock/pass.hpp>
 #include <agentlock/process_probe.hpp>
@@ -166,16 +167,27 @@ int main(int argc, char** argv) {
     agentlock::SystemProcessProbe processes;
     agentlock::SystemTmuxProbe tmux(agentlock::TmuxServer{args.tmux_socket, {}});
 
+    // Warm-up runs first (page cache, allocator), then the thread counts take turns, run after
+    // run, so that load from other processes on a shared machine falls on all of them alike.
+    const std::size_t n = args.threads.size();
     for (const unsigned threads : args.threads) {
-        run_once(args, threads, processes, tmux, host); // warm-up: page cache, allocator
-        std::vector<double> wall;
-        std::vector<double> cpu;
-        Sample last;
-        for (unsigned r = 0; r < args.runs; ++r) {
-            last = run_once(args, threads, processes, tmux, host);
-            wall.push_back(last.wall_ms);
-            cpu.push_back(last.cpu_ms);
+        run_once(args, threads, processes, tmux, host);
+    }
+    std::vector<std::vector<double>> walls(n);
+    std::vector<std::vector<double>> cpus(n);
+    std::vector<Sample> lasts(n);
+    for (unsigned r = 0; r < args.runs; ++r) {
+        for (std::size_t i = 0; i < n; ++i) {
+            lasts[i] = run_once(args, args.threads[i], processes, tmux, host);
+            walls[i].push_back(lasts[i].wall_ms);
+            cpus[i].push_back(lasts[i].cpu_ms);
         }
+    }
+    for (std::size_t i = 0; i < n; ++i) {
+        const unsigned threads = args.threads[i];
+        const std::vector<double>& wall = walls[i];
+        const std::vector<double>& cpu = cpus[i];
+        const Sample& last = lasts[i];
         boost::json::object out;
         out["mode"] = args.mode;
         out["threads"] = threads;

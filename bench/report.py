@@ -54,15 +54,22 @@ def pass_table(recs, town):
     return out
 
 
-def scale_table(recs):
+def scale_table(recs, rss):
+    rss_by_threads = {r["threads"]: r["peak_rss_kib"] for r in rss}
     out = ["| what | median wall ms | median CPU ms | peak RSS MiB |", "|---|---:|---:|---:|"]
     for r in recs:
-        if "mode" in r:
+        if r.get("mode") == "pass":
             label = f"run_pass dry run, {r['threads']} thread" + ("s" if r["threads"] > 1 else "")
+            kib = rss_by_threads.get(r["threads"])
+        elif r.get("mode") == "walk":
+            # One process ran every thread count: its peak is that of the largest.
+            label = f"walk only, {r['threads']} thread" + ("s" if r["threads"] > 1 else "")
+            kib = r["peak_rss_kib"]
         else:
             label = "`agentlockd --once --dry-run --json` (whole process)"
-        out.append(f"| {label} | {ms(r['median_ms'])} | {ms(r['cpu_median_ms'])} | "
-                   f"{r['peak_rss_kib'] / 1024:.1f} |")
+            kib = r["peak_rss_kib"]
+        peak = "-" if kib is None else f"{kib / 1024:.1f}"
+        out.append(f"| {label} | {ms(r['median_ms'])} | {ms(r['cpu_median_ms'])} | {peak} |")
     info = next((x for x in recs if "mode" in x), None)
     if info:
         out += ["", f"dirs read {info['dirs']:,}, locks {info['locks']:,}, "
@@ -107,7 +114,8 @@ def main():
             lines += pass_table(passes, town) + [""]
     scale = load(os.path.join(d, "scale.jsonl"))
     if scale:
-        lines += ["### 4. Scale: 100,000 locks", ""] + scale_table(scale) + [""]
+        rss = load(os.path.join(d, "scale-rss.jsonl"))
+        lines += ["### 4. Scale: 100,000 locks", ""] + scale_table(scale, rss) + [""]
     lat = load(os.path.join(d, "latency.jsonl"))
     if lat:
         lines += ["### 2. Latency, owner death to removal", ""] + latency_table(lat) + [""]

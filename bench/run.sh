@@ -74,9 +74,11 @@ for w in $what; do
     scale)
         root=$dir/scale-100k
         echo "== scale: 100,000 locks" >&2
-        # One process per thread count: peak RSS is a per-process high-water mark.
+        "$bench_pass" --mode pass --threads "$threads" --runs "$runs" "$root" >>"$out/scale.jsonl"
+        "$bench_pass" --mode walk --threads "$threads" --runs "$runs" "$root" >>"$out/scale.jsonl"
+        # One process per thread count for RSS: peak RSS is a per-process high-water mark.
         for t in $(echo "$threads" | tr , ' '); do
-            "$bench_pass" --mode pass --threads "$t" --runs "$runs" "$root" >>"$out/scale.jsonl"
+            "$bench_pass" --mode pass --threads "$t" --runs 1 "$root" >>"$out/scale-rss.jsonl"
         done
         python3 "$here/timecmd.py" --name agentlockd-once --town scale-100k --runs "$runs" -- \
             "$daemon" --once --dry-run --json --config "$empty" --root "$root" \
