@@ -215,6 +215,17 @@ namespace {
 
 constexpr int k_dir_flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK;
 
+// The mount a directory belongs to (statx STATX_MNT_ID, Linux 5.8), when the kernel says.
+// st_dev alone misses a bind mount of another directory of the same file system.
+std::optional<std::uint64_t> mount_id(int fd) {
+    struct statx stx {};
+    if (::statx(fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_MNT_ID, &stx) != 0 ||
+        (stx.stx_mask & STATX_MNT_ID) == 0) {
+        return std::nullopt; // older kernel: st_dev decides alone
+    }
+    return stx.stx_mnt_id;
+}
+
 // The most specific configured root that `worker` lies under, or nullptr.
 const std::string* root_of(const std::string& worker, const std::vector<std::string>& roots) {
     const std::string* best = nullptr;
@@ -293,6 +304,7 @@ WorkerCheck check_worker(const std::string& worker_path, const PassOptions& opti
         return ended(std::move(check), State::unreachable, io_error("stat", *root, errno).message);
     }
     const dev_t root_dev = st.st_dev;
+    const std::optional<std::uint64_t> root_mount = mount_id(dir.get());
     std::string path = *root;
     for (const auto& name : *names) {
         path += path.back() == '/' ? "" : "/";
@@ -312,8 +324,12 @@ WorkerCheck check_worker(const std::string& worker_path, const PassOptions& opti
             return ended(std::move(check), State::unreachable,
                          io_error("stat", path, errno).message);
         }
-        if (options.walk.one_file_system && st.st_dev != root_dev) {
-            return ended(std::move(check), State::outside, path + " is on another file system");
+        if (options.walk.one_file_system) {
+            const auto mount = root_mount ? mount_id(next.get()) : std::nullopt;
+            if (st.st_dev != root_dev || (mount && *mount != *root_mount)) {
+                return ended(std::move(check), State::outside,
+                             path + " is on another file system or mount");
+            }
         }
         dir = std::move(next);
     }

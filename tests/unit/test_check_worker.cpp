@@ -9,7 +9,10 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
+#include <sys/mount.h>
 #include <unistd.h>
 
 namespace agentlock {
@@ -160,6 +163,23 @@ TEST_F(CheckWorkerTest, LooksOnlyWhereAPassLooks) {
     EXPECT_EQ(check(worker("a/b/c/w")).state, State::found);
     EXPECT_TRUE(test::exists(lock_of("node_modules/w")));
     EXPECT_TRUE(test::exists(lock_of("w/.git")));
+}
+
+TEST_F(CheckWorkerTest, NeverCrossesABindMountOfTheSameFileSystem) {
+    // st_dev is the same on both sides of a bind mount of a directory of the same file system:
+    // only the mount id tells that the lock lives outside the root.
+    TempDir outside;
+    test::write_file(
+        outside.sub("w/.runtime/agent.lock"),
+        test::go_lock_json(test::dead_pid(), test::now_rfc3339(), "", test::local_hostname()));
+    test::make_dirs(worker("bind"));
+    if (::mount(outside.path().c_str(), worker("bind").c_str(), nullptr, MS_BIND, nullptr) != 0) {
+        GTEST_SKIP() << "cannot bind-mount here: " << std::strerror(errno);
+    }
+    WorkerCheck c = check(worker("bind/w"));
+    ::umount2(worker("bind").c_str(), MNT_DETACH);
+    EXPECT_EQ(c.state, State::outside) << c.error;
+    EXPECT_TRUE(test::exists(outside.sub("w/.runtime/agent.lock")));
 }
 
 TEST_F(CheckWorkerTest, AnUnopenableDirectoryIsUnreachable) {
