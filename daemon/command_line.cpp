@@ -116,6 +116,32 @@ std::optional<CommandLine> parse_command_line(const std::vector<std::string>& ar
             if (!(o.interval = take_duration())) {
                 return std::nullopt;
             }
+        } else if (flag == "--full-pass-interval") {
+            if (!(o.full_pass_interval = take_duration())) {
+                return std::nullopt;
+            }
+        } else if (flag == "--events" || flag == "--no-events") {
+            if (!no_value()) {
+                return std::nullopt;
+            }
+            o.events = flag == "--events";
+        } else if (flag == "--events-test-disable") {
+            auto v = take();
+            if (!v) {
+                return std::nullopt;
+            }
+            std::string_view rest(*v);
+            while (!rest.empty()) {
+                const auto comma = rest.find(',');
+                const std::string name(rest.substr(0, comma));
+                if (name != "pidfd" && name != "inotify") {
+                    error = "--events-test-disable: \"" + name + "\" is not pidfd or inotify";
+                    return std::nullopt;
+                }
+                cl.events_test_disable.push_back(name);
+                rest =
+                    comma == std::string_view::npos ? std::string_view{} : rest.substr(comma + 1);
+            }
         } else if (flag == "--tmux-timeout") {
             if (!(o.tmux_timeout = take_duration())) {
                 return std::nullopt;
@@ -235,6 +261,7 @@ dead (or reused) and its recorded tmux session is gone; anything uncertain is ke
 
 Usage:
   agentlockd [--config FILE] [--root DIR]... [--interval DURATION]
+             [--full-pass-interval DURATION] [--no-events]
              [--tmux-socket NAME | --tmux-socket-path PATH] [--dry-run]
              [--log-format auto|text|json|journal] [--log-level LEVEL]
   agentlockd --once [--json] [same options]
@@ -242,7 +269,9 @@ Usage:
   agentlockd --version | --help
 
 Modes:
-  (none)                 run as a daemon: a pass every interval until SIGTERM/SIGINT
+  (none)                 run as a daemon until SIGTERM/SIGINT: a full pass at start, then
+                         events (see Events) and a full pass every full-pass-interval;
+                         without events, a pass every interval
   --once                 run one pass, print a report on stdout, exit; logs go to stderr
   --json                 with --once: print the report as one JSON document
   --check-config         validate the config (file and flags) and exit
@@ -251,7 +280,13 @@ Modes:
 Options (each also a config key; flags win over the file):
   --config FILE          config file; default /etc/agentlockd/agentlockd.json if it exists
   --root DIR             worker root to search; repeat for several (key "roots")
-  --interval DURATION    time between pass starts, e.g. 500ms, 30s, 5m, 1h (default 30s)
+  --interval DURATION    time between pass starts when events are off or unavailable, and
+                         between re-checks of owners without a pidfd, e.g. 500ms, 30s, 5m, 1h
+                         (default 30s)
+  --full-pass-interval D with events: time between full passes, the safety net (default 5m;
+                         when only interval is set, passes keep running every interval)
+  --no-events            no events: poll with a pass every interval (--events to undo the
+                         file's "events": false)
   --tmux-socket NAME     ask the tmux server on socket name NAME (tmux -L)
   --tmux-socket-path P   ask the tmux server on socket path P (tmux -S)
   --tmux-timeout D       how long to wait for tmux before its state is unknown (default 3s)
@@ -265,6 +300,19 @@ Options (each also a config key; flags win over the file):
   --log-level LEVEL      trace, debug, info (default), warn, error
   --log-format FORMAT    auto (default: journal when stderr is the journal, else text),
                          text (logfmt lines), json (one object per line), journal
+
+Events (default on; key "events"):
+  owner death            a pidfd per live owner PID: when it exits, its locks are judged again
+                         at once (owners beyond the open-files budget are polled every interval)
+  lock changes           inotify on the roots, the directories leading to each known lock, and
+                         new directories: a created, rewritten or removed agent.lock is judged
+                         again within about 20 ms; a new directory is searched
+  tmux sessions          while a lock is held-by-session, tmux is asked every 500 ms; when its
+                         session is gone, the lock is judged again
+  Events only trigger a new judgement by the same rule and the same careful removal as a pass.
+  Where pidfd or inotify are unavailable, or inotify watches run out, agentlockd falls back to
+  polling and logs events.degraded once. lock.removed says what found the lock: trigger=pidfd,
+  inotify, tmux, poll or pass.
 
 Signals:
   SIGTERM, SIGINT        stop: no removal starts afterwards; the current pass ends; exit 0

@@ -28,6 +28,9 @@ struct CommandLine {
     bool json = false;       ///< --once --json
     std::string config_path; ///< --config FILE; empty when not given
     ConfigOverrides overrides;
+    /// Hidden, for tests: event sources to treat as unavailable ("pidfd", "inotify"), as if
+    /// the kernel lacked them (--events-test-disable=pidfd,inotify).
+    std::vector<std::string> events_test_disable;
 };
 
 /// Parses the arguments after argv[0]. Flags take their value as the next argument or after '='

@@ -192,6 +192,12 @@ std::optional<Config> parse_config(std::string_view json, const std::string& ori
             ok = reader.read_string_list(key, v, config.roots);
         } else if (key == "interval") {
             ok = reader.read_duration(key, v, config.interval);
+            config.interval_set = true;
+        } else if (key == "full_pass_interval") {
+            ok = reader.read_duration(key, v, config.full_pass_interval);
+            config.full_pass_interval_set = true;
+        } else if (key == "events") {
+            ok = reader.read_bool(key, v, config.events);
         } else if (key == "tmux_socket") {
             ok = reader.read_string(key, v, config.tmux_socket);
         } else if (key == "tmux_socket_path") {
@@ -229,7 +235,8 @@ std::optional<Config> parse_config(std::string_view json, const std::string& ori
         } else {
             ok = reader.fail(key, "is unknown (known keys: roots, interval, tmux_socket, "
                                   "tmux_socket_path, tmux_timeout, dry_run, prune, max_depth, "
-                                  "one_file_system, log_level, log_format)");
+                                  "one_file_system, log_level, log_format, events, "
+                                  "full_pass_interval)");
         }
         if (!ok) {
             return std::nullopt;
@@ -295,6 +302,14 @@ void apply_overrides(Config& config, const ConfigOverrides& o) {
     }
     if (o.interval) {
         config.interval = *o.interval;
+        config.interval_set = true;
+    }
+    if (o.full_pass_interval) {
+        config.full_pass_interval = *o.full_pass_interval;
+        config.full_pass_interval_set = true;
+    }
+    if (o.events) {
+        config.events = *o.events;
     }
     if (o.tmux_socket) {
         config.tmux_socket = *o.tmux_socket;
@@ -364,6 +379,11 @@ bool finish_config(Config& config, std::string& error) {
                 format_duration(k_min_interval) + ")";
         return false;
     }
+    if (config.full_pass_interval < k_min_interval) {
+        error = "full_pass_interval " + format_duration(config.full_pass_interval) +
+                " is too short (at least " + format_duration(k_min_interval) + ")";
+        return false;
+    }
     if (config.tmux_timeout < k_min_interval) {
         error = "tmux_timeout " + format_duration(config.tmux_timeout) +
                 " is too short (at least " + format_duration(k_min_interval) + ")";
@@ -428,7 +448,19 @@ Fields config_fields(const Config& c) {
         {"one_file_system", c.one_file_system ? "true" : "false"},
         {"log_level", std::string(to_string(c.log_level))},
         {"log_format", std::string(to_string(c.log_format))},
+        {"events", c.events ? "true" : "false"},
+        {"full_pass_interval", format_duration(c.full_pass_interval)},
     };
+}
+
+std::chrono::milliseconds pass_period(const Config& config, bool events_active) {
+    if (!events_active) {
+        return config.interval;
+    }
+    if (config.interval_set && !config.full_pass_interval_set) {
+        return config.interval;
+    }
+    return config.full_pass_interval;
 }
 
 Fields config_changes(const Config& before, const Config& after) {

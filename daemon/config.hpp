@@ -24,7 +24,16 @@ inline constexpr std::chrono::milliseconds k_min_interval{10};
 /// Everything agentlockd can be configured with. Defaults are the daemon's defaults.
 struct Config {
     std::vector<std::string> roots;
+    /// Time between passes when events are off or unavailable (polling), and between re-checks
+    /// of owners that have no pidfd.
     std::chrono::milliseconds interval{std::chrono::seconds(30)};
+    bool interval_set = false; ///< interval was given in the file or on the command line
+    /// With events active: time between the full passes that catch what events missed. When
+    /// only interval is set, full passes keep running every interval (see pass_period).
+    std::chrono::milliseconds full_pass_interval{std::chrono::minutes(5)};
+    bool full_pass_interval_set = false; ///< given in the file or on the command line
+    /// React to owner deaths (pidfd), lock changes (inotify) and ended tmux sessions at once.
+    bool events = true;
     std::string tmux_socket;      ///< tmux -L NAME
     std::string tmux_socket_path; ///< tmux -S PATH
     std::chrono::milliseconds tmux_timeout{std::chrono::seconds(3)};
@@ -42,6 +51,8 @@ struct Config {
 struct ConfigOverrides {
     std::optional<std::vector<std::string>> roots;
     std::optional<std::chrono::milliseconds> interval;
+    std::optional<std::chrono::milliseconds> full_pass_interval;
+    std::optional<bool> events;
     std::optional<std::string> tmux_socket;
     std::optional<std::string> tmux_socket_path;
     std::optional<std::chrono::milliseconds> tmux_timeout;
@@ -76,8 +87,14 @@ std::optional<Config> resolve_config(const std::string& path, const ConfigOverri
 /// The config file to use when --config is not given: the default path if it exists, else none.
 std::string default_config_path_if_present();
 
-/// Config values as log fields, in key order: roots, interval, tmux_socket, ... log_format.
+/// Config values as log fields, in key order: roots, interval, tmux_socket, ... log_format,
+/// events, full_pass_interval.
 Fields config_fields(const Config& config);
+
+/// Time between the starts of two full passes: `interval` when events are off or not in use
+/// (`events_active` false); with events, full_pass_interval, except that a config that sets
+/// interval but not full_pass_interval keeps its passes every interval (as before events).
+std::chrono::milliseconds pass_period(const Config& config, bool events_active);
 
 /// The keys whose values differ, with the new values, for config.reloaded; first the field
 /// "changed" listing the keys (comma-separated, "none" when nothing changed).
