@@ -1,0 +1,125 @@
+#pragma once
+// Lock-change events: inotify on the roots, the directories leading to each known lock, and
+// new directories, read in the event loop through an Asio descriptor. An event only says "judge
+// this worker again" or "search this new directory"; it never decides anything.
+//
+// Watches are added by path with IN_DONT_FOLLOW|IN_ONLYDIR, so a symlink is never watched in
+// place of a directory; a directory on the way that is swapped for a symlink can at worst make
+// us watch the wrong directory, which only costs spurious re-checks (every re-check reaches the
+// lock from its root without following symlinks).
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace agentlock::daemon {
+
+/// What a watched directory is to us.
+enum class WatchKind {
+    dir,     ///< a root, or a directory that may lead to workers: new and removed subdirectories
+    runtime, ///< a worker's .runtime: agent.lock created, rewritten, renamed in or removed
+};
+
+/// One inotify record as read from the descriptor.
+struct RawInotifyEvent {
+    int wd = -1;
+    std::uint32_t mask = 0;
+    std::uint32_t cookie = 0;
+    std::string name; ///< empty for events about the watched directory itself
+};
+
+/// Splits the bytes of one read(2) of an inotify descriptor into records; stops at a truncated
+/// record.
+std::vector<RawInotifyEvent> parse_inotify_buffer(const char* data, std::size_t size);
+
+/// One event about a watched directory, with the directory's path.
+struct WatchEvent {
+    std::string dir; ///< the watched directory's path
+    WatchKind kind = WatchKind::dir;
+    std::string name; ///< the entry concerned; empty for the directory itself
+    std::uint32_t mask = 0;
+};
+
+/// The outcome of adding one watch.
+enum class AddWatch {
+    added,     ///< a new watch
+    present,   ///< already watched as that kind
+    gone,      ///< the path is not (or no longer) a directory: nothing to watch
+    exhausted, ///< the inotify watch limit (max_user_watches) is reached: ENOSPC
+    failed,    ///< another error (permission, ...)
+};
+
+/// An inotify instance and its watches. add, remove_under, retain, count and kind_of are
+/// thread-safe (the
+/// worker thread adds watches as it finds directories); open, start and close belong to the
+/// event loop thread.
+class DirWatcher {
+public:
+    /// Receives, on the loop thread, each batch of events read; `overflow` when the kernel's
+    /// queue overflowed and events were lost.
+    using OnEvents = std::function<void(std::vector<WatchEvent> events, bool overflow)>;
+
+    explicit DirWatcher(boost::asio::io_context& io);
+    ~DirWatcher();
+    DirWatcher(const DirWatcher&) = delete;
+    DirWatcher& operator=(const DirWatcher&) = delete;
+
+    /// inotify_init1(IN_NONBLOCK|IN_CLOEXEC); false with `error` when inotify is unavailable.
+    bool open(std::string& error);
+    bool is_open() const { return m_fd != nullptr; }
+    /// Starts reading events into `on_events` (once, after open).
+    void start(OnEvents on_events);
+    /// Removes every watch and closes the descriptor.
+    void close();
+
+    /// Watches `path` as `kind`; `error` (when given) says why on failed and exhausted.
+    AddWatch add(const std::string& path, WatchKind kind, std::string* error = nullptr);
+    /// Stops watching `path` and every watched directory below it.
+    void remove_under(const std::string& path);
+    /// Stops watching every path not in `keep`.
+    void retain(const std::set<std::string>& keep);
+    /// Number of watches.
+    std::size_t count() const;
+    /// The kind `path` is watched as, if it is.
+    std::optional<WatchKind> kind_of(const std::string& path) const;
+
+private:
+    AddWatch add_locked(const std::string& path, WatchKind kind, std::string* error);
+    void remove_locked(const std::string& path);
+    void read_more();
+
+    boost::asio::io_context& m_io;
+    std::unique_ptr<boost::asio::posix::stream_descriptor> m_fd;
+    int m_raw_fd = -1;
+    OnEvents m_on_events;
+    std::unique_ptr<char[]> m_buffer;
+    std::size_t m_buffer_size;
+
+    mutable std::mutex m_mutex; // guards the maps below
+    struct Watch {
+        int wd = -1;
+        WatchKind kind = WatchKind::dir;
+    };
+    using ByPath = std::map<std::string, Watch>;
+    ByPath m_by_path;                                  // each path stored once
+    std::unordered_map<int, ByPath::iterator> m_by_wd; // into m_by_path
+};
+
+/// `parent` + "/" + `name` (no doubled slash after "/").
+std::string join_path(const std::string& parent, const std::string& name);
+
+/// The directory part of `path` ("/a/b" -> "/a", "/a" -> "/").
+std::string parent_path(const std::string& path);
+
+} // namespace agentlock::daemon

@@ -1,0 +1,79 @@
+#pragma once
+// The daemon's current view of every lock: what the last full pass saw, updated by each
+// event-driven re-check. It decides nothing; it says which owners to watch, which sessions to
+// look for, and which claims collide now.
+
+#include "pid_watch.hpp"
+
+#include <agentlock/collisions.hpp>
+#include <agentlock/pass.hpp>
+
+#include <cstddef>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace agentlock::daemon {
+
+/// A lock that records a tmux session and waits on it: held-by-session (removable once the
+/// session is gone), or unknown because tmux could not be asked.
+struct SessionWait {
+    std::string worker;
+    std::string session_id;
+    bool tmux_was_unknown = false; ///< judged while tmux's state was unknown
+};
+
+/// What the daemon keeps of one lock: enough to watch its owner, wait on its session and detect
+/// collisions (a few dozen bytes, not the whole record: fleets hold 100,000 locks).
+struct KnownLock {
+    Verdict verdict = Verdict::unknown;
+    bool parsed = false; ///< the lock parsed: pid and session_id are meaningful
+    std::int64_t pid = 0;
+    std::string session_id;
+    bool owner_alive = false;                 ///< the process probe saw the owner alive
+    std::optional<std::uint64_t> start_ticks; ///< the owner's, as probed
+    TmuxState tmux_state = TmuxState::ok;     ///< tmux's state when it was judged
+};
+
+/// Every lock the daemon knows, by worker. Lives on the event loop thread.
+class LockTable {
+public:
+    /// Replaces everything with what a full pass saw (removed locks are gone). Returns the
+    /// workers known before or after, so that their owners can be updated.
+    std::vector<std::string> replace(const PassReport& report);
+    /// Applies one re-check: a lock found and kept is stored, one removed or absent is
+    /// forgotten; an unreachable worker is left as it was.
+    void apply(const WorkerCheck& check);
+
+    /// The lock of `worker`, if known.
+    const KnownLock* find(const std::string& worker) const;
+    /// The owner to watch for `worker`: set when its lock was judged live or orphaned (owner
+    /// alive, on this host).
+    std::optional<Owner> owner_of(const std::string& worker) const;
+    /// Locks waiting on a tmux session.
+    std::vector<SessionWait> session_waits() const;
+    /// Known workers under `path` (or equal to it).
+    std::vector<std::string> workers_under(const std::string& path) const;
+    /// Every known worker.
+    std::vector<std::string> workers() const;
+    /// Collisions among the known locks, as a pass would detect them.
+    std::vector<Collision> collisions() const;
+    /// The deepest known worker below its root (0 when none).
+    unsigned deepest_worker(const std::vector<std::string>& roots) const;
+
+    /// tmux's answer in the last full pass.
+    const TmuxFacts& tmux() const { return m_tmux; }
+    /// Roots the last full pass could not walk.
+    const std::vector<std::string>& frozen_roots() const { return m_frozen_roots; }
+    std::size_t size() const { return m_locks.size(); }
+
+private:
+    void store(const LockRecord& record, TmuxState tmux_state);
+
+    std::map<std::string, KnownLock> m_locks;
+    TmuxFacts m_tmux;
+    std::vector<std::string> m_frozen_roots;
+};
+
+} // namespace agentlock::daemon

@@ -1,0 +1,232 @@
+#include "pid_watch.hpp"
+
+#include <boost/asio/post.hpp>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+namespace agentlock::daemon {
+
+namespace {
+
+std::string pid_text(std::int64_t pid) {
+    return "PID " + std::to_string(pid);
+}
+
+} // namespace
+
+OwnerRecheck verify_owner(ProcessProbe& probe, const Owner& owner) {
+    const ProcessFacts now = probe.probe(owner.pid);
+    const std::string pid = pid_text(owner.pid);
+    switch (now.state) {
+    case ProcessState::dead:
+        return {false, pid + " exited before its pidfd was opened"};
+    case ProcessState::zombie:
+        return {false, pid + " is a zombie"};
+    case ProcessState::unknown:
+        return {false, pid + " could not be probed after pidfd_open: " + now.detail};
+    case ProcessState::alive:
+        break;
+    }
+    if (owner.start_ticks) {
+        if (!now.start_ticks) {
+            return {false, pid + " has an unreadable start time after pidfd_open"};
+        }
+        if (*now.start_ticks != *owner.start_ticks) {
+            return {false, pid + " was reused before its pidfd was opened: start ticks " +
+                               std::to_string(*now.start_ticks) + ", judged " +
+                               std::to_string(*owner.start_ticks)};
+        }
+    }
+    return {true, {}};
+}
+
+int open_pidfd(std::int64_t pid) {
+    if (pid <= 0 || pid > INT32_MAX) {
+        errno = EINVAL;
+        return -1;
+    }
+    return static_cast<int>(::syscall(SYS_pidfd_open, static_cast<pid_t>(pid), 0U));
+}
+
+std::size_t pidfd_budget(std::uint64_t nofile_limit) {
+    if (nofile_limit < 2048) {
+        return static_cast<std::size_t>(nofile_limit / 2);
+    }
+    const std::uint64_t headroom = std::max<std::uint64_t>(256, nofile_limit / 8);
+    return static_cast<std::size_t>(nofile_limit - headroom);
+}
+
+PidWatcher::PidWatcher(boost::asio::io_context& io, std::size_t budget, ProcessProbe& probe,
+                       OnExit on_exit, bool enabled)
+    : m_io(io), m_budget(budget), m_probe(probe), m_on_exit(std::move(on_exit)),
+      m_enabled(enabled) {}
+
+PidWatcher::~PidWatcher() {
+    clear();
+}
+
+void PidWatcher::clear() {
+    for (auto& [pid, entry] : m_by_pid) {
+        close_fd(entry);
+    }
+    m_by_pid.clear();
+    m_by_worker.clear();
+    m_unwatched.clear();
+}
+
+void PidWatcher::set_enabled(bool enabled) {
+    if (enabled == m_enabled) {
+        return;
+    }
+    clear();
+    m_enabled = enabled;
+}
+
+void PidWatcher::set_owner(const std::string& worker, const std::optional<Owner>& owner) {
+    auto known = m_by_worker.find(worker);
+    if (known != m_by_worker.end() && owner && known->second == owner->pid) {
+        Entry& entry = m_by_pid.at(owner->pid);
+        if (entry.owner == *owner) {
+            if (entry.exited) {
+                // Judged alive again after its pidfd fired (it was not yet reaped, say): watch
+                // the PID afresh rather than trust a pidfd that has already fired.
+                entry.exited = false;
+                close_fd(entry);
+                open_for(entry);
+            }
+            return;
+        }
+    }
+    detach(worker);
+    if (!owner) {
+        return;
+    }
+    auto it = m_by_pid.find(owner->pid);
+    if (it != m_by_pid.end() && !(it->second.owner == *owner)) {
+        // Two judgements disagree on which process holds this PID: one of them saw a reused
+        // PID. Trust the newer one, and judge the others' locks again.
+        std::set<std::string> others = it->second.workers;
+        for (const auto& w : others) {
+            detach(w);
+        }
+        report(std::move(others), pid_text(owner->pid) + " now has other start ticks");
+        it = m_by_pid.end();
+    }
+    if (it == m_by_pid.end()) {
+        Entry entry;
+        entry.owner = *owner;
+        entry.id = m_next_id++;
+        it = m_by_pid.emplace(owner->pid, std::move(entry)).first;
+        it->second.workers.insert(worker);
+        m_by_worker[worker] = owner->pid;
+        open_for(it->second);
+        return;
+    }
+    it->second.workers.insert(worker);
+    m_by_worker[worker] = owner->pid;
+    if (!it->second.fd && !it->second.exited) {
+        m_unwatched.insert(worker);
+    }
+}
+
+void PidWatcher::detach(const std::string& worker) {
+    m_unwatched.erase(worker);
+    auto known = m_by_worker.find(worker);
+    if (known == m_by_worker.end()) {
+        return;
+    }
+    const std::int64_t pid = known->second;
+    m_by_worker.erase(known);
+    auto it = m_by_pid.find(pid);
+    if (it == m_by_pid.end()) {
+        return;
+    }
+    it->second.workers.erase(worker);
+    if (it->second.workers.empty()) {
+        close_fd(it->second);
+        m_by_pid.erase(it);
+    }
+}
+
+void PidWatcher::open_for(Entry& entry) {
+    const std::int64_t pid = entry.owner.pid;
+    std::string why_unwatched;
+    int fd = -1;
+    if (!m_enabled) {
+        why_unwatched = "pidfd not in use";
+    } else if (m_open >= m_budget) {
+        why_unwatched = "pidfd budget of " + std::to_string(m_budget) +
+                        " reached (open-files limit): the owners beyond it are polled";
+    } else {
+        fd = open_pidfd(pid);
+        if (fd < 0) {
+            const int err = errno;
+            if (err == ESRCH) {
+                // Gone between the judgement and now: judge its locks again at once.
+                entry.exited = true;
+                report(entry.workers, pid_text(pid) + " exited before its pidfd was opened");
+                return;
+            }
+            why_unwatched = "pidfd_open " + pid_text(pid) + ": " + std::strerror(err);
+        }
+    }
+    if (fd < 0) {
+        m_unwatched_reason = why_unwatched;
+        m_unwatched.insert(entry.workers.begin(), entry.workers.end());
+        return;
+    }
+    entry.fd = std::make_unique<boost::asio::posix::stream_descriptor>(m_io, fd);
+    ++m_open;
+    for (const auto& w : entry.workers) {
+        m_unwatched.erase(w);
+    }
+    // The pidfd refers to whatever process holds the PID now: make sure it is the one judged.
+    const OwnerRecheck again = verify_owner(m_probe, entry.owner);
+    if (!again.same) {
+        report(entry.workers, again.why);
+    }
+    const std::uint64_t id = entry.id;
+    entry.fd->async_wait(boost::asio::posix::stream_descriptor::wait_read,
+                         [this, pid, id](const boost::system::error_code& ec) {
+                             if (ec == boost::asio::error::operation_aborted) {
+                                 return;
+                             }
+                             auto it = m_by_pid.find(pid);
+                             if (it == m_by_pid.end() || it->second.id != id) {
+                                 return; // closed and replaced meanwhile
+                             }
+                             Entry& e = it->second;
+                             close_fd(e);
+                             e.exited = true;
+                             report(e.workers,
+                                    ec ? "pidfd of " + pid_text(pid) + " failed: " + ec.message()
+                                       : pid_text(pid) + " exited");
+                         });
+}
+
+void PidWatcher::close_fd(Entry& entry) {
+    if (!entry.fd) {
+        return;
+    }
+    boost::system::error_code ec;
+    entry.fd->cancel(ec);
+    entry.fd->close(ec);
+    entry.fd.reset();
+    --m_open;
+}
+
+void PidWatcher::report(std::set<std::string> workers, std::string why) {
+    if (workers.empty()) {
+        return;
+    }
+    // Posted, so that the caller never re-enters set_owner from its own loop.
+    boost::asio::post(m_io, [this, workers = std::move(workers), why = std::move(why)]() {
+        m_on_exit(workers, why);
+    });
+}
+
+} // namespace agentlock::daemon

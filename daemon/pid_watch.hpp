@@ -1,0 +1,106 @@
+#pragma once
+// Owner-death events: one pidfd per live owner PID, waited on in the event loop through an Asio
+// descriptor. A pidfd only says "judge these locks again now"; it never decides anything.
+
+#include <agentlock/process_probe.hpp>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+
+namespace agentlock::daemon {
+
+/// The owner of a lock as it was judged alive (verdict live or orphaned).
+struct Owner {
+    std::int64_t pid = 0;
+    std::optional<std::uint64_t> start_ticks; ///< what the process probe saw when judging
+
+    bool operator==(const Owner&) const = default;
+};
+
+/// Whether a PID still belongs to the owner that was judged, probed right after pidfd_open.
+struct OwnerRecheck {
+    bool same = true;
+    std::string why; ///< when not the same: why the lock must be judged again now
+};
+
+/// Probes `owner.pid` again and compares it with what was judged. The PID can die, or die and
+/// be reused, between the judgement and pidfd_open: a dead or zombie process, other start ticks,
+/// or an answer that cannot be trusted (unknown, start time unreadable) all mean "judge again".
+OwnerRecheck verify_owner(ProcessProbe& probe, const Owner& owner);
+
+/// pidfd_open(2) of `pid` (pidfds are always close-on-exec); -1 with errno set on failure.
+int open_pidfd(std::int64_t pid);
+
+/// Holds a pidfd for each live owner and reports the workers whose owner exited. Lives on the
+/// event loop thread.
+class PidWatcher {
+public:
+    /// Called (posted to the loop) with the workers to judge again and the reason.
+    using OnExit =
+        std::function<void(const std::set<std::string>& workers, const std::string& why)>;
+
+    /// `budget` is the most pidfds held at once; `probe` re-verifies owners after pidfd_open.
+    /// With `enabled` false no pidfd is ever opened: every owner is left to polling.
+    PidWatcher(boost::asio::io_context& io, std::size_t budget, ProcessProbe& probe, OnExit on_exit,
+               bool enabled = true);
+    ~PidWatcher();
+    PidWatcher(const PidWatcher&) = delete;
+    PidWatcher& operator=(const PidWatcher&) = delete;
+
+    /// Records that `worker`'s lock is owned by `owner`, alive when judged, or by no live owner
+    /// (nullopt). Opens a pidfd for a new PID (one per PID, shared by the workers it holds) and
+    /// closes the pidfd of a PID that no longer owns anything.
+    void set_owner(const std::string& worker, const std::optional<Owner>& owner);
+
+    /// Workers whose live owner has no pidfd (budget spent, or pidfd_open failed): to be polled.
+    const std::set<std::string>& unwatched() const { return m_unwatched; }
+    /// Why the last owner went unwatched (for the log), empty if none ever did.
+    const std::string& unwatched_reason() const { return m_unwatched_reason; }
+    /// PIDs with an open pidfd.
+    std::size_t open_count() const { return m_open; }
+    /// Closes every pidfd and forgets every owner.
+    void clear();
+    /// Turns pidfds on or off (off: clear(), and every owner is left to polling from now on).
+    void set_enabled(bool enabled);
+
+private:
+    struct Entry {
+        Owner owner;
+        std::set<std::string> workers;
+        std::unique_ptr<boost::asio::posix::stream_descriptor> fd;
+        std::uint64_t id = 0;
+        bool exited = false; ///< its pidfd fired: the workers are being judged again
+    };
+
+    void detach(const std::string& worker);
+    void open_for(Entry& entry);
+    void close_fd(Entry& entry);
+    void report(std::set<std::string> workers, std::string why);
+
+    boost::asio::io_context& m_io;
+    std::size_t m_budget;
+    ProcessProbe& m_probe;
+    OnExit m_on_exit;
+    bool m_enabled;
+    std::map<std::int64_t, Entry> m_by_pid;
+    std::map<std::string, std::int64_t> m_by_worker;
+    std::set<std::string> m_unwatched;
+    std::string m_unwatched_reason;
+    std::size_t m_open = 0;
+    std::uint64_t m_next_id = 1;
+};
+
+/// The pidfd budget for an open-files limit: the limit minus headroom for the walk, tmux
+/// queries, inotify and logging (an eighth of the limit, at least 256; half of a small limit).
+std::size_t pidfd_budget(std::uint64_t nofile_limit);
+
+} // namespace agentlock::daemon
