@@ -120,8 +120,13 @@ int agentlockd_main(const std::vector<std::string>& args) {
     }
 
     try {
-        Service service(*config, config_path, cl->overrides, log,
-                        system_pass_runner(read_host_facts()), {{"nofile", nofile}});
+        EventSwitches switches;
+        for (const auto& source : cl->events_test_disable) {
+            switches.pidfd = switches.pidfd && source != "pidfd";
+            switches.inotify = switches.inotify && source != "inotify";
+        }
+        Service service(*config, config_path, cl->overrides, log, system_backend(read_host_facts()),
+                        {{"nofile", nofile}}, switches);
         return service.run();
     } catch (const std::exception& e) {
         log.log(LogLevel::error, "daemon.failed", {{"error", e.what()}});

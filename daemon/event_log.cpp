@@ -199,6 +199,13 @@ bool is_numeric_field(std::string_view key) {
         "pid",        "pass",         "root_count",   "roots_unavailable", "dirs",
         "locks",      "removed",      "would_remove", "unreadable_dirs",   "collisions",
         "elapsed_ms", "open_findings"};
+    // The event sources' counts (events.started, check.completed, tmux.polled).
+    static constexpr std::string_view k_event_numeric[] = {
+        "checks", "scans", "pidfds", "pidfd_budget", "watches", "polled_owners", "rechecks"};
+    if (std::find(std::begin(k_event_numeric), std::end(k_event_numeric), key) !=
+        std::end(k_event_numeric)) {
+        return true;
+    }
     return std::find(std::begin(k_numeric), std::end(k_numeric), key) != std::end(k_numeric);
 }
 

@@ -30,6 +30,25 @@ std::string lock_now(const PassReport& report, const std::string& lock_path) {
     return "gone";
 }
 
+// The lock fields of a removal or a skipped removal, with what triggered the judgement after
+// `action`.
+Fields lock_event_fields(const LockRecord& rec, const TmuxFacts& tmux, bool with_content,
+                         const std::string& trigger) {
+    Fields fields = lock_record_fields(rec, tmux, with_content);
+    auto action = std::find_if(fields.begin(), fields.end(),
+                               [](const auto& f) { return f.first == "action"; });
+    fields.insert(action == fields.end() ? fields.end() : action + 1, {"trigger", trigger});
+    return fields;
+}
+
+bool is_lock_event(const Finding& f) {
+    return f.event.rfind("lock.", 0) == 0;
+}
+
+bool is_collision_event(const Finding& f) {
+    return f.event.rfind("collision.", 0) == 0;
+}
+
 } // namespace
 
 LogLevel finding_level(const FindingChange& change) {
@@ -70,10 +89,11 @@ void PassLogger::log_pass(const PassReport& report, bool cancelled,
     ++m_passes;
     for (const auto& rec : report.locks) {
         if (rec.action == LockAction::removed) {
-            m_log.log(LogLevel::info, "lock.removed", lock_record_fields(rec, report.tmux, true));
+            m_log.log(LogLevel::info, "lock.removed",
+                      lock_event_fields(rec, report.tmux, true, "pass"));
         } else if (rec.action == LockAction::skipped_changed) {
             m_log.log(LogLevel::debug, "lock.skipped_changed",
-                      lock_record_fields(rec, report.tmux, false));
+                      lock_event_fields(rec, report.tmux, false, "pass"));
         }
     }
     if (!cancelled) {
@@ -121,6 +141,64 @@ void PassLogger::log_pass(const PassReport& report, bool cancelled,
         fields.emplace_back("cancelled", "true");
     }
     m_log.log(level, "pass.completed", fields);
+}
+
+void PassLogger::log_checks(const std::vector<CheckOutcome>& checks, const TmuxFacts& known_tmux,
+                            const std::vector<Collision>& collisions,
+                            const std::vector<std::string>& frozen_roots) {
+    for (const auto& [check, trigger] : checks) {
+        if (check.state == WorkerCheck::State::unreachable) {
+            continue; // nothing learnt: its findings stay as they are
+        }
+        const TmuxFacts& tmux = check.tmux ? *check.tmux : known_tmux;
+        const bool found = check.state == WorkerCheck::State::found;
+        const LockRecord& rec = check.record;
+        if (found && rec.action == LockAction::removed) {
+            m_log.log(LogLevel::info, "lock.removed", lock_event_fields(rec, tmux, true, trigger));
+        } else if (found && rec.action == LockAction::skipped_changed) {
+            m_log.log(LogLevel::debug, "lock.skipped_changed",
+                      lock_event_fields(rec, tmux, false, trigger));
+        }
+        PassReport one;
+        one.tmux = tmux;
+        if (found) {
+            one.locks.push_back(rec);
+        }
+        std::vector<Finding> current;
+        for (auto& f : findings_of(one)) {
+            if (is_lock_event(f)) {
+                current.push_back(std::move(f));
+            }
+        }
+        const std::string now = !found ? "gone"
+                                       : (rec.action == LockAction::removed
+                                              ? "removed"
+                                              : std::string(to_string(rec.judgement.verdict)));
+        const std::string& lock_path = check.lock_path;
+        for (const auto& change : m_findings.update_some(
+                 std::move(current),
+                 [&lock_path](const Finding& f) { return is_lock_event(f) && f.key == lock_path; },
+                 frozen_roots)) {
+            Fields fields = finding_event_fields(change);
+            if (change.state == FindingState::resolved) {
+                fields.insert(fields.begin() + 1, {"now", now});
+            }
+            m_log.log(finding_level(change), change.event(), fields);
+        }
+    }
+
+    PassReport all;
+    all.collisions = collisions;
+    std::vector<Finding> current;
+    for (auto& f : findings_of(all)) {
+        if (is_collision_event(f)) {
+            current.push_back(std::move(f));
+        }
+    }
+    for (const auto& change :
+         m_findings.update_some(std::move(current), is_collision_event, frozen_roots)) {
+        m_log.log(finding_level(change), change.event(), finding_event_fields(change));
+    }
 }
 
 std::string status_line(std::uint64_t pass_number, const PassReport& report) {

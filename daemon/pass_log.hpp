@@ -9,13 +9,21 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace agentlock::daemon {
 
 /// How often pass.completed is logged at info level (it is logged at debug after every pass).
 inline constexpr std::chrono::minutes k_pass_summary_every{5};
 
-/// Logs what each pass did and found. Lives on the event loop thread.
+/// One event-driven re-check of a worker and what triggered it ("pidfd", "inotify", "tmux",
+/// "poll").
+struct CheckOutcome {
+    WorkerCheck check;
+    std::string trigger;
+};
+
+/// Logs what each pass and re-check did and found. Lives on the event loop thread.
 class PassLogger {
 public:
     explicit PassLogger(EventLog& log,
@@ -27,6 +35,19 @@ public:
     /// pass saw only part of the roots: its removals are logged, its findings are not diffed.
     void log_pass(const PassReport& report, bool cancelled,
                   std::chrono::steady_clock::time_point now);
+
+    /// Logs re-checks as a pass would log their locks: lock.removed (with `trigger`) for every
+    /// removal, lock.skipped_changed (debug), and the transitions of each re-checked lock's own
+    /// findings, leaving every other finding alone; then the transitions of the duplicate-claim
+    /// findings against `collisions` (the collisions among all known locks now). `known_tmux`
+    /// is the evidence for locks whose re-check did not ask tmux; `frozen_roots` are roots the
+    /// last pass could not walk (their findings stay as they are).
+    void log_checks(const std::vector<CheckOutcome>& checks, const TmuxFacts& known_tmux,
+                    const std::vector<Collision>& collisions,
+                    const std::vector<std::string>& frozen_roots);
+
+    /// Findings open now.
+    std::size_t open_findings() const { return m_findings.open_count(); }
 
     /// Passes logged so far.
     std::uint64_t pass_count() const { return m_passes; }
