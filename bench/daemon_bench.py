@@ -48,6 +48,14 @@ def log(*a):
     print("[daemon_bench]", *a, file=sys.stderr, flush=True)
 
 
+def mem_available_kib():
+    with open("/proc/meminfo") as fh:
+        for line in fh:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1])
+    return 0
+
+
 def now_rfc3339():
     ns = time.time_ns()
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + f".{ns % 10**9:09d}Z"
@@ -373,8 +381,10 @@ def run_idle(a, workdir, extra):
         n_owners = a.owners or a.locks
         log(f"spawning {n_owners} owners for {a.locks} locks")
         t0 = time.monotonic()
+        avail0 = mem_available_kib()
         procs = owners.spawn(n_owners)
         spawn_s = time.monotonic() - t0
+        owners_mib = (avail0 - mem_available_kib()) / 1024.0
         acquired = now_rfc3339()
         for i in range(a.locks):
             w = os.path.join(root, f"rig{i // 1000:02d}", "polecats", f"w{i:05d}")
@@ -398,6 +408,7 @@ def run_idle(a, workdir, extra):
             "locks": a.locks,
             "owners": n_owners,
             "owner_spawn_s": round(spawn_s, 2),
+            "owners_mem_mib": round(owners_mib),
             "first_pass_elapsed_ms": ev.get("elapsed_ms"),
             "startup_cpu_s": round(cpu0, 3),
             "window_s": round(elapsed, 1),
