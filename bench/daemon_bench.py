@@ -191,19 +191,24 @@ class Daemon:
                 self.events.append(ev)
                 self.cond.notify_all()
 
-    def wait_event(self, pred, timeout, what):
+    def _wait(self, found, timeout, what):
+        """Waits until found(events) returns something other than None, and returns it."""
         deadline = time.monotonic() + timeout
         with self.cond:
             while True:
-                for ev in self.events:
-                    if pred(ev):
-                        return ev
+                result = found(self.events)
+                if result is not None:
+                    return result
                 if self.proc.poll() is not None:
                     raise RuntimeError(f"agentlockd exited ({self.proc.returncode}) before {what}")
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise RuntimeError(f"timed out waiting for {what}")
                 self.cond.wait(min(left, 0.5))
+
+    def wait_event(self, pred, timeout, what):
+        """Waits for the first event matching pred and returns it."""
+        return self._wait(lambda evs: next((ev for ev in evs if pred(ev)), None), timeout, what)
 
     def count(self, pred):
         with self.cond:
@@ -211,15 +216,8 @@ class Daemon:
 
     def wait_distinct(self, pred, key, n, timeout, what):
         """Waits until events matching pred name n distinct values of field `key`."""
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while len({ev.get(key) for ev in self.events if pred(ev)}) < n:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"agentlockd exited ({self.proc.returncode}) before {what}")
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise RuntimeError(f"timed out waiting for {what}")
-                self.cond.wait(min(left, 0.5))
+        self._wait(lambda evs: True if len({ev.get(key) for ev in evs if pred(ev)}) >= n
+                   else None, timeout, what)
 
     def cpu_seconds(self):
         with open(f"/proc/{self.proc.pid}/stat") as fh:
