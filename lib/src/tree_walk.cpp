@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 #include <dirent.h>
 #include <fcntl.h>
@@ -57,6 +58,21 @@ namespace agentlock {
 
 namespace {
 
+// The mount a directory belongs to (statx STATX_MNT_ID, Linux 5.8); 0 when the kernel does not
+// say (st_dev then decides alone). st_dev alone misses a bind mount of the same file system.
+std::uint64_t mount_of(int fd) {
+    struct statx stx {};
+    if (::statx(fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_MNT_ID, &stx) != 0 ||
+        (stx.stx_mask & STATX_MNT_ID) == 0) {
+        return 0;
+    }
+    return stx.stx_mnt_id;
+}
+
+} // namespace
+
+namespace {
+
 constexpr std::size_t k_dirent_buffer = 32 * 1024;
 constexpr int k_dir_flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK;
 
@@ -94,6 +110,7 @@ Status Walker::start(const std::string& root) {
     top.path = root;
     top.dev = st.st_dev;
     top.ino = st.st_ino;
+    top.mount = m_options.one_file_system ? mount_of(root_fd.get()) : 0;
     top.fd = std::move(root_fd);
     m_stack.push_back(std::move(top));
     read_top();
@@ -152,8 +169,12 @@ void Walker::enter(const std::string& name) {
         unreadable(io_error("stat", path, errno).message, path);
         return;
     }
-    if (m_options.one_file_system && st.st_dev != m_root_dev) {
-        return; // another mount: not entered, and not an error
+    // Another mount (another file system, or a bind mount of the same one): not entered, and
+    // not an error. Every frame on the stack is on the root's mount.
+    const std::uint64_t mount = m_options.one_file_system ? mount_of(fd.get()) : 0;
+    if (m_options.one_file_system &&
+        (st.st_dev != m_root_dev || (mount != 0 && parent.mount != 0 && mount != parent.mount))) {
+        return;
     }
     Frame child;
     child.name = name;
@@ -161,6 +182,7 @@ void Walker::enter(const std::string& name) {
     child.depth = parent.depth + 1;
     child.dev = st.st_dev;
     child.ino = st.st_ino;
+    child.mount = mount;
     child.fd = std::move(fd);
     child.is_runtime = name == k_runtime_dir;
     m_stack.push_back(std::move(child));

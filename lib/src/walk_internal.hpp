@@ -7,6 +7,7 @@
 #include <agentlock/tree_walk.hpp>
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -28,7 +29,8 @@ struct Frame {
     unsigned depth = 0;
     dev_t dev = 0;
     ino_t ino = 0;
-    Fd fd; ///< invalid while evicted
+    std::uint64_t mount = 0; ///< statx STATX_MNT_ID; 0 when the kernel does not say
+    Fd fd;                   ///< invalid while evicted
     bool is_runtime = false;
     std::vector<std::string> subdirs; ///< still to visit, taken from the back
 };
