@@ -327,8 +327,8 @@ void Service::reload() {
         m_log.log(LogLevel::info, "config.reloaded", fields);
         if (events_were_on && !events_on()) {
             close_events(); // back to polling
-        } else if (!events_were_on && events_on()) {
-            setup_events();
+        } else if (!events_were_on && m_config.events) {
+            setup_events(); // events_on() once it succeeds
         }
         const bool scope_changed = old.roots != m_config.roots || old.prune != m_config.prune ||
                                    old.max_depth != m_config.max_depth ||

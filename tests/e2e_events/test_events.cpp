@@ -499,6 +499,60 @@ TEST_F(Events, ALockForAPidThatStartedAfterItWasAcquiredIsStaleAtOnce) {
 }
 
 // =============================================================================================
+// A reload turns events off and on
+
+TEST_F(Events, AReloadTurnsEventsOffAndOn) {
+    auto config = [this](bool events) {
+        write_file(m_dir + "/events.json",
+                   "{\"roots\": [\"" + m_root + "\"], \"tmux_socket\": \"" + m_tmux.socket_name() +
+                       "\", \"interval\": \"1h\", \"full_pass_interval\": \"1h\", "
+                       "\"log_format\": \"json\", \"log_level\": \"debug\", \"events\": " +
+                       (events ? "true" : "false") + "}\n");
+    };
+    config(false);
+    Child first = spawn_sleeper();
+    std::string lock1 = put_lock("w1", first.pid());
+    DaemonProcess& d = start_ready({"--config", m_dir + "/events.json"});
+    EXPECT_TRUE(d.find_events("events.started").empty()) << d.tail();
+
+    // On: the reload brings a full pass (to watch what is there), then events act.
+    first.kill_and_reap();
+    std::size_t mark = d.event_count();
+    config(true);
+    d.send_signal(SIGHUP);
+    auto r1 = removal(lock1, mark);
+    ASSERT_TRUE(r1) << d.tail();
+    EXPECT_EQ(r1->str("trigger"), "pass") << "the owner died while events were off";
+    ASSERT_TRUE(d.wait_for_event("events.started", nullptr, mark, k_deadline)) << d.tail();
+    Child second = spawn_sleeper();
+    mark = d.event_count();
+    std::string lock2 = put_lock("w2", second.pid());
+    ASSERT_TRUE(checked("inotify", mark)) << d.tail();
+    second.kill_and_reap();
+    auto r2 = removal(lock2, mark);
+    ASSERT_TRUE(r2) << d.tail();
+    EXPECT_EQ(r2->str("trigger"), "pidfd") << r2->dump();
+
+    // Off again: nothing but a pass removes anything.
+    Child third = spawn_sleeper();
+    std::string lock3 = put_lock("w3", third.pid());
+    ASSERT_TRUE(checked("inotify", mark)) << d.tail();
+    mark = d.event_count();
+    config(false);
+    d.send_signal(SIGHUP);
+    ASSERT_TRUE(d.wait_for_event("config.reloaded", nullptr, mark, k_deadline)) << d.tail();
+    third.kill_and_reap();
+    std::string stale = put_lock("w4", dead_pid());
+    d.send_signal(SIGUSR1);
+    auto r3 = removal(lock3, mark);
+    auto r4 = removal(stale, mark);
+    ASSERT_TRUE(r3 && r4) << d.tail();
+    EXPECT_EQ(r3->str("trigger"), "pass") << r3->dump();
+    EXPECT_EQ(r4->str("trigger"), "pass") << r4->dump();
+    EXPECT_TRUE(d.find_events("check.completed", nullptr, mark).empty()) << d.tail();
+}
+
+// =============================================================================================
 // Stopping, and the root going away
 
 TEST_F(Events, SigtermWithOwnersWatchedExitsZero) {
