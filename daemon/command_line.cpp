@@ -304,8 +304,9 @@ Options (each also a config key; flags win over the file):
 Events (default on; key "events"):
   owner death            a pidfd per live owner PID: when it exits, its locks are judged again
                          at once (owners beyond the open-files budget are polled every interval)
-  lock changes           inotify on the roots, the directories leading to each known lock, and
-                         new directories: a created, rewritten or removed agent.lock is judged
+  lock changes           inotify on the roots, the directories below them down to the deepest
+                         known worker (not inside workers), every worker's .runtime, and new
+                         directories: a created, rewritten or removed agent.lock is judged
                          again within about 20 ms; a new directory is searched
   tmux sessions          while a lock is held-by-session, tmux is asked every 500 ms; when its
                          session is gone, the lock is judged again
