@@ -116,10 +116,7 @@ std::vector<Collision> LockTable::collisions() const {
     judged.reserve(m_locks.size());
     for (const auto& [worker, k] : m_locks) {
         if (k.parsed) {
-            LockInfo info;
-            info.pid = k.pid;
-            info.session_id = k.session_id;
-            judged.push_back({worker, std::move(info), Judgement{k.verdict, {}}});
+            judged.push_back({worker, k.pid, k.session_id, k.verdict});
         }
     }
     return detect_collisions(judged);

@@ -47,33 +47,32 @@ std::vector<Collision> detect_collisions(const std::vector<JudgedLock>& locks) {
     std::map<std::int64_t, std::vector<const JudgedLock*>> by_pid;
 
     for (const auto& lock : locks) {
-        const Verdict v = lock.judgement.verdict;
-        const std::string session = lock.info.session_id.empty() ? "-" : lock.info.session_id;
+        const Verdict v = lock.verdict;
+        const std::string session = lock.session_id.empty() ? "-" : lock.session_id;
         if (v == Verdict::stale) {
             out.push_back({CollisionKind::stale,
                            {lock.worker},
-                           lock.info.pid,
-                           lock.info.session_id,
+                           lock.pid,
+                           lock.session_id,
                            "stale lock in " + lock.worker + " (dead PID " +
-                               std::to_string(lock.info.pid) + ", session: " + session + ")"});
+                               std::to_string(lock.pid) + ", session: " + session + ")"});
         } else if (v == Verdict::orphaned) {
             out.push_back({CollisionKind::orphaned,
                            {lock.worker},
-                           lock.info.pid,
-                           lock.info.session_id,
+                           lock.pid,
+                           lock.session_id,
                            "orphaned lock in " + lock.worker + " (session " + session +
-                               " not found, PID " + std::to_string(lock.info.pid) +
-                               " still alive)"});
+                               " not found, PID " + std::to_string(lock.pid) + " still alive)"});
         }
         if (!claims_identity(v)) {
             continue;
         }
-        if (!lock.info.session_id.empty()) {
-            by_session[lock.info.session_id].push_back(&lock);
+        if (!lock.session_id.empty()) {
+            by_session[lock.session_id].push_back(&lock);
         }
         // Only a PID known to be alive can hold two workers at once.
         if (v == Verdict::live || v == Verdict::orphaned) {
-            by_pid[lock.info.pid].push_back(&lock);
+            by_pid[lock.pid].push_back(&lock);
         }
     }
 

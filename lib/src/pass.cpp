@@ -77,6 +77,11 @@ public:
         if (is_removable(rec.judgement.verdict) && !cancelled(m_options)) {
             reap(site, rec);
         }
+        if (rec.judgement.verdict == Verdict::live) {
+            // Nothing reports a live lock's bytes; at fleet scale they are most of the report.
+            rec.content.clear();
+            rec.content.shrink_to_fit();
+        }
         m_report.locks.push_back(std::move(rec));
     }
 
@@ -185,7 +190,8 @@ PassReport run_pass(const PassOptions& options, ProcessProbe& processes, TmuxPro
     std::vector<JudgedLock> judged;
     for (const auto& rec : report.locks) {
         if (rec.info && rec.action != LockAction::removed) {
-            judged.push_back({rec.worker, *rec.info, rec.judgement});
+            judged.push_back(
+                {rec.worker, rec.info->pid, rec.info->session_id, rec.judgement.verdict});
         }
     }
     report.collisions = detect_collisions(judged);

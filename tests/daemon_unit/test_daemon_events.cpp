@@ -477,7 +477,7 @@ WorkerCheck absent(const std::string& worker) {
     return c;
 }
 
-PassReport report_with(std::vector<LockRecord> locks) {
+PassReport report_with(std::deque<LockRecord> locks) {
     PassReport r;
     r.roots.push_back({"/srv", true, ""});
     r.tmux.state = TmuxState::ok;

@@ -34,7 +34,7 @@ LockRecord record(const std::string& worker, Verdict verdict, LockAction action 
     return r;
 }
 
-PassReport report_with(std::vector<LockRecord> locks, const std::string& root = "/srv") {
+PassReport report_with(std::deque<LockRecord> locks, const std::string& root = "/srv") {
     PassReport r;
     r.roots.push_back({root, true, ""});
     r.tmux.state = TmuxState::ok;

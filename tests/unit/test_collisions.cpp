@@ -9,9 +9,9 @@ namespace {
 JudgedLock judged(std::string worker, std::int64_t pid, std::string session, Verdict verdict) {
     JudgedLock j;
     j.worker = std::move(worker);
-    j.info.pid = pid;
-    j.info.session_id = std::move(session);
-    j.judgement.verdict = verdict;
+    j.pid = pid;
+    j.session_id = std::move(session);
+    j.verdict = verdict;
     return j;
 }
 

@@ -18,8 +18,9 @@ std::string_view to_string(CollisionKind kind); ///< "stale", "duplicate-session
 /// One parsed lock with its verdict, as input to collision detection.
 struct JudgedLock {
     std::string worker;
-    LockInfo info;
-    Judgement judgement;
+    std::int64_t pid = 0;
+    std::string session_id;
+    Verdict verdict = Verdict::unknown;
 };
 
 struct Collision {

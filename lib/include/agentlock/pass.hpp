@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -58,7 +59,7 @@ struct PassStats {
 struct PassReport {
     std::vector<RootReport> roots;
     TmuxFacts tmux;
-    std::vector<LockRecord> locks; ///< sorted by lock_path
+    std::deque<LockRecord> locks; ///< sorted by lock_path
     std::vector<Collision> collisions;
     std::vector<WalkError> walk_errors;
     PassStats stats;
