@@ -232,6 +232,11 @@ void Service::on_pass_done(PassOutcome outcome) {
             for (const auto& worker : m_table.replace(*outcome.report)) {
                 update_owner(worker);
             }
+            for (const auto& rec : outcome.report->locks) {
+                if (rec.action == LockAction::skipped_changed) {
+                    retry_later(rec.worker);
+                }
+            }
             if (outcome.watch == AddWatch::exhausted) {
                 m_inotify_degraded = true;
                 degrade("inotify", outcome.watch_error,
@@ -558,6 +563,13 @@ void Service::request_check(const std::string& worker, const std::string& trigge
     }
 }
 
+void Service::retry_later(const std::string& worker) {
+    // A lock left because it changed or was being acquired: an acquirer that dies or gives up
+    // without touching the lock sends no event, so judge it again one interval later rather
+    // than at the next full pass.
+    request_check(worker, "poll", m_config.interval);
+}
+
 void Service::request_scan(const std::string& path) {
     if (!inotify_on() || m_stopping) {
         return;
@@ -772,6 +784,10 @@ void Service::on_batch_done(BatchOutcome outcome) {
         if (events_on()) {
             m_table.apply(c.check);
             update_owner(c.check.worker);
+            if (c.check.state == WorkerCheck::State::found &&
+                c.check.record.action == LockAction::skipped_changed) {
+                retry_later(c.check.worker);
+            }
         }
         tmux_rechecks += c.trigger == "tmux" ? 1u : 0u;
         removed += c.check.state == WorkerCheck::State::found &&

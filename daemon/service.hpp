@@ -162,6 +162,8 @@ private:
     void degrade(const std::string& source, const std::string& reason, const std::string& fallback);
     void request_check(const std::string& worker, const std::string& trigger,
                        std::chrono::milliseconds delay);
+    /// Re-checks a worker whose lock was left as changed or being acquired, one interval later.
+    void retry_later(const std::string& worker);
     void request_scan(const std::string& path);
     void request_full_pass(const std::string& why);
     void kick();
