@@ -31,6 +31,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <vector>
@@ -235,6 +236,68 @@ TEST_F(Faults, TmuxServerKilledRestartedAndItsSocketDeleted) {
     passes(2);
     expect_kept({live_s, live, held2});
     EXPECT_TRUE(d.find_events("pass.failed").empty()) << d.tail();
+    stop_cleanly();
+}
+
+// =============================================================================================
+// An acquirer killed while it holds the sidecar flock, just as the owner dies
+
+// With events on and full passes far apart, a stale lock is removed because an event (here the
+// owner's pidfd) makes the daemon judge it again. If an acquirer holds the sidecar flock at that
+// moment, the reaper rightly leaves the lock ("being acquired"). If the acquirer then dies (or
+// gives up) without touching the lock, no event ever comes again: the lock must still go soon,
+// not at the next full pass an hour later.
+TEST_F(Faults, AnAcquirerKilledHoldingTheFlockDoesNotLeaveAStaleLockUntilTheNextFullPass) {
+    test::TmuxServerFixture tmux;
+    tmux.new_session("anchor");
+    Child owner = spawn_sleeper();
+    const std::string lock = put_live("w1", owner);
+    const std::string sidecar = worker("w1") + "/.runtime/agent.lock.flock";
+    write_file(sidecar, "");
+    DaemonProcess& d =
+        start({"--root", m_root, "--tmux-socket", tmux.socket_name(), "--log-format", "json",
+               "--log-level", "debug", "--interval", "200ms", "--full-pass-interval", "1h"});
+    auto started = d.wait_for_event("events.started");
+    ASSERT_TRUE(started) << d.tail();
+    if (started->str("pidfd") != "on") {
+        GTEST_SKIP() << "no pidfd here: " << started->dump();
+    }
+    // The acquirer: a child that takes LOCK_EX on the sidecar and holds it until killed.
+    const pid_t acquirer_pid = ::fork();
+    ASSERT_GE(acquirer_pid, 0) << std::strerror(errno);
+    if (acquirer_pid == 0) {
+        const int fd = ::open(sidecar.c_str(), O_RDWR | O_CLOEXEC);
+        if (fd < 0 || ::flock(fd, LOCK_EX) != 0) {
+            ::_exit(1);
+        }
+        for (;;) {
+            ::pause();
+        }
+    }
+    Child acquirer(acquirer_pid);
+    ASSERT_TRUE(test::wait_until([&] {
+        const int fd = ::open(sidecar.c_str(), O_RDONLY | O_CLOEXEC);
+        const bool held = fd >= 0 && ::flock(fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+        if (fd >= 0) {
+            ::close(fd);
+        }
+        return held;
+    })) << "the acquirer never took the flock";
+
+    const std::size_t mark = d.event_count();
+    owner.kill_and_reap();
+    auto skipped = d.wait_for_event("lock.skipped_changed", about_lock(lock), mark);
+    ASSERT_TRUE(skipped) << "the owner's death did not lead to a re-check\n" << d.tail();
+    EXPECT_EQ(skipped->str("trigger"), "pidfd") << skipped->dump();
+    EXPECT_TRUE(exists(lock));
+
+    // The acquirer dies holding the flock; the lock file is untouched: no inotify event.
+    acquirer.kill_and_reap();
+    auto removed = d.wait_for_event("lock.removed", about_lock(lock), mark, 10s);
+    EXPECT_TRUE(removed) << "the stale lock was left for the next full pass (an hour away)\n"
+                         << d.tail();
+    EXPECT_TRUE(d.find_events("pass.completed", nullptr, mark).empty())
+        << "a full pass ran: the test proves nothing";
     stop_cleanly();
 }
 
