@@ -78,6 +78,7 @@ std::vector<Collision> detect_collisions(const std::vector<JudgedLock>& locks) {
 
     auto workers_of = [](const std::vector<const JudgedLock*>& group) {
         std::vector<std::string> workers;
+        workers.reserve(group.size());
         for (const auto* l : group) {
             workers.push_back(l->worker);
         }

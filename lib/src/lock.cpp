@@ -65,7 +65,7 @@ Error read_error(const LockRead& r, const std::string& path) {
 
 Lock::Lock(std::string worker_dir, LockOptions options)
     : m_worker_dir(std::move(worker_dir)), m_lock_path(lock_path_for(m_worker_dir)),
-      m_options(options) {}
+      m_options(std::move(options)) {}
 Lock::~Lock() = default;
 Lock::Lock(Lock&&) noexcept = default;
 Lock& Lock::operator=(Lock&&) noexcept = default;

@@ -4,8 +4,8 @@
 
 namespace agentlock {
 
-std::size_t utf8_sequence_length(std::string_view s, std::size_t i) {
-    const auto byte = [&](std::size_t k) { return static_cast<std::uint8_t>(s[k]); };
+std::size_t utf8_sequence_length(std::string_view text, std::size_t i) {
+    const auto byte = [&](std::size_t k) { return static_cast<std::uint8_t>(text[k]); };
     const std::uint8_t b0 = byte(i);
     if (b0 < 0x80) {
         return 1;
@@ -26,7 +26,7 @@ std::size_t utf8_sequence_length(std::string_view s, std::size_t i) {
     } else {
         return 0;
     }
-    if (i + len > s.size()) {
+    if (i + len > text.size()) {
         return 0;
     }
     if (byte(i + 1) < lo || byte(i + 1) > hi) {
