@@ -106,8 +106,9 @@ int agentlockd_main(const std::vector<std::string>& args) {
         return k_exit_ok;
     }
 
-    // A closed stderr or stdout must be an error to report, not a silent death.
-    std::signal(SIGPIPE, SIG_IGN);
+    // A closed stderr or stdout must be an error to report, not a silent death. (signal fails
+    // only for an invalid signal number, which SIGPIPE is not.)
+    (void)std::signal(SIGPIPE, SIG_IGN);
     EventLog log(config->log_format, config->log_level);
     bool nofile_ok = false;
     const std::string nofile = raise_nofile_limit(nofile_ok);

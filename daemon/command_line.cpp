@@ -231,7 +231,7 @@ std::optional<CommandLine> parse_command_line(const std::vector<std::string>& ar
             if (!no_value() || !set_mode(cl, Mode::help, flag, error)) {
                 return std::nullopt;
             }
-        } else if (flag.rfind("-", 0) == 0) {
+        } else if (flag.rfind('-', 0) == 0) {
             error = "unknown option " + flag + " (see --help)";
             return std::nullopt;
         } else {

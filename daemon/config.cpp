@@ -416,7 +416,7 @@ std::optional<Config> resolve_config(const std::string& path, const ConfigOverri
 }
 
 std::string default_config_path_if_present() {
-    const std::string path(k_default_config_path);
+    std::string path(k_default_config_path);
     struct stat st {};
     if (::stat(path.c_str(), &st) == 0) {
         return path;

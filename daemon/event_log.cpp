@@ -97,8 +97,12 @@ std::string format_log_timestamp(std::chrono::system_clock::time_point t) {
         return "1970-01-01T00:00:00.000Z";
     }
     char buf[64];
-    std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
-                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
+    const int n =
+        std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
+                      tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
+    if (n < 0 || static_cast<std::size_t>(n) >= sizeof buf) {
+        return "1970-01-01T00:00:00.000Z"; // cannot happen: the fields are bounded
+    }
     return buf;
 }
 
