@@ -65,8 +65,9 @@ struct EventSwitches {
     bool inotify = true;
 };
 
-/// How often tmux is asked while some lock is held by a session (or unknown for want of tmux).
-inline constexpr std::chrono::milliseconds k_tmux_poll_every{500};
+/// How often tmux is asked while some lock is held by a session (or unknown for want of tmux):
+/// short enough that a session's end reaches its locks within 1 s (p99) on a loaded machine.
+inline constexpr std::chrono::milliseconds k_tmux_poll_every{300};
 /// ... and after tmux's state was unknown, so that a hanging tmux does not hog the worker.
 inline constexpr std::chrono::milliseconds k_tmux_poll_backoff{5000};
 /// Lock-change events for one worker within this delay lead to one re-check.
