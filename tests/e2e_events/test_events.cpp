@@ -358,7 +358,7 @@ TEST_F(Events, AnOwnerThatDiesWhileItsSessionLivesKeepsItsLock) {
     ASSERT_TRUE(held) << "the owner's death was not seen\n" << d.tail();
     EXPECT_EQ(held->str("pid_state"), "dead") << held->dump();
 
-    // tmux is asked again and again (every 500 ms): the session lives, the lock stays.
+    // tmux is asked again and again (every 300 ms): the session lives, the lock stays.
     ASSERT_TRUE(d.wait_for_nth_event("tmux.polled", 4, held->index, k_deadline)) << d.tail();
     EXPECT_TRUE(exists(lock));
     EXPECT_TRUE(d.find_events("lock.removed").empty()) << d.tail();
