@@ -54,7 +54,7 @@ PassRunner system_pass_runner(HostFacts host) {
     };
 }
 
-Backend system_backend(HostFacts host) {
+Backend system_backend(const HostFacts& host) {
     Backend b;
     b.pass = system_pass_runner(host);
     b.check = [host](const std::string& worker, const PassOptions& options, const Config& config,
@@ -481,8 +481,8 @@ void Service::setup_events() {
         inotify_problem = "inotify disabled for a test (--events-test-disable)";
     } else if (!m_dirs->is_open()) {
         if (m_dirs->open(inotify_problem)) {
-            m_dirs->start([this](std::vector<WatchEvent> events, bool overflow) {
-                on_dir_events(std::move(events), overflow);
+            m_dirs->start([this](const std::vector<WatchEvent>& events, bool overflow) {
+                on_dir_events(events, overflow);
             });
         }
     }
@@ -834,7 +834,7 @@ void Service::on_batch_done(BatchOutcome outcome) {
     kick();
 }
 
-void Service::on_dir_events(std::vector<WatchEvent> events, bool overflow) {
+void Service::on_dir_events(const std::vector<WatchEvent>& events, bool overflow) {
     if (!events_on() || m_stopping) {
         return;
     }

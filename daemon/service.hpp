@@ -57,7 +57,7 @@ struct Backend {
 };
 
 /// The real backend: run_pass and check_worker with the system probes.
-Backend system_backend(HostFacts host);
+Backend system_backend(const HostFacts& host);
 
 /// Event sources to treat as unavailable, as if the kernel lacked them (for tests).
 struct EventSwitches {
@@ -174,7 +174,7 @@ private:
     void arm_check_timer();
     void update_owner(const std::string& worker);
     void on_owner_exit(const std::set<std::string>& workers, const std::string& why);
-    void on_dir_events(std::vector<WatchEvent> events, bool overflow);
+    void on_dir_events(const std::vector<WatchEvent>& events, bool overflow);
     unsigned watch_depth() const;
 
     Config m_config;

@@ -159,11 +159,10 @@ public:
     // watched for its .runtime to appear, and looked at again after the watch is in place.
     void leaf(const std::string& dir) {
         const std::string runtime = join_path(dir, k_runtime);
-        if (is_directory(runtime)) {
-            add(runtime, WatchKind::runtime);
-        } else if (add(dir, WatchKind::dir) && is_directory(runtime)) {
-            add(runtime, WatchKind::runtime);
+        if (!is_directory(runtime) && !(add(dir, WatchKind::dir) && is_directory(runtime))) {
+            return; // no .runtime yet: the watch on dir will tell when it appears
         }
+        add(runtime, WatchKind::runtime);
     }
 
     // The way down to a worker whose lock was found: the directories from its root down to its
