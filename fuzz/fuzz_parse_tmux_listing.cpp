@@ -57,8 +57,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         if (facts.detail.empty()) {
             fail("unknown without a reason");
         }
-        if (!facts.session_ids.empty() || !facts.pane_ids.empty() ||
-            !facts.session_names.empty()) {
+        if (!facts.session_ids.empty() || !facts.pane_ids.empty() || !facts.session_names.empty()) {
             fail("unknown, yet with sessions");
         }
         break;
