@@ -1139,7 +1139,31 @@ void Soak::on_removed(const json::object& e, long long ts) {
             }
         }
         if (owner_ptr == nullptr) {
-            violation('a', "a lock the driver knows nothing about: " + what);
+            // An agent started inside one of our tmux sessions reports its PID itself; when the
+            // session is killed before that report arrives, the driver never learns the PID.
+            // Such a removal is accounted for only when the lock records one of our sessions,
+            // that session was being killed before the removal, and the PID is not alive now.
+            const long long bound = ts + 1'000'000;
+            auto sid = r.session.empty() ? m_session_of_id.end() : m_session_of_id.find(r.session);
+            const bool session_killed = sid != m_session_of_id.end() &&
+                                        m_sessions[sid->second].kill_begin &&
+                                        *m_sessions[sid->second].kill_begin <= bound;
+            bool pid_gone =
+                r.pid > 0 && ::kill(static_cast<pid_t>(r.pid), 0) != 0 && errno == ESRCH;
+            if (!pid_gone && r.pid > 0) {
+                // An orphaned zombie (this container's PID 1 does not reap) is gone too.
+                std::ifstream stat("/proc/" + std::to_string(r.pid) + "/stat");
+                std::string text((std::istreambuf_iterator<char>(stat)),
+                                 std::istreambuf_iterator<char>());
+                const auto close = text.rfind(')');
+                pid_gone = close != std::string::npos && close + 2 < text.size() &&
+                           (text[close + 2] == 'Z' || text[close + 2] == 'X');
+            }
+            if (!session_killed || !pid_gone) {
+                violation('a', "a lock the driver knows nothing about: " + what);
+                return;
+            }
+            ++m_count["removals_unreported_tmux_agent"];
             return;
         }
         ++m_count["removals_unreported_hold"];
