@@ -128,7 +128,16 @@ void PidWatcher::set_owner(const std::string& worker, const std::optional<Owner>
     }
     it->second.workers.insert(worker);
     m_by_worker[worker] = owner->pid;
-    if (!it->second.fd && !it->second.exited) {
+    if (it->second.exited) {
+        // Its pidfd has already fired: this lock was judged alive just before the owner died,
+        // and a fired pidfd never fires again. Watch the PID afresh, as for a worker judged alive
+        // again above: a PID that is gone, or a zombie, is reported at once.
+        it->second.exited = false;
+        close_fd(it->second);
+        open_for(it->second);
+        return;
+    }
+    if (!it->second.fd) {
         m_unwatched.insert(worker);
     }
 }
