@@ -208,7 +208,9 @@ TEST_F(Events, ALiveOwnerKilledHasItsLockRemovedAtOnce) {
     EXPECT_FALSE(exists(lock));
     EXPECT_EQ(removed->str("trigger"), "pidfd") << removed->dump();
     EXPECT_EQ(removed->str("verdict"), "stale") << removed->dump();
-    EXPECT_EQ(removed->str("pid_state"), "dead") << removed->dump();
+    // The daemon may see the owner as a zombie before the test reaps it: both mean dead.
+    EXPECT_TRUE(removed->str("pid_state") == "dead" || removed->str("pid_state") == "zombie")
+        << removed->dump();
     EXPECT_FALSE(removed->str("content").value_or("").empty()) << removed->dump();
     EXPECT_EQ(passes_since(mark), 0u) << "a pass ran: the test proves nothing";
     print_latency("owner killed -> lock.removed", killed, *removed);
