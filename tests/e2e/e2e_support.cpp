@@ -1,5 +1,7 @@
 #include "e2e_support.hpp"
 
+#include "test_support.hpp"
+
 #include <atomic>
 #include <cerrno>
 #include <climits>
@@ -92,20 +94,42 @@ std::string daemon_path() {
 }
 
 std::string rfc3339_now(std::chrono::seconds offset) {
-    auto now = std::chrono::system_clock::now() + offset;
-    auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch()).count();
-    std::time_t secs = static_cast<std::time_t>(ns / 1000000000);
-    long long frac = ns % 1000000000;
-    if (frac < 0) {
-        frac += 1000000000;
-        --secs;
+    return test::now_rfc3339(offset);
+}
+
+const boost::json::value* member(const boost::json::object& o, std::string_view key) {
+    auto it = o.find(key);
+    return it == o.end() ? nullptr : &it->value();
+}
+
+std::string str_or(const boost::json::object& o, std::string_view key, std::string fallback) {
+    const boost::json::value* v = member(o, key);
+    return (v != nullptr && v->is_string()) ? std::string(v->as_string()) : fallback;
+}
+
+std::optional<long long> int_of(const boost::json::object& o, std::string_view key) {
+    const boost::json::value* v = member(o, key);
+    if (v != nullptr && v->is_int64()) {
+        return v->as_int64();
     }
-    std::tm tm{};
-    ::gmtime_r(&secs, &tm);
-    char buf[64];
-    std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%09lldZ", tm.tm_year + 1900,
-                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
-    return buf;
+    if (v != nullptr && v->is_uint64()) {
+        return static_cast<long long>(v->as_uint64());
+    }
+    return std::nullopt;
+}
+
+std::optional<boost::json::object> lock_entry(const boost::json::object& doc,
+                                              const std::string& path) {
+    const boost::json::value* locks = member(doc, "locks");
+    if (locks == nullptr || !locks->is_array()) {
+        return std::nullopt;
+    }
+    for (const auto& l : locks->as_array()) {
+        if (l.is_object() && str_or(l.as_object(), "lock_path") == path) {
+            return l.as_object();
+        }
+    }
+    return std::nullopt;
 }
 
 std::string real_path(const std::string& path) {

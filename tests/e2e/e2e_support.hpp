@@ -25,6 +25,16 @@ std::string daemon_path();
 /// Now (plus `offset`) as RFC 3339 in UTC with nine fractional digits, as Go writes acquired_at.
 std::string rfc3339_now(std::chrono::seconds offset = std::chrono::seconds(0));
 
+/// The member `key` of `o`, or null.
+const boost::json::value* member(const boost::json::object& o, std::string_view key);
+/// The string member `key`, or `fallback` when absent or not a string.
+std::string str_or(const boost::json::object& o, std::string_view key, std::string fallback = "");
+/// The integer member `key` (int64 or uint64), or nothing.
+std::optional<long long> int_of(const boost::json::object& o, std::string_view key);
+/// The entry of a --once --json report's "locks" whose lock_path is `path`.
+std::optional<boost::json::object> lock_entry(const boost::json::object& doc,
+                                              const std::string& path);
+
 /// realpath(3) of an existing path; throws on failure.
 std::string real_path(const std::string& path);
 

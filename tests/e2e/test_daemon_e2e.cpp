@@ -35,30 +35,6 @@ using test::write_file;
 // ---------------------------------------------------------------------------------------------
 // Small JSON helpers
 
-const json::value* member(const json::object& o, std::string_view key) {
-    auto it = o.find(key);
-    return it == o.end() ? nullptr : &it->value();
-}
-
-std::string str_or(const json::object& o, std::string_view key, std::string fallback = "") {
-    const json::value* v = member(o, key);
-    return (v != nullptr && v->is_string()) ? std::string(v->as_string()) : fallback;
-}
-
-std::optional<long long> int_of(const json::object& o, std::string_view key) {
-    const json::value* v = member(o, key);
-    if (v == nullptr) {
-        return std::nullopt;
-    }
-    if (v->is_int64()) {
-        return v->as_int64();
-    }
-    if (v->is_uint64()) {
-        return static_cast<long long>(v->as_uint64());
-    }
-    return std::nullopt;
-}
-
 // A log field holding an integer: log values may be JSON numbers or decimal strings.
 std::optional<long long> log_int(const LogEvent& ev, std::string_view key) {
     if (auto n = int_of(ev.fields, key)) {
@@ -153,20 +129,6 @@ std::optional<std::map<std::string, std::string>> parse_logfmt(std::string_view 
         out[key] = value;
     }
     return out;
-}
-
-// The lock entry of a --once --json report whose lock_path is `path`.
-std::optional<json::object> lock_entry(const json::object& doc, const std::string& path) {
-    const json::value* locks = member(doc, "locks");
-    if (locks == nullptr || !locks->is_array()) {
-        return std::nullopt;
-    }
-    for (const auto& l : locks->as_array()) {
-        if (l.is_object() && str_or(l.as_object(), "lock_path") == path) {
-            return l.as_object();
-        }
-    }
-    return std::nullopt;
 }
 
 // Collisions of one kind in a --once --json report.

@@ -42,17 +42,7 @@ using test::write_file;
 constexpr auto k_deadline = 5s;
 
 std::optional<long long> number(const LogEvent& ev, std::string_view key) {
-    auto it = ev.fields.find(key);
-    if (it == ev.fields.end()) {
-        return std::nullopt;
-    }
-    if (it->value().is_int64()) {
-        return it->value().as_int64();
-    }
-    if (it->value().is_uint64()) {
-        return static_cast<long long>(it->value().as_uint64());
-    }
-    return std::nullopt;
+    return int_of(ev.fields, key);
 }
 
 // The event's "ts" (RFC 3339 UTC with milliseconds) as a system_clock time.

@@ -37,8 +37,12 @@ namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using e2e::DaemonProcess;
 using e2e::DaemonSpec;
+using e2e::int_of;
+using e2e::lock_entry;
 using e2e::LogEvent;
+using e2e::member;
 using e2e::RunResult;
+using e2e::str_or;
 using test::Child;
 using test::dead_pid;
 using test::exists;
@@ -52,41 +56,6 @@ constexpr auto k_once_deadline = 120s;
 
 // ---------------------------------------------------------------------------------------------
 // JSON helpers
-
-const json::value* member(const json::object& o, std::string_view key) {
-    auto it = o.find(key);
-    return it == o.end() ? nullptr : &it->value();
-}
-
-std::string str_or(const json::object& o, std::string_view key) {
-    const json::value* v = member(o, key);
-    return (v != nullptr && v->is_string()) ? std::string(v->as_string()) : std::string();
-}
-
-std::optional<long long> int_of(const json::object& o, std::string_view key) {
-    const json::value* v = member(o, key);
-    if (v != nullptr && v->is_int64()) {
-        return v->as_int64();
-    }
-    if (v != nullptr && v->is_uint64()) {
-        return static_cast<long long>(v->as_uint64());
-    }
-    return std::nullopt;
-}
-
-// The report's entry for a lock path (paths here are valid UTF-8).
-std::optional<json::object> lock_entry(const json::object& doc, const std::string& path) {
-    const json::value* locks = member(doc, "locks");
-    if (locks == nullptr || !locks->is_array()) {
-        return std::nullopt;
-    }
-    for (const auto& l : locks->as_array()) {
-        if (l.is_object() && str_or(l.as_object(), "lock_path") == path) {
-            return l.as_object();
-        }
-    }
-    return std::nullopt;
-}
 
 // Report entries whose lock_path starts with `prefix`.
 std::vector<json::object> lock_entries_under(const json::object& doc, const std::string& prefix) {
