@@ -28,20 +28,49 @@ int usage_error(const std::string& message) {
     return k_exit_usage;
 }
 
-int run_once(const Config& config, bool json, EventLog& log) {
+// Logs each lock (stderr) and prints it in the report (stdout) as the pass handles it.
+template <typename Writer> class OnceSink final : public PassSink {
+public:
+    OnceSink(PassLogger& log, Writer& writer) : m_log(log), m_writer(writer) {}
+    void on_tmux(const TmuxFacts& tmux) override {
+        m_tmux = tmux;
+        m_writer.on_tmux(tmux);
+    }
+    void on_lock(LockRecord&& record) override {
+        m_log.log_lock(record, m_tmux);
+        m_writer.on_lock(std::move(record));
+    }
+
+private:
+    PassLogger& m_log;
+    Writer& m_writer;
+    TmuxFacts m_tmux;
+};
+
+template <typename Writer>
+PassReport stream_once(const Config& config, EventLog& log, Writer& writer) {
     const HostFacts host = read_host_facts();
     PassOptions options = pass_options_of(config);
     SystemProcessProbe processes;
     SystemTmuxProbe tmux(tmux_server_of(config), config.tmux_timeout);
-    const PassReport report = run_pass(options, processes, tmux, host);
-
     PassLogger pass_log(log);
-    pass_log.log_pass(report, false, std::chrono::steady_clock::now());
+    pass_log.begin_pass();
+    OnceSink<Writer> sink(pass_log, writer);
+    PassReport report = run_pass(options, processes, tmux, host, sink);
+    writer.finish(report);
+    pass_log.end_pass(report, false, std::chrono::steady_clock::now());
+    return report;
+}
 
+int run_once(const Config& config, bool json, EventLog& log) {
+    PassReport report;
     if (json) {
-        std::cout << report_to_json(report) << "\n";
+        JsonReportWriter writer(std::cout);
+        report = stream_once(config, log, writer);
+        std::cout << "\n";
     } else {
-        std::cout << format_report_text(report);
+        TextReportWriter writer(std::cout);
+        report = stream_once(config, log, writer);
     }
     std::cout.flush();
     if (!std::cout) {

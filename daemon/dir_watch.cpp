@@ -4,6 +4,7 @@
 
 #include <boost/asio/buffer.hpp>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <sys/inotify.h>
@@ -38,6 +39,62 @@ std::string parent_path(const std::string& path) {
         return "/";
     }
     return path.substr(0, slash);
+}
+
+namespace {
+
+const std::string k_runtime_suffix = "/.runtime";
+
+std::string_view suffix_of(const WatchPath& p) {
+    return p.runtime_suffix ? std::string_view(k_runtime_suffix) : std::string_view{};
+}
+
+// Compares a1+a2 with b1+b2 without building either.
+int compare_joined(std::string_view a1, std::string_view a2, std::string_view b1,
+                   std::string_view b2) {
+    const std::size_t na = a1.size() + a2.size();
+    const std::size_t nb = b1.size() + b2.size();
+    for (std::size_t i = 0; i < std::min(na, nb); ++i) {
+        const char ca = i < a1.size() ? a1[i] : a2[i - a1.size()];
+        const char cb = i < b1.size() ? b1[i] : b2[i - b1.size()];
+        if (ca != cb) {
+            return static_cast<unsigned char>(ca) < static_cast<unsigned char>(cb) ? -1 : 1;
+        }
+    }
+    return na < nb ? -1 : (na > nb ? 1 : 0);
+}
+
+} // namespace
+
+WatchPath WatchPath::of(const std::string& path) {
+    WatchPath p;
+    if (path.size() > k_runtime_suffix.size() &&
+        path.compare(path.size() - k_runtime_suffix.size(), k_runtime_suffix.size(),
+                     k_runtime_suffix) == 0) {
+        p.base = PathRef(std::string_view(path).substr(0, path.size() - k_runtime_suffix.size()));
+        p.runtime_suffix = true;
+    } else {
+        p.base = PathRef(path);
+    }
+    return p;
+}
+
+std::string WatchPath::str() const {
+    std::string out(base.view());
+    out += suffix_of(*this);
+    return out;
+}
+
+bool WatchPathLess::operator()(const WatchPath& a, const WatchPath& b) const {
+    return compare_joined(a.base.view(), suffix_of(a), b.base.view(), suffix_of(b)) < 0;
+}
+
+bool WatchPathLess::operator()(const WatchPath& a, std::string_view b) const {
+    return compare_joined(a.base.view(), suffix_of(a), b, {}) < 0;
+}
+
+bool WatchPathLess::operator()(std::string_view a, const WatchPath& b) const {
+    return compare_joined(a, {}, b.base.view(), suffix_of(b)) < 0;
 }
 
 std::vector<RawInotifyEvent> parse_inotify_buffer(const char* data, std::size_t size) {
@@ -123,6 +180,7 @@ AddWatch DirWatcher::add_locked(const std::string& path, WatchKind kind, std::st
     }
     auto known = m_by_path.find(path);
     if (known != m_by_path.end() && known->second.kind == kind) {
+        known->second.mark = m_mark;
         return AddWatch::present;
     }
     const std::uint32_t mask = kind == WatchKind::runtime ? k_runtime_mask : k_dir_mask;
@@ -140,11 +198,11 @@ AddWatch DirWatcher::add_locked(const std::string& path, WatchKind kind, std::st
     // The same directory under another path (a bind mount) shares one watch: the newest path
     // names it.
     auto old = m_by_wd.find(wd);
-    if (old != m_by_wd.end() && old->second->first != path) {
+    if (old != m_by_wd.end() && old->second->first.str() != path) {
         m_by_path.erase(old->second);
         m_by_wd.erase(old);
     }
-    auto it = m_by_path.insert_or_assign(path, Watch{wd, kind}).first;
+    auto it = m_by_path.insert_or_assign(WatchPath::of(path), Watch{wd, kind, m_mark}).first;
     m_by_wd[wd] = it;
     return AddWatch::added;
 }
@@ -165,11 +223,12 @@ void DirWatcher::remove_under(const std::string& path) {
     std::lock_guard<std::mutex> lock(m_mutex);
     std::vector<std::string> doomed;
     for (auto it = m_by_path.lower_bound(path); it != m_by_path.end(); ++it) {
-        if (it->first.compare(0, path.size(), path) != 0) {
+        std::string watched = it->first.str();
+        if (watched.compare(0, path.size(), path) != 0) {
             break; // past every path that starts with `path`
         }
-        if (path_is_under(it->first, path)) {
-            doomed.push_back(it->first);
+        if (path_is_under(watched, path)) {
+            doomed.push_back(std::move(watched));
         }
     }
     for (const auto& p : doomed) {
@@ -181,13 +240,41 @@ void DirWatcher::retain(const std::set<std::string>& keep) {
     std::lock_guard<std::mutex> lock(m_mutex);
     std::vector<std::string> extra;
     for (const auto& [path, watch] : m_by_path) {
-        if (keep.count(path) == 0) {
-            extra.push_back(path);
+        if (keep.count(path.str()) == 0) {
+            extra.push_back(path.str());
         }
     }
     for (const auto& p : extra) {
         remove_locked(p);
     }
+}
+
+std::uint64_t DirWatcher::begin_marking() {
+    std::lock_guard<std::mutex> lock(m_mutex);
+    return ++m_mark;
+}
+
+void DirWatcher::drop_unmarked(std::uint64_t round) {
+    std::lock_guard<std::mutex> lock(m_mutex);
+    std::vector<std::string> extra;
+    for (const auto& [path, watch] : m_by_path) {
+        if (watch.mark != round) {
+            extra.push_back(path.str());
+        }
+    }
+    for (const auto& p : extra) {
+        remove_locked(p);
+    }
+}
+
+std::vector<std::string> DirWatcher::paths() const {
+    std::lock_guard<std::mutex> lock(m_mutex);
+    std::vector<std::string> out;
+    out.reserve(m_by_path.size());
+    for (const auto& [path, watch] : m_by_path) {
+        out.push_back(path.str());
+    }
+    return out;
 }
 
 std::size_t DirWatcher::count() const {
@@ -231,7 +318,7 @@ void DirWatcher::read_more() {
                         continue; // a watch we removed; its last events are of no use
                     }
                     WatchEvent ev;
-                    ev.dir = it->second->first;
+                    ev.dir = it->second->first.str();
                     ev.kind = it->second->second.kind;
                     ev.name = std::move(raw.name);
                     ev.mask = raw.mask;

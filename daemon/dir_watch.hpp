@@ -8,6 +8,8 @@
 // us watch the wrong directory, which only costs spurious re-checks (every re-check reaches the
 // lock from its root without following symlinks).
 
+#include <agentlock/path_ref.hpp>
+
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 
@@ -24,6 +26,25 @@
 #include <vector>
 
 namespace agentlock::daemon {
+
+/// A watched path as stored: a pooled base and, for a worker's .runtime, the "/.runtime"
+/// suffix, so that a worker's path is stored once for all the daemon's tables (PathRef).
+struct WatchPath {
+    PathRef base;
+    bool runtime_suffix = false;
+
+    /// Splits `path`: "<worker>/.runtime" keeps the worker as its base.
+    static WatchPath of(const std::string& path);
+    std::string str() const;
+};
+
+/// Orders WatchPaths and plain paths alike, by their whole text.
+struct WatchPathLess {
+    using is_transparent = void;
+    bool operator()(const WatchPath& a, const WatchPath& b) const;
+    bool operator()(const WatchPath& a, std::string_view b) const;
+    bool operator()(std::string_view a, const WatchPath& b) const;
+};
 
 /// What a watched directory is to us.
 enum class WatchKind {
@@ -89,6 +110,14 @@ public:
     void remove_under(const std::string& path);
     /// Stops watching every path not in `keep`.
     void retain(const std::set<std::string>& keep);
+    /// Starts a round of marking: from now on, add() marks each path it adds or finds watched.
+    /// Returns the round, for drop_unmarked. (A set of kept paths, as retain takes, would cost
+    /// as much as the watches themselves at fleet scale.)
+    std::uint64_t begin_marking();
+    /// Stops watching every path that add() did not mark in `round`.
+    void drop_unmarked(std::uint64_t round);
+    /// Every watched path, sorted.
+    std::vector<std::string> paths() const;
     /// Number of watches.
     std::size_t count() const;
     /// The kind `path` is watched as, if it is.
@@ -110,10 +139,12 @@ private:
     struct Watch {
         int wd = -1;
         WatchKind kind = WatchKind::dir;
+        std::uint64_t mark = 0; ///< the last marking round that added or met it
     };
-    using ByPath = std::map<std::string, Watch>;
+    using ByPath = std::map<WatchPath, Watch, WatchPathLess>;
     ByPath m_by_path;                                  // each path stored once
     std::unordered_map<int, ByPath::iterator> m_by_wd; // into m_by_path
+    std::uint64_t m_mark = 0;
 };
 
 /// `parent` + "/" + `name` (no doubled slash after "/").

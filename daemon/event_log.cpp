@@ -355,7 +355,7 @@ EventLog::~EventLog() = default;
 void EventLog::rebuild() {
     std::shared_ptr<spdlog::sinks::sink> sink = m_test_sink;
     if (!sink) {
-        if (m_format == LogFormat::journal) {
+        if (m_format.load() == LogFormat::journal) {
             sink = std::make_shared<JournalSink>();
         } else {
             sink = std::make_shared<spdlog::sinks::stderr_sink_mt>();
@@ -364,18 +364,20 @@ void EventLog::rebuild() {
     // Not registered globally: this logger belongs to the EventLog alone.
     m_logger = std::make_shared<spdlog::logger>("agentlockd", std::move(sink));
     m_logger->set_pattern("%v");
-    m_logger->set_level(spdlog_level(m_level));
+    m_logger->set_level(spdlog_level(m_level.load()));
     m_logger->flush_on(spdlog::level::trace);
 }
 
 void EventLog::set_level(LogLevel level) {
+    const std::lock_guard lock(m_mutex);
     m_level = level;
     m_logger->set_level(spdlog_level(level));
 }
 
 void EventLog::set_format(LogFormat format) {
     const LogFormat resolved = resolve_log_format(format);
-    if (resolved != m_format) {
+    const std::lock_guard lock(m_mutex);
+    if (resolved != m_format.load()) {
         m_format = resolved;
         rebuild();
     }
@@ -386,8 +388,9 @@ void EventLog::log(LogLevel level, std::string_view event, const Fields& fields)
         return;
     }
     const auto now = std::chrono::system_clock::now();
+    const std::lock_guard lock(m_mutex);
     std::string line;
-    switch (m_format) {
+    switch (m_format.load()) {
     case LogFormat::json:
         line = format_json_line(now, level, event, fields);
         break;

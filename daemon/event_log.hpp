@@ -2,8 +2,10 @@
 // Structured log events, the operators' interface: one line per event in logfmt text, JSON, or
 // native journal entries with every field as a journal field.
 
+#include <atomic>
 #include <chrono>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -73,8 +75,8 @@ bool journal_stream_matches(const char* journal_stream, int fd);
 /// `automatic` becomes journal when stderr is connected to the journal, else text.
 LogFormat resolve_log_format(LogFormat requested);
 
-/// Writes events at or above a level in one format through spdlog. Not thread-safe: the daemon
-/// logs from its event loop thread only.
+/// Writes events at or above a level in one format through spdlog. Thread-safe: the event loop
+/// logs, and so does the worker thread while a pass streams its locks.
 class EventLog {
 public:
     /// Logs to stderr (text, json) or to the journal (journal); `automatic` is resolved here.
@@ -87,18 +89,19 @@ public:
 
     /// Logs one event if `level` is enabled.
     void log(LogLevel level, std::string_view event, const Fields& fields = {});
-    bool enabled(LogLevel level) const { return level >= m_level; }
+    bool enabled(LogLevel level) const { return level >= m_level.load(); }
     void set_level(LogLevel level);
     /// Switches format (after a reload); `automatic` is resolved again.
     void set_format(LogFormat format);
-    LogFormat format() const { return m_format; } ///< never `automatic`
-    LogLevel level() const { return m_level; }
+    LogFormat format() const { return m_format.load(); } ///< never `automatic`
+    LogLevel level() const { return m_level.load(); }
 
 private:
-    void rebuild();
+    void rebuild(); // under m_mutex, or in a constructor
 
-    LogFormat m_format;
-    LogLevel m_level;
+    std::mutex m_mutex; // one line at a time; guards m_logger
+    std::atomic<LogFormat> m_format;
+    std::atomic<LogLevel> m_level;
     std::shared_ptr<spdlog::sinks::sink> m_test_sink;
     std::shared_ptr<spdlog::logger> m_logger;
 };

@@ -9,35 +9,38 @@
 
 namespace agentlock::daemon {
 
-void LockTable::store(const LockRecord& record, TmuxState tmux_state) {
+namespace {
+
+KnownLock known(const LockSummary& s, TmuxState tmux_state) {
     KnownLock k;
-    k.verdict = record.judgement.verdict;
-    k.parsed = record.info.has_value();
-    if (record.info) {
-        k.pid = record.info->pid;
-        k.session_id = record.info->session_id;
-    }
-    k.owner_alive = record.process.state == ProcessState::alive;
-    k.start_ticks = record.process.start_ticks;
+    k.verdict = s.verdict;
+    k.parsed = s.parsed;
+    k.pid = s.pid;
+    k.session_id = s.session_id;
+    k.owner_alive = s.owner == ProcessState::alive;
+    k.start_ticks = s.start_ticks;
     k.tmux_state = tmux_state;
-    m_locks[record.worker] = std::move(k);
+    return k;
 }
 
-std::vector<std::string> LockTable::replace(const PassReport& report) {
-    std::set<std::string> touched;
-    for (const auto& [worker, k] : m_locks) {
-        touched.insert(worker);
-    }
+} // namespace
+
+void LockTable::store(const LockRecord& record, TmuxState tmux_state) {
+    m_locks.insert_or_assign(PathRef(record.worker), known(summarize(record), tmux_state));
+}
+
+void LockTable::replace(PassReport& report) {
     m_locks.clear();
-    for (const auto& rec : report.locks) {
-        touched.insert(rec.worker);
-        if (rec.action != LockAction::removed) {
-            store(rec, report.tmux.state);
+    for (auto& s : report.summaries) {
+        if (s.action != LockAction::removed) {
+            KnownLock k = known(s, report.tmux.state);
+            // Sorted by worker: each goes at the end.
+            m_locks.emplace_hint(m_locks.end(), std::move(s.worker), std::move(k));
         }
     }
+    report.summaries.clear(); // their workers are ours now
     m_tmux = report.tmux;
     m_frozen_roots = unavailable_roots(report);
-    return {touched.begin(), touched.end()};
 }
 
 void LockTable::apply(const WorkerCheck& check) {
@@ -46,16 +49,23 @@ void LockTable::apply(const WorkerCheck& check) {
         return; // we do not know more than before
     case WorkerCheck::State::absent:
     case WorkerCheck::State::outside:
-        m_locks.erase(check.worker);
+        forget(check.worker);
         return;
     case WorkerCheck::State::found:
         break;
     }
     if (check.record.action == LockAction::removed) {
-        m_locks.erase(check.worker);
+        forget(check.worker);
         return;
     }
     store(check.record, check.tmux ? check.tmux->state : m_tmux.state);
+}
+
+void LockTable::forget(const std::string& worker) {
+    auto it = m_locks.find(worker);
+    if (it != m_locks.end()) {
+        m_locks.erase(it);
+    }
 }
 
 const KnownLock* LockTable::find(const std::string& worker) const {
@@ -81,9 +91,9 @@ std::vector<SessionWait> LockTable::session_waits() const {
             continue;
         }
         if (k.verdict == Verdict::held_by_session) {
-            out.push_back({worker, k.session_id, false});
+            out.push_back({worker.str(), k.session_id, false});
         } else if (k.verdict == Verdict::unknown && k.tmux_state == TmuxState::unknown) {
-            out.push_back({worker, k.session_id, true});
+            out.push_back({worker.str(), k.session_id, true});
         }
     }
     return out;
@@ -92,11 +102,12 @@ std::vector<SessionWait> LockTable::session_waits() const {
 std::vector<std::string> LockTable::workers_under(const std::string& path) const {
     std::vector<std::string> out;
     for (auto it = m_locks.lower_bound(path); it != m_locks.end(); ++it) {
-        if (it->first.compare(0, path.size(), path) != 0) {
+        const std::string_view worker = it->first.view();
+        if (worker.compare(0, path.size(), path) != 0) {
             break; // past every worker whose path starts with `path`
         }
-        if (path_is_under(it->first, path)) {
-            out.push_back(it->first);
+        if (path_is_under(worker, path)) {
+            out.emplace_back(worker);
         }
     }
     return out;
@@ -106,9 +117,15 @@ std::vector<std::string> LockTable::workers() const {
     std::vector<std::string> out;
     out.reserve(m_locks.size());
     for (const auto& [worker, k] : m_locks) {
-        out.push_back(worker);
+        out.push_back(worker.str());
     }
     return out;
+}
+
+void LockTable::for_each_worker(const std::function<void(const std::string&)>& f) const {
+    for (const auto& [worker, k] : m_locks) {
+        f(worker.str());
+    }
 }
 
 std::vector<Collision> LockTable::collisions() const {
@@ -116,17 +133,18 @@ std::vector<Collision> LockTable::collisions() const {
     judged.reserve(m_locks.size());
     for (const auto& [worker, k] : m_locks) {
         if (k.parsed) {
-            judged.push_back({worker, k.pid, k.session_id, k.verdict});
+            judged.push_back({worker.view(), k.pid, k.session_id, k.verdict});
         }
     }
-    return detect_collisions(judged);
+    return detect_collisions(judged, false); // duplicate claims: the rest are lock findings
 }
 
 unsigned LockTable::deepest_worker(const std::vector<std::string>& roots) const {
     unsigned deepest = 0;
     for (const auto& [worker, k] : m_locks) {
-        if (auto root = root_containing(roots, worker)) {
-            deepest = std::max(deepest, depth_below(*root, worker).value_or(0));
+        const std::string path = worker.str();
+        if (auto root = root_containing(roots, path)) {
+            deepest = std::max(deepest, depth_below(*root, path).value_or(0));
         }
     }
     return deepest;

@@ -9,6 +9,7 @@
 #include <agentlock/pass.hpp>
 
 #include <cstddef>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -27,21 +28,21 @@ struct SessionWait {
 /// What the daemon keeps of one lock: enough to watch its owner, wait on its session and detect
 /// collisions (a few dozen bytes, not the whole record: fleets hold 100,000 locks).
 struct KnownLock {
-    Verdict verdict = Verdict::unknown;
-    bool parsed = false; ///< the lock parsed: pid and session_id are meaningful
     std::int64_t pid = 0;
-    std::string session_id;
-    bool owner_alive = false;                 ///< the process probe saw the owner alive
     std::optional<std::uint64_t> start_ticks; ///< the owner's, as probed
-    TmuxState tmux_state = TmuxState::ok;     ///< tmux's state when it was judged
+    std::string session_id;
+    Verdict verdict = Verdict::unknown;
+    TmuxState tmux_state = TmuxState::ok; ///< tmux's state when it was judged
+    bool parsed = false;                  ///< the lock parsed: pid and session_id are meaningful
+    bool owner_alive = false;             ///< the process probe saw the owner alive
 };
 
 /// Every lock the daemon knows, by worker. Lives on the event loop thread.
 class LockTable {
 public:
-    /// Replaces everything with what a full pass saw (removed locks are gone). Returns the
-    /// workers known before or after, so that their owners can be updated.
-    std::vector<std::string> replace(const PassReport& report);
+    /// Replaces everything with what a full pass saw, taking its summaries (removed locks are
+    /// gone); `report.summaries` is left empty. Owners are for the caller to update.
+    void replace(PassReport& report);
     /// Applies one re-check: a lock found and kept is stored, one removed or absent is
     /// forgotten; an unreachable worker is left as it was.
     void apply(const WorkerCheck& check);
@@ -57,7 +58,9 @@ public:
     std::vector<std::string> workers_under(const std::string& path) const;
     /// Every known worker.
     std::vector<std::string> workers() const;
-    /// Collisions among the known locks, as a pass would detect them.
+    /// Calls `f` with every known worker, in order, without copying them.
+    void for_each_worker(const std::function<void(const std::string& worker)>& f) const;
+    /// Duplicate claims (session, PID) among the known locks, as a pass would detect them.
     std::vector<Collision> collisions() const;
     /// The deepest known worker below its root (0 when none).
     unsigned deepest_worker(const std::vector<std::string>& roots) const;
@@ -71,7 +74,9 @@ public:
 private:
     void store(const LockRecord& record, TmuxState tmux_state);
 
-    std::map<std::string, KnownLock> m_locks;
+    void forget(const std::string& worker);
+
+    std::map<PathRef, KnownLock, PathLess> m_locks; // pooled paths: shared with the watchers
     TmuxFacts m_tmux;
     std::vector<std::string> m_frozen_roots;
 };

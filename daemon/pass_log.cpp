@@ -1,15 +1,20 @@
 #include "pass_log.hpp"
 
 #include <algorithm>
+#include <sstream>
 
 namespace agentlock::daemon {
 
 namespace {
 
-std::uint64_t count_action(const PassReport& report, LockAction action) {
+// Locks a dry run would have removed: counted by the pass, or in a report made by hand.
+std::uint64_t would_remove_count(const PassReport& report) {
+    if (report.stats.would_remove > 0 || report.locks.empty()) {
+        return report.stats.would_remove;
+    }
     return static_cast<std::uint64_t>(
         std::count_if(report.locks.begin(), report.locks.end(),
-                      [action](const LockRecord& r) { return r.action == action; }));
+                      [](const LockRecord& r) { return r.action == LockAction::would_remove; }));
 }
 
 std::size_t unavailable_count(const PassReport& report) {
@@ -17,17 +22,32 @@ std::size_t unavailable_count(const PassReport& report) {
                                                   [](const RootReport& r) { return !r.ok; }));
 }
 
+// The worker of a lock path (lock_path_for's inverse).
+std::string_view worker_of(std::string_view lock_path) {
+    const std::string suffix = "/" + std::string(k_runtime_dir) + "/" + std::string(k_lock_name);
+    if (lock_path.size() >= suffix.size() &&
+        lock_path.compare(lock_path.size() - suffix.size(), suffix.size(), suffix) == 0) {
+        lock_path.remove_suffix(suffix.size());
+    }
+    return lock_path;
+}
+
 // What a lock whose finding went away is now: "removed", "gone" (someone else removed it), or its
 // current verdict ("live", "stale", ...).
-std::string lock_now(const PassReport& report, const std::string& lock_path) {
-    for (const auto& rec : report.locks) {
-        if (rec.lock_path == lock_path) {
-            return rec.action == LockAction::removed
-                       ? "removed"
-                       : std::string(to_string(rec.judgement.verdict));
-        }
+std::string lock_now(const std::deque<LockSummary>& summaries, const std::string& lock_path) {
+    const LockSummary* s = find_summary(summaries, worker_of(lock_path));
+    if (s == nullptr) {
+        return "gone";
     }
-    return "gone";
+    return s->action == LockAction::removed ? "removed" : std::string(to_string(s->verdict));
+}
+
+// A resolved lock finding keeps no fields of its own: it says what became of the lock, and where.
+Fields resolved_lock_fields(const FindingChange& change, const std::string& now) {
+    return {{"state", "resolved"},
+            {"now", now},
+            {"lock_path", change.finding.key},
+            {"worker", std::string(worker_of(change.finding.key))}};
 }
 
 // The lock fields of a removal or a skipped removal, with what triggered the judgement after
@@ -84,21 +104,45 @@ std::size_t duplicate_claims(const PassReport& report) {
 PassLogger::PassLogger(EventLog& log, std::chrono::steady_clock::duration summary_every)
     : m_log(log), m_summary_every(summary_every) {}
 
-void PassLogger::log_pass(const PassReport& report, bool cancelled,
-                          std::chrono::steady_clock::time_point now) {
-    ++m_passes;
-    for (const auto& rec : report.locks) {
-        if (rec.action == LockAction::removed) {
-            m_log.log(LogLevel::info, "lock.removed",
-                      lock_event_fields(rec, report.tmux, true, "pass"));
-        } else if (rec.action == LockAction::skipped_changed) {
-            m_log.log(LogLevel::debug, "lock.skipped_changed",
-                      lock_event_fields(rec, report.tmux, false, "pass"));
+void PassLogger::begin_pass() {
+    m_findings.begin();
+}
+
+void PassLogger::log_lock(const LockRecord& rec, const TmuxFacts& tmux) {
+    if (rec.action == LockAction::removed) {
+        m_log.log(LogLevel::info, "lock.removed", lock_event_fields(rec, tmux, true, "pass"));
+    } else if (rec.action == LockAction::skipped_changed) {
+        m_log.log(LogLevel::debug, "lock.skipped_changed",
+                  lock_event_fields(rec, tmux, false, "pass"));
+    }
+    if (auto finding = lock_finding(rec, tmux)) {
+        if (auto state = m_findings.observe(*finding)) {
+            const FindingChange change{*state, std::move(*finding)};
+            m_log.log(finding_level(change), change.event(), finding_event_fields(change));
         }
     }
+}
+
+void PassLogger::end_pass(const PassReport& report, bool cancelled,
+                          std::chrono::steady_clock::time_point now) {
+    ++m_passes;
     if (!cancelled) {
-        for (const auto& change :
-             m_findings.update(findings_of(report), unavailable_roots(report))) {
+        for (auto& f : pass_findings(report)) {
+            if (auto state = m_findings.observe(f)) {
+                const FindingChange change{*state, std::move(f)};
+                m_log.log(finding_level(change), change.event(), finding_event_fields(change));
+            }
+        }
+        // A report made by hand may carry records without summaries.
+        std::deque<LockSummary> made;
+        if (report.summaries.empty() && !report.locks.empty()) {
+            PassReport copy;
+            copy.locks = report.locks;
+            summarize_locks(copy);
+            made = std::move(copy.summaries);
+        }
+        const auto& summaries = made.empty() ? report.summaries : made;
+        for (const auto& change : m_findings.sweep(unavailable_roots(report))) {
             Fields fields = finding_event_fields(change);
             if (change.event() == "tmux.recovered") {
                 // Say what tmux answers now, not what the failure was.
@@ -107,12 +151,8 @@ void PassLogger::log_pass(const PassReport& report, bool cancelled,
                 if (!report.tmux.detail.empty()) {
                     fields.emplace_back("tmux_detail", report.tmux.detail);
                 }
-            } else if (change.event() == "root.recovered") {
-                fields = {{"state", "resolved"}, {"root", change.finding.key}};
-            } else if (change.state == FindingState::resolved &&
-                       change.finding.event.rfind("lock.", 0) == 0) {
-                // The other fields are as last seen; say what became of the lock.
-                fields.insert(fields.begin() + 1, {"now", lock_now(report, change.finding.key)});
+            } else if (is_lock_event(change.finding)) {
+                fields = resolved_lock_fields(change, lock_now(summaries, change.finding.key));
             }
             m_log.log(finding_level(change), change.event(), fields);
         }
@@ -130,7 +170,7 @@ void PassLogger::log_pass(const PassReport& report, bool cancelled,
         {"dirs", std::to_string(report.stats.dirs)},
         {"locks", std::to_string(report.stats.locks)},
         {"removed", std::to_string(report.stats.removed)},
-        {"would_remove", std::to_string(count_action(report, LockAction::would_remove))},
+        {"would_remove", std::to_string(would_remove_count(report))},
         {"unreadable_dirs", std::to_string(report.stats.unreadable_dirs)},
         {"collisions", std::to_string(duplicate_claims(report))},
         {"tmux", std::string(to_string(report.tmux.state))},
@@ -141,6 +181,15 @@ void PassLogger::log_pass(const PassReport& report, bool cancelled,
         fields.emplace_back("cancelled", "true");
     }
     m_log.log(level, "pass.completed", fields);
+}
+
+void PassLogger::log_pass(const PassReport& report, bool cancelled,
+                          std::chrono::steady_clock::time_point now) {
+    begin_pass();
+    for (const auto& rec : report.locks) {
+        log_lock(rec, report.tmux);
+    }
+    end_pass(report, cancelled, now);
 }
 
 void PassLogger::log_checks(const std::vector<CheckOutcome>& checks, const TmuxFacts& known_tmux,
@@ -159,44 +208,34 @@ void PassLogger::log_checks(const std::vector<CheckOutcome>& checks, const TmuxF
             m_log.log(LogLevel::debug, "lock.skipped_changed",
                       lock_event_fields(rec, tmux, false, trigger));
         }
-        PassReport one;
-        one.tmux = tmux;
-        if (found) {
-            one.locks.push_back(rec);
-        }
         std::vector<Finding> current;
-        for (auto& f : findings_of(one)) {
-            if (is_lock_event(f)) {
-                current.push_back(std::move(f));
+        if (found) {
+            if (auto f = lock_finding(rec, tmux)) {
+                current.push_back(std::move(*f));
             }
         }
         const std::string now = !found ? "gone"
                                        : (rec.action == LockAction::removed
                                               ? "removed"
                                               : std::string(to_string(rec.judgement.verdict)));
-        const std::string& lock_path = check.lock_path;
-        for (const auto& change : m_findings.update_some(
-                 std::move(current),
-                 [&lock_path](const Finding& f) { return is_lock_event(f) && f.key == lock_path; },
-                 frozen_roots)) {
-            Fields fields = finding_event_fields(change);
-            if (change.state == FindingState::resolved) {
-                fields.insert(fields.begin() + 1, {"now", now});
-            }
-            m_log.log(finding_level(change), change.event(), fields);
+        for (const auto& change :
+             m_findings.update_scope(std::move(current), "lock.", check.lock_path, frozen_roots)) {
+            m_log.log(finding_level(change), change.event(),
+                      change.state == FindingState::resolved ? resolved_lock_fields(change, now)
+                                                             : finding_event_fields(change));
         }
     }
 
     PassReport all;
     all.collisions = collisions;
     std::vector<Finding> current;
-    for (auto& f : findings_of(all)) {
+    for (auto& f : pass_findings(all)) {
         if (is_collision_event(f)) {
             current.push_back(std::move(f));
         }
     }
     for (const auto& change :
-         m_findings.update_some(std::move(current), is_collision_event, frozen_roots)) {
+         m_findings.update_scope(std::move(current), "collision.", std::nullopt, frozen_roots)) {
         m_log.log(finding_level(change), change.event(), finding_event_fields(change));
     }
 }
@@ -205,7 +244,7 @@ std::string status_line(std::uint64_t pass_number, const PassReport& report) {
     std::string s = "pass " + std::to_string(pass_number) + ": " +
                     std::to_string(report.stats.locks) + " locks, " +
                     std::to_string(report.stats.removed) + " removed";
-    const auto would = count_action(report, LockAction::would_remove);
+    const auto would = would_remove_count(report);
     if (would > 0) {
         s += ", " + std::to_string(would) + " would be removed (dry run)";
     }
@@ -222,43 +261,58 @@ std::string status_line(std::uint64_t pass_number, const PassReport& report) {
     return s;
 }
 
-std::string format_report_text(const PassReport& report) {
-    std::string out;
-    out += "tmux: " + std::string(to_string(report.tmux.state));
-    if (!report.tmux.detail.empty()) {
-        out += " (" + report.tmux.detail + ")";
+TextReportWriter::TextReportWriter(std::ostream& out) : m_out(out) {}
+
+void TextReportWriter::on_tmux(const TmuxFacts& tmux) {
+    m_out << "tmux: " << to_string(tmux.state);
+    if (!tmux.detail.empty()) {
+        m_out << " (" << tmux.detail << ")";
     }
-    out += '\n';
+    m_out << '\n';
+}
+
+void TextReportWriter::on_lock(LockRecord&& rec) {
+    m_out << to_string(rec.action) << ' ' << to_string(rec.judgement.verdict) << ' '
+          << rec.lock_path;
+    if (rec.info) {
+        m_out << " pid=" << rec.info->pid;
+        if (!rec.info->session_id.empty()) {
+            m_out << " session=" << rec.info->session_id;
+        }
+    }
+    m_out << ": " << rec.judgement.reason;
+    if (!rec.detail.empty() && rec.detail != rec.judgement.reason) {
+        m_out << " (" << rec.detail << ")";
+    }
+    m_out << '\n';
+}
+
+void TextReportWriter::finish(const PassReport& report) {
     for (const auto& root : report.roots) {
-        out += "root " + root.path + ": " + (root.ok ? std::string("ok") : root.error) + '\n';
-    }
-    for (const auto& rec : report.locks) {
-        out += std::string(to_string(rec.action)) + " " +
-               std::string(to_string(rec.judgement.verdict)) + " " + rec.lock_path;
-        if (rec.info) {
-            out += " pid=" + std::to_string(rec.info->pid);
-            if (!rec.info->session_id.empty()) {
-                out += " session=" + rec.info->session_id;
-            }
-        }
-        out += ": " + rec.judgement.reason;
-        if (!rec.detail.empty() && rec.detail != rec.judgement.reason) {
-            out += " (" + rec.detail + ")";
-        }
-        out += '\n';
+        m_out << "root " << root.path << ": " << (root.ok ? std::string("ok") : root.error) << '\n';
     }
     for (const auto& c : report.collisions) {
-        out += "collision " + std::string(to_string(c.kind)) + ": " + c.message + '\n';
+        m_out << "collision " << to_string(c.kind) << ": " << c.message << '\n';
     }
     for (const auto& e : report.walk_errors) {
-        out += "unreadable " + e.path + ": " + e.message + '\n';
+        m_out << "unreadable " << e.path << ": " << e.message << '\n';
     }
-    out += "stats: dirs=" + std::to_string(report.stats.dirs) +
-           " locks=" + std::to_string(report.stats.locks) +
-           " removed=" + std::to_string(report.stats.removed) +
-           " unreadable_dirs=" + std::to_string(report.stats.unreadable_dirs) +
-           " elapsed_ms=" + std::to_string(report.stats.elapsed_ms) + '\n';
-    return out;
+    m_out << "stats: dirs=" << report.stats.dirs << " locks=" << report.stats.locks
+          << " removed=" << report.stats.removed
+          << " unreadable_dirs=" << report.stats.unreadable_dirs
+          << " elapsed_ms=" << report.stats.elapsed_ms << '\n';
+}
+
+std::string format_report_text(const PassReport& report) {
+    std::ostringstream out;
+    TextReportWriter writer(out);
+    writer.on_tmux(report.tmux);
+    for (const auto& rec : report.locks) {
+        LockRecord copy = rec;
+        writer.on_lock(std::move(copy));
+    }
+    writer.finish(report);
+    return std::move(out).str();
 }
 
 } // namespace agentlock::daemon

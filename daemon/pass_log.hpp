@@ -29,11 +29,26 @@ public:
     explicit PassLogger(EventLog& log,
                         std::chrono::steady_clock::duration summary_every = k_pass_summary_every);
 
-    /// Logs one finished pass: lock.removed for every removal, lock.skipped_changed (debug) for
-    /// every lock that changed under the reaper, the transitions of findings, and pass.completed
-    /// (info on the first pass and at most every `summary_every`, debug otherwise). A cancelled
-    /// pass saw only part of the roots: its removals are logged, its findings are not diffed.
+    /// Logs one finished pass whose records are in `report.locks`: begin_pass, log_lock for
+    /// each, end_pass.
     void log_pass(const PassReport& report, bool cancelled,
+                  std::chrono::steady_clock::time_point now);
+
+    // A streaming pass is logged in three steps, on whatever thread runs the pass, but never
+    // while anything else uses this logger: begin_pass, log_lock for each lock as the pass
+    // handles it, then end_pass with the report.
+
+    /// Starts logging a pass.
+    void begin_pass();
+    /// Logs one lock now: lock.removed for a removal, lock.skipped_changed (debug) for a lock
+    /// that changed under the reaper, and its finding if it appeared or changed.
+    void log_lock(const LockRecord& record, const TmuxFacts& tmux);
+    /// Ends the pass: the transitions of the other findings (duplicate claims, tmux, roots,
+    /// unreadable directories), the findings that went away (resolved, with what became of a
+    /// lock), and pass.completed (info on the first pass and at most every `summary_every`,
+    /// debug otherwise). A cancelled pass saw only part of the roots: nothing is resolved and
+    /// only the findings of its locks are logged.
+    void end_pass(const PassReport& report, bool cancelled,
                   std::chrono::steady_clock::time_point now);
 
     /// Logs re-checks as a pass would log their locks: lock.removed (with `trigger`) for every
@@ -73,7 +88,20 @@ std::size_t duplicate_claims(const PassReport& report);
 /// One line for systemd's STATUS=, e.g. "pass 12: 340 locks, 3 removed, tmux ok, 2 collisions".
 std::string status_line(std::uint64_t pass_number, const PassReport& report);
 
-/// A human-readable report of one pass, for `--once` without `--json`.
+/// A human-readable report of one pass, for `--once` without `--json`: tmux's state, one line
+/// per lock, then roots, collisions, unreadable directories and stats.
 std::string format_report_text(const PassReport& report);
+
+/// Writes format_report_text's report while a streaming pass runs (see JsonReportWriter).
+class TextReportWriter final : public PassSink {
+public:
+    explicit TextReportWriter(std::ostream& out);
+    void on_tmux(const TmuxFacts& tmux) override;
+    void on_lock(LockRecord&& record) override;
+    void finish(const PassReport& report);
+
+private:
+    std::ostream& m_out;
+};
 
 } // namespace agentlock::daemon

@@ -109,25 +109,23 @@ void PidWatcher::set_owner(const std::string& worker, const std::optional<Owner>
     if (it != m_by_pid.end() && !(it->second.owner == *owner)) {
         // Two judgements disagree on which process holds this PID: one of them saw a reused
         // PID. Trust the newer one, and judge the others' locks again.
-        std::set<std::string> others = it->second.workers;
-        for (const auto& w : others) {
+        report(it->second, pid_text(owner->pid) + " now has other start ticks");
+        for (const auto& w : names_of(it->second)) {
             detach(w);
         }
-        report(std::move(others), pid_text(owner->pid) + " now has other start ticks");
         it = m_by_pid.end();
     }
+    const PathRef* key = &m_by_worker.insert_or_assign(PathRef(worker), owner->pid).first->first;
     if (it == m_by_pid.end()) {
         Entry entry;
         entry.owner = *owner;
         entry.id = m_next_id++;
         it = m_by_pid.emplace(owner->pid, std::move(entry)).first;
-        it->second.workers.insert(worker);
-        m_by_worker[worker] = owner->pid;
+        it->second.workers.insert(key);
         open_for(it->second);
         return;
     }
-    it->second.workers.insert(worker);
-    m_by_worker[worker] = owner->pid;
+    it->second.workers.insert(key);
     if (it->second.exited) {
         // Its pidfd has already fired: this lock was judged alive just before the owner died,
         // and a fired pidfd never fires again. Watch the PID afresh, as for a worker judged alive
@@ -142,6 +140,27 @@ void PidWatcher::set_owner(const std::string& worker, const std::optional<Owner>
     }
 }
 
+void PidWatcher::forget_if(const std::function<bool(const std::string& worker)>& gone) {
+    std::vector<std::string> forgotten;
+    for (const auto& [worker, pid] : m_by_worker) {
+        std::string path = worker.str();
+        if (gone(path)) {
+            forgotten.push_back(std::move(path));
+        }
+    }
+    for (const auto& worker : forgotten) {
+        set_owner(worker, std::nullopt);
+    }
+}
+
+std::set<std::string> PidWatcher::names_of(const Entry& entry) {
+    std::set<std::string> names;
+    for (const PathRef* w : entry.workers) {
+        names.insert(w->str());
+    }
+    return names;
+}
+
 void PidWatcher::detach(const std::string& worker) {
     m_unwatched.erase(worker);
     auto known = m_by_worker.find(worker);
@@ -149,16 +168,16 @@ void PidWatcher::detach(const std::string& worker) {
         return;
     }
     const std::int64_t pid = known->second;
-    m_by_worker.erase(known);
+    const PathRef* key = &known->first;
     auto it = m_by_pid.find(pid);
-    if (it == m_by_pid.end()) {
-        return;
+    if (it != m_by_pid.end()) {
+        it->second.workers.erase(key);
+        if (it->second.workers.empty()) {
+            close_fd(it->second);
+            m_by_pid.erase(it);
+        }
     }
-    it->second.workers.erase(worker);
-    if (it->second.workers.empty()) {
-        close_fd(it->second);
-        m_by_pid.erase(it);
-    }
+    m_by_worker.erase(known);
 }
 
 void PidWatcher::open_for(Entry& entry) {
@@ -177,7 +196,7 @@ void PidWatcher::open_for(Entry& entry) {
             if (err == ESRCH) {
                 // Gone between the judgement and now: judge its locks again at once.
                 entry.exited = true;
-                report(entry.workers, pid_text(pid) + " exited before its pidfd was opened");
+                report(entry, pid_text(pid) + " exited before its pidfd was opened");
                 return;
             }
             why_unwatched = "pidfd_open " + pid_text(pid) + ": " + std::strerror(err);
@@ -185,18 +204,20 @@ void PidWatcher::open_for(Entry& entry) {
     }
     if (fd < 0) {
         m_unwatched_reason = why_unwatched;
-        m_unwatched.insert(entry.workers.begin(), entry.workers.end());
+        for (const PathRef* w : entry.workers) {
+            m_unwatched.insert(w->str());
+        }
         return;
     }
     entry.fd = std::make_unique<boost::asio::posix::stream_descriptor>(m_io, fd);
     ++m_open;
-    for (const auto& w : entry.workers) {
-        m_unwatched.erase(w);
+    for (const PathRef* w : entry.workers) {
+        m_unwatched.erase(w->str());
     }
     // The pidfd refers to whatever process holds the PID now: make sure it is the one judged.
     const OwnerRecheck again = verify_owner(m_probe, entry.owner);
     if (!again.same) {
-        report(entry.workers, again.why);
+        report(entry, again.why);
     }
     const std::uint64_t id = entry.id;
     entry.fd->async_wait(boost::asio::posix::stream_descriptor::wait_read,
@@ -211,9 +232,8 @@ void PidWatcher::open_for(Entry& entry) {
                              Entry& e = it->second;
                              close_fd(e);
                              e.exited = true;
-                             report(e.workers,
-                                    ec ? "pidfd of " + pid_text(pid) + " failed: " + ec.message()
-                                       : pid_text(pid) + " exited");
+                             report(e, ec ? "pidfd of " + pid_text(pid) + " failed: " + ec.message()
+                                          : pid_text(pid) + " exited");
                          });
 }
 
@@ -228,10 +248,11 @@ void PidWatcher::close_fd(Entry& entry) {
     --m_open;
 }
 
-void PidWatcher::report(std::set<std::string> workers, std::string why) {
-    if (workers.empty()) {
+void PidWatcher::report(const Entry& entry, std::string why) {
+    if (entry.workers.empty()) {
         return;
     }
+    std::set<std::string> workers = names_of(entry);
     // Posted, so that the caller never re-enters set_owner from its own loop.
     boost::asio::post(m_io, [this, workers = std::move(workers), why = std::move(why)]() {
         m_on_exit(workers, why);

@@ -2,6 +2,7 @@
 // Owner-death events: one pidfd per live owner PID, waited on in the event loop through an Asio
 // descriptor. A pidfd only says "judge these locks again now"; it never decides anything.
 
+#include <agentlock/path_ref.hpp>
 #include <agentlock/process_probe.hpp>
 
 #include <boost/asio/io_context.hpp>
@@ -15,6 +16,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <unordered_set>
 
 namespace agentlock::daemon {
 
@@ -61,6 +63,9 @@ public:
     /// closes the pidfd of a PID that no longer owns anything.
     void set_owner(const std::string& worker, const std::optional<Owner>& owner);
 
+    /// Records that every worker `gone` selects has no live owner any more.
+    void forget_if(const std::function<bool(const std::string& worker)>& gone);
+
     /// Workers whose live owner has no pidfd (budget spent, or pidfd_open failed): to be polled.
     const std::set<std::string>& unwatched() const { return m_unwatched; }
     /// Why the last owner went unwatched (for the log), empty if none ever did.
@@ -75,7 +80,9 @@ public:
 private:
     struct Entry {
         Owner owner;
-        std::set<std::string> workers;
+        /// Its workers: keys of m_by_worker (a map: they stay put), not copies, since one PID
+        /// may hold thousands.
+        std::unordered_set<const PathRef*> workers;
         std::unique_ptr<boost::asio::posix::stream_descriptor> fd;
         std::uint64_t id = 0;
         bool exited = false; ///< its pidfd fired: the workers are being judged again
@@ -84,7 +91,9 @@ private:
     void detach(const std::string& worker);
     void open_for(Entry& entry);
     void close_fd(Entry& entry);
-    void report(std::set<std::string> workers, std::string why);
+    /// Posts the names of `entry`'s workers to on_exit with `why`.
+    void report(const Entry& entry, std::string why);
+    static std::set<std::string> names_of(const Entry& entry);
 
     boost::asio::io_context& m_io;
     std::size_t m_budget;
@@ -92,7 +101,7 @@ private:
     OnExit m_on_exit;
     bool m_enabled;
     std::map<std::int64_t, Entry> m_by_pid;
-    std::map<std::string, std::int64_t> m_by_worker;
+    std::map<PathRef, std::int64_t, PathLess> m_by_worker; // pooled paths, shared
     std::set<std::string> m_unwatched;
     std::string m_unwatched_reason;
     std::size_t m_open = 0;

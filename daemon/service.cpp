@@ -16,6 +16,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <malloc.h>
 #include <sys/inotify.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -39,6 +40,19 @@ std::string signal_name(int signal_number) {
     }
 }
 
+// Logs each lock of a pass as the worker thread handles it, so that no record outlives its
+// moment (the loop thread does not touch the logger while a pass runs).
+class LoggingSink final : public PassSink {
+public:
+    explicit LoggingSink(PassLogger& log) : m_log(log) {}
+    void on_tmux(const TmuxFacts& tmux) override { m_tmux = tmux; }
+    void on_lock(LockRecord&& record) override { m_log.log_lock(record, m_tmux); }
+
+private:
+    PassLogger& m_log;
+    TmuxFacts m_tmux;
+};
+
 bool no_root_usable(const PassReport& report) {
     return std::none_of(report.roots.begin(), report.roots.end(),
                         [](const RootReport& r) { return r.ok; });
@@ -47,11 +61,12 @@ bool no_root_usable(const PassReport& report) {
 } // namespace
 
 PassRunner system_pass_runner(HostFacts host) {
-    return [host = std::move(host)](const PassOptions& options, const Config& config) {
-        SystemProcessProbe processes;
-        SystemTmuxProbe tmux(tmux_server_of(config), config.tmux_timeout);
-        return run_pass(options, processes, tmux, host);
-    };
+    return
+        [host = std::move(host)](const PassOptions& options, const Config& config, PassSink& sink) {
+            SystemProcessProbe processes;
+            SystemTmuxProbe tmux(tmux_server_of(config), config.tmux_timeout);
+            return run_pass(options, processes, tmux, host, sink);
+        };
 }
 
 Backend system_backend(const HostFacts& host) {
@@ -179,13 +194,24 @@ void Service::start_pass() {
     m_pass_started = std::chrono::steady_clock::now();
     PassOptions options = pass_options_of(m_config);
     options.cancel = &m_cancel;
+    options.per_lock_collisions = false; // the locks' own findings say it
     const bool sync_watches = inotify_on();
     m_pass_work.emplace(m_io.get_executor());
     boost::asio::post(
         m_worker, [this, options = std::move(options), config = m_config, sync_watches]() {
             PassOutcome outcome;
             try {
-                outcome.report = m_backend.pass(options, config);
+                m_pass_log.begin_pass();
+                LoggingSink sink(m_pass_log);
+                outcome.report = m_backend.pass(options, config, sink);
+                // Records the runner kept instead of streaming them: logged now, as if streamed.
+                for (const auto& rec : outcome.report->locks) {
+                    m_pass_log.log_lock(rec, outcome.report->tmux);
+                }
+                if (outcome.report->summaries.empty()) {
+                    summarize_locks(*outcome.report);
+                }
+                outcome.report->locks.clear();
                 if (sync_watches && !m_cancel.load()) {
                     outcome.watch = watch_after_pass(*outcome.report, options, outcome.watch_error);
                 }
@@ -204,18 +230,21 @@ AddWatch Service::watch_after_pass(const PassReport& report, const PassOptions& 
                                    std::string& error) {
     // Every worker whose .runtime held a lock, removed ones too: the next agent writes its lock
     // there.
-    std::vector<std::string> workers;
+    std::vector<std::string_view> workers;
+    workers.reserve(report.summaries.size());
     unsigned deepest = 0;
-    for (const auto& rec : report.locks) {
-        workers.push_back(rec.worker);
-        if (auto root = root_containing(options.roots, rec.worker)) {
-            deepest = std::max(deepest, depth_below(*root, rec.worker).value_or(0));
+    for (const auto& s : report.summaries) {
+        workers.emplace_back(s.worker.view());
+        const std::string worker = s.worker.str();
+        if (auto root = root_containing(options.roots, worker)) {
+            deepest = std::max(deepest, depth_below(*root, worker).value_or(0));
         }
     }
+    const std::uint64_t round = m_dirs->begin_marking();
     FleetWatch watched = watch_fleet(options.roots, workers, options.walk,
                                      watch_depth_for(deepest, options.walk), *m_dirs);
     if (watched.worst != AddWatch::exhausted) {
-        m_dirs->retain(watched.paths); // what the fleet no longer needs
+        m_dirs->drop_unmarked(round); // what the fleet no longer needs
     }
     error = watched.error;
     return watched.worst;
@@ -226,17 +255,16 @@ void Service::on_pass_done(PassOutcome outcome) {
     m_pass_work.reset();
     std::string status;
     if (outcome.report) {
-        m_pass_log.log_pass(*outcome.report, m_stopping, std::chrono::steady_clock::now());
+        m_pass_log.end_pass(*outcome.report, m_stopping, std::chrono::steady_clock::now());
         status = status_line(m_pass_log.pass_count(), *outcome.report);
         if (!m_stopping && events_on()) {
-            for (const auto& worker : m_table.replace(*outcome.report)) {
-                update_owner(worker);
-            }
-            for (const auto& rec : outcome.report->locks) {
-                if (rec.action == LockAction::skipped_changed) {
-                    retry_later(rec.worker);
+            for (const auto& s : outcome.report->summaries) {
+                if (s.action == LockAction::skipped_changed) {
+                    retry_later(s.worker.str());
                 }
             }
+            m_table.replace(*outcome.report);
+            update_owners();
             if (outcome.watch == AddWatch::exhausted) {
                 m_inotify_degraded = true;
                 degrade("inotify", outcome.watch_error,
@@ -282,6 +310,10 @@ void Service::on_pass_done(PassOutcome outcome) {
     if (m_after_pass && outcome.report) {
         m_after_pass(*outcome.report);
     }
+    outcome.report.reset();
+    // A pass allocates and frees memory in proportion to the fleet; give what is free back to
+    // the system, so that the resident size between passes is what the daemon keeps.
+    ::malloc_trim(0);
     if (m_stopping) {
         finish_stop();
         return;
@@ -534,6 +566,16 @@ void Service::update_owner(const std::string& worker) {
         degrade("pidfd", m_pids->unwatched_reason(),
                 "owners without a pidfd re-checked every " + format_duration(m_config.interval));
     }
+}
+
+void Service::update_owners() {
+    if (!m_pids || !events_on()) {
+        return;
+    }
+    // Owners of workers the table no longer knows, then the owner of every worker it knows.
+    m_pids->forget_if(
+        [this](const std::string& worker) { return m_table.find(worker) == nullptr; });
+    m_table.for_each_worker([this](const std::string& worker) { update_owner(worker); });
 }
 
 void Service::on_owner_exit(const std::set<std::string>& workers, const std::string& why) {

@@ -33,9 +33,11 @@
 
 namespace agentlock::daemon {
 
-/// Runs one pass with `options` (whose cancel flag is set) for `config`. Called on the worker
-/// thread, never twice at once.
-using PassRunner = std::function<PassReport(const PassOptions& options, const Config& config)>;
+/// Runs one pass with `options` (whose cancel flag is set) for `config`, streaming each lock to
+/// `sink` as it is handled (a runner may instead keep them in the report's `locks`: they are then
+/// logged when it returns). Called on the worker thread, never twice at once.
+using PassRunner =
+    std::function<PassReport(const PassOptions& options, const Config& config, PassSink& sink)>;
 
 /// The real thing: SystemProcessProbe, SystemTmuxProbe on the configured server, run_pass.
 PassRunner system_pass_runner(HostFacts host);
@@ -173,6 +175,8 @@ private:
     void arm_event_timers();
     void arm_check_timer();
     void update_owner(const std::string& worker);
+    /// After a full pass: every owner as the table now says.
+    void update_owners();
     void on_owner_exit(const std::set<std::string>& workers, const std::string& why);
     void on_dir_events(const std::vector<WatchEvent>& events, bool overflow);
     unsigned watch_depth() const;

@@ -167,7 +167,8 @@ public:
 
     // The way down to a worker whose lock was found: the directories from its root down to its
     // parent, top down, then the worker as leaf() watches it.
-    void way(const std::string& root, const std::string& worker) {
+    void way(const std::string& root, std::string_view worker_path) {
+        const std::string worker(worker_path);
         std::vector<std::string> dirs;
         for (std::string dir = parent_path(worker);
              dir.size() > root.size() && path_is_under(dir, root); dir = parent_path(dir)) {
@@ -191,7 +192,6 @@ public:
         std::string error;
         const AddWatch r = m_watcher.add(path, kind, &error);
         if (r == AddWatch::added || r == AddWatch::present) {
-            m_result.paths.insert(path);
             return true;
         }
         if (r == AddWatch::gone) {
@@ -218,14 +218,14 @@ private:
 } // namespace
 
 FleetWatch watch_fleet(const std::vector<std::string>& roots,
-                       const std::vector<std::string>& workers, const WalkOptions& walk,
+                       const std::vector<std::string_view>& workers, const WalkOptions& walk,
                        unsigned watch_depth, DirWatcher& watcher) {
     TreeWatcher w(walk, watch_depth, watcher);
     for (const auto& root : roots) {
         w.tree(root, 0, true);
     }
     for (const auto& worker : workers) {
-        if (auto root = root_containing(roots, worker)) {
+        if (auto root = root_containing(roots, std::string(worker))) {
             w.way(*root, worker);
         }
     }

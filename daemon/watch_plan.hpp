@@ -31,9 +31,8 @@ inline constexpr unsigned k_max_watch_depth = 6;
 /// The watch depth for the deepest known worker (0 when none), within max_depth.
 unsigned watch_depth_for(unsigned deepest_worker, const WalkOptions& walk);
 
-/// What watch_fleet watched.
+/// How watch_fleet went.
 struct FleetWatch {
-    std::set<std::string> paths;      ///< every path it watched or found already watched
     AddWatch worst = AddWatch::added; ///< exhausted when the watch limit stopped it
     std::string error;
 };
@@ -41,10 +40,10 @@ struct FleetWatch {
 /// Watches the fleet (after a full pass): each root, the directories below it down to
 /// `watch_depth` outside workers, each worker's .runtime met on the way (at the deepest level
 /// the .runtime instead of the worker), and the way down to each of `workers` (those under no
-/// root are ignored). Unwatch the rest with
-/// DirWatcher::retain(result.paths).
+/// root are ignored). To unwatch the rest, call DirWatcher::begin_marking before and
+/// DirWatcher::drop_unmarked after.
 FleetWatch watch_fleet(const std::vector<std::string>& roots,
-                       const std::vector<std::string>& workers, const WalkOptions& walk,
+                       const std::vector<std::string_view>& workers, const WalkOptions& walk,
                        unsigned watch_depth, DirWatcher& watcher);
 
 /// Watches the way down to `worker`, whose lock was just found: the directories from `root`

@@ -22,17 +22,6 @@ std::string_view to_string(CollisionKind kind) {
 
 namespace {
 
-std::string join(const std::vector<std::string>& items) {
-    std::string out;
-    for (const auto& item : items) {
-        if (!out.empty()) {
-            out += ", ";
-        }
-        out += item;
-    }
-    return out;
-}
-
 // A lock that some agent on this host may still be using: it can collide with another.
 bool claims_identity(Verdict v) {
     return v == Verdict::live || v == Verdict::orphaned || v == Verdict::held_by_session ||
@@ -41,28 +30,43 @@ bool claims_identity(Verdict v) {
 
 } // namespace
 
-std::vector<Collision> detect_collisions(const std::vector<JudgedLock>& locks) {
+std::string list_workers(const std::vector<std::string>& workers, std::string_view sep) {
+    std::string out;
+    const std::size_t shown = std::min(workers.size(), k_collision_message_workers);
+    for (std::size_t i = 0; i < shown; ++i) {
+        if (i > 0) {
+            out += sep;
+        }
+        out += workers[i];
+    }
+    if (shown < workers.size()) {
+        out += sep;
+        out += "... and " + std::to_string(workers.size() - shown) + " more";
+    }
+    return out;
+}
+
+std::vector<Collision> detect_collisions(const std::vector<JudgedLock>& locks,
+                                         bool per_lock_kinds) {
     std::vector<Collision> out;
-    std::map<std::string, std::vector<const JudgedLock*>> by_session;
+    std::map<std::string_view, std::vector<const JudgedLock*>> by_session;
     std::map<std::int64_t, std::vector<const JudgedLock*>> by_pid;
 
     for (const auto& lock : locks) {
         const Verdict v = lock.verdict;
-        const std::string session = lock.session_id.empty() ? "-" : lock.session_id;
-        if (v == Verdict::stale) {
-            out.push_back({CollisionKind::stale,
-                           {lock.worker},
+        if (per_lock_kinds && (v == Verdict::stale || v == Verdict::orphaned)) {
+            const std::string worker(lock.worker);
+            const std::string session(lock.session_id.empty() ? "-" : lock.session_id);
+            const std::string pid = std::to_string(lock.pid);
+            out.push_back({v == Verdict::stale ? CollisionKind::stale : CollisionKind::orphaned,
+                           {worker},
                            lock.pid,
-                           lock.session_id,
-                           "stale lock in " + lock.worker + " (dead PID " +
-                               std::to_string(lock.pid) + ", session: " + session + ")"});
-        } else if (v == Verdict::orphaned) {
-            out.push_back({CollisionKind::orphaned,
-                           {lock.worker},
-                           lock.pid,
-                           lock.session_id,
-                           "orphaned lock in " + lock.worker + " (session " + session +
-                               " not found, PID " + std::to_string(lock.pid) + " still alive)"});
+                           std::string(lock.session_id),
+                           v == Verdict::stale
+                               ? "stale lock in " + worker + " (dead PID " + pid +
+                                     ", session: " + session + ")"
+                               : "orphaned lock in " + worker + " (session " + session +
+                                     " not found, PID " + pid + " still alive)"});
         }
         if (!claims_identity(v)) {
             continue;
@@ -80,7 +84,7 @@ std::vector<Collision> detect_collisions(const std::vector<JudgedLock>& locks) {
         std::vector<std::string> workers;
         workers.reserve(group.size());
         for (const auto* l : group) {
-            workers.push_back(l->worker);
+            workers.emplace_back(l->worker);
         }
         std::sort(workers.begin(), workers.end());
         workers.erase(std::unique(workers.begin(), workers.end()), workers.end());
@@ -92,18 +96,22 @@ std::vector<Collision> detect_collisions(const std::vector<JudgedLock>& locks) {
         if (workers.size() < 2) {
             continue;
         }
-        out.push_back({CollisionKind::duplicate_session, workers, 0, session,
-                       "session " + session + " is claimed by " + std::to_string(workers.size()) +
-                           " workers: " + join(workers)});
+        std::string message = "session " + std::string(session) + " is claimed by " +
+                              std::to_string(workers.size()) +
+                              " workers: " + list_workers(workers, ", ");
+        out.push_back({CollisionKind::duplicate_session, std::move(workers), 0,
+                       std::string(session), std::move(message)});
     }
     for (const auto& [pid, group] : by_pid) {
         auto workers = workers_of(group);
         if (workers.size() < 2) {
             continue;
         }
-        out.push_back({CollisionKind::duplicate_pid, workers, pid, "",
-                       "live PID " + std::to_string(pid) + " holds " +
-                           std::to_string(workers.size()) + " workers: " + join(workers)});
+        std::string message = "live PID " + std::to_string(pid) + " holds " +
+                              std::to_string(workers.size()) +
+                              " workers: " + list_workers(workers, ", ");
+        out.push_back(
+            {CollisionKind::duplicate_pid, std::move(workers), pid, "", std::move(message)});
     }
     std::stable_sort(out.begin(), out.end(), [](const Collision& a, const Collision& b) {
         if (a.kind != b.kind) {

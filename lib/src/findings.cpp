@@ -1,6 +1,9 @@
 #include <agentlock/findings.hpp>
 
 #include <algorithm>
+#include <functional>
+#include <iterator>
+#include <tuple>
 
 namespace agentlock {
 
@@ -50,52 +53,235 @@ bool path_is_under(std::string_view path, std::string_view root) {
     return path[root.size()] == '/';
 }
 
+std::string FindingTracker::map_key(std::string_view event, std::string_view key) {
+    std::string k;
+    k.reserve(event.size() + 1 + key.size());
+    k.append(event);
+    k.push_back('\0');
+    k.append(key);
+    return k;
+}
+
+namespace {
+
+std::uint64_t hash_of(std::string_view text) {
+    return std::hash<std::string_view>{}(text);
+}
+
+std::string join_lines(const std::vector<std::string>& items) {
+    std::string out;
+    for (const auto& item : items) {
+        if (!out.empty()) {
+            out += '\n';
+        }
+        out += item;
+    }
+    return out;
+}
+
+std::vector<std::string> split_lines(std::string_view text) {
+    std::vector<std::string> out;
+    while (true) {
+        const auto nl = text.find('\n');
+        out.emplace_back(text.substr(0, nl));
+        if (nl == std::string_view::npos) {
+            return out;
+        }
+        text.remove_prefix(nl + 1);
+    }
+}
+
+} // namespace
+
+FindingTracker::Open FindingTracker::make_open(const Finding& f, std::uint64_t round) {
+    Open o;
+    o.fingerprint = hash_of(f.fingerprint);
+    o.round = round;
+    if (f.paths.size() == 1 && f.paths.front() == f.key) {
+        o.paths = Paths::key;
+    } else if (f.paths.empty()) {
+        o.paths = Paths::none;
+    } else if (join_lines(f.paths) == f.key) {
+        o.paths = Paths::key_lines;
+    } else {
+        o.paths = Paths::listed;
+    }
+    if (!f.resolved_event.empty() || o.paths == Paths::listed || !f.resolve_fields.empty()) {
+        o.extra = std::make_unique<Extra>();
+        o.extra->resolved_event = f.resolved_event;
+        if (o.paths == Paths::listed) {
+            o.extra->paths = f.paths;
+        }
+        o.extra->resolve_fields = f.resolve_fields;
+    }
+    return o;
+}
+
+Finding FindingTracker::as_finding(const OpenMap::value_type& entry) {
+    Finding f;
+    const auto nul = entry.first.find('\0');
+    f.event = entry.first.substr(0, nul);
+    f.key = entry.first.substr(nul + 1);
+    const Open& o = entry.second;
+    switch (o.paths) {
+    case Paths::key:
+        f.paths = {f.key};
+        break;
+    case Paths::key_lines:
+        f.paths = split_lines(f.key);
+        break;
+    case Paths::none:
+        break;
+    case Paths::listed:
+        f.paths = o.extra->paths;
+        break;
+    }
+    if (o.extra) {
+        f.resolved_event = o.extra->resolved_event;
+        f.fields = o.extra->resolve_fields;
+        f.resolve_fields = o.extra->resolve_fields;
+    }
+    return f;
+}
+
+bool FindingTracker::frozen(const OpenMap::value_type& entry,
+                            const std::vector<std::string>& roots) const {
+    if (roots.empty()) {
+        return false;
+    }
+    auto under_frozen = [&roots](std::string_view p) {
+        return std::any_of(roots.begin(), roots.end(),
+                           [p](const std::string& root) { return path_is_under(p, root); });
+    };
+    const std::string_view key = std::string_view(entry.first).substr(entry.first.find('\0') + 1);
+    switch (entry.second.paths) {
+    case Paths::key:
+        return under_frozen(key);
+    case Paths::key_lines: {
+        const auto lines = split_lines(key);
+        return std::any_of(lines.begin(), lines.end(), under_frozen);
+    }
+    case Paths::none:
+        return false;
+    case Paths::listed:
+        return std::any_of(entry.second.extra->paths.begin(), entry.second.extra->paths.end(),
+                           under_frozen);
+    }
+    return false;
+}
+
+void FindingTracker::begin() {
+    ++m_round;
+}
+
+std::optional<FindingState> FindingTracker::observe(const Finding& f) {
+    std::string k = map_key(f.event, f.key);
+    auto it = m_open.find(k);
+    if (it == m_open.end()) {
+        m_open.emplace(std::move(k), make_open(f, m_round));
+        return FindingState::appeared;
+    }
+    if (it->second.round == m_round) {
+        return std::nullopt; // seen in this round already: the first of two duplicates wins
+    }
+    const std::uint64_t print = hash_of(f.fingerprint);
+    if (it->second.fingerprint != print) {
+        it->second = make_open(f, m_round);
+        return FindingState::changed;
+    }
+    it->second.round = m_round;
+    if (!f.resolve_fields.empty() && it->second.extra) {
+        it->second.extra->resolve_fields = f.resolve_fields; // its other fields as seen now
+    }
+    return std::nullopt;
+}
+
+FindingTracker::OpenMap::iterator
+FindingTracker::resolve(OpenMap::iterator it, const std::vector<std::string>& frozen_roots,
+                        std::vector<FindingChange>& out) {
+    if (it->second.round == m_round || frozen(*it, frozen_roots)) {
+        // Still there, or under a root that could not be walked this time (we do not know
+        // that it went away): kept as it is.
+        return std::next(it);
+    }
+    out.push_back({FindingState::resolved, as_finding(*it)});
+    return m_open.erase(it);
+}
+
+std::vector<FindingChange>
+FindingTracker::sweep(const std::vector<std::string>& frozen_roots,
+                      const std::function<bool(const Finding&)>* in_scope) {
+    std::vector<FindingChange> out;
+    for (auto it = m_open.begin(); it != m_open.end();) {
+        if (in_scope != nullptr && it->second.round != m_round && !(*in_scope)(as_finding(*it))) {
+            ++it; // not ours to decide
+            continue;
+        }
+        it = resolve(it, frozen_roots, out);
+    }
+    return out;
+}
+
+std::vector<FindingChange> FindingTracker::observe_all(std::vector<Finding> current) {
+    std::stable_sort(current.begin(), current.end(), [](const Finding& a, const Finding& b) {
+        return std::tie(a.event, a.key) < std::tie(b.event, b.key);
+    });
+    std::vector<FindingChange> changes;
+    for (auto& f : current) {
+        if (auto state = observe(f)) {
+            changes.push_back({*state, std::move(f)});
+        }
+    }
+    return changes;
+}
+
 std::vector<FindingChange> FindingTracker::update(std::vector<Finding> current,
                                                   const std::vector<std::string>& frozen_roots) {
-    return update_some(
-        std::move(current), [](const Finding&) { return true; }, frozen_roots);
+    begin();
+    auto rest = observe_all(std::move(current));
+    auto changes = sweep(frozen_roots);
+    changes.insert(changes.end(), std::make_move_iterator(rest.begin()),
+                   std::make_move_iterator(rest.end()));
+    return changes;
 }
 
 std::vector<FindingChange>
 FindingTracker::update_some(std::vector<Finding> current,
                             const std::function<bool(const Finding&)>& in_scope,
                             const std::vector<std::string>& frozen_roots) {
-    auto frozen = [&frozen_roots](const Finding& f) {
-        return std::any_of(f.paths.begin(), f.paths.end(), [&frozen_roots](const std::string& p) {
-            return std::any_of(frozen_roots.begin(), frozen_roots.end(),
-                               [&p](const std::string& root) { return path_is_under(p, root); });
-        });
-    };
+    begin();
+    auto rest = observe_all(std::move(current));
+    auto changes = sweep(frozen_roots, &in_scope);
+    changes.insert(changes.end(), std::make_move_iterator(rest.begin()),
+                   std::make_move_iterator(rest.end()));
+    return changes;
+}
 
-    std::map<std::pair<std::string, std::string>, Finding> next;
-    for (auto& f : current) {
-        auto key = std::make_pair(f.event, f.key);
-        next.emplace(std::move(key), std::move(f)); // the first of two duplicates wins
-    }
-
+std::vector<FindingChange>
+FindingTracker::update_scope(std::vector<Finding> current, std::string_view event_prefix,
+                             std::optional<std::string_view> key,
+                             const std::vector<std::string>& frozen_roots) {
+    begin();
+    auto rest = observe_all(std::move(current));
     std::vector<FindingChange> changes;
-    for (auto it = m_open.begin(); it != m_open.end();) {
-        if (next.count(it->first) != 0 || !in_scope(it->second) || frozen(it->second)) {
-            // Still there, not ours to decide, or under a root that could not be walked this
-            // time (we do not know that it went away): kept as it is.
-            ++it;
+    // The open map is ordered by event, then key: the events under the prefix are one range,
+    // and within each event one key is one lookup.
+    auto it = m_open.lower_bound(std::string(event_prefix));
+    while (it != m_open.end() && it->first.compare(0, event_prefix.size(), event_prefix) == 0) {
+        const std::string event = it->first.substr(0, it->first.find('\0'));
+        if (!key) {
+            it = resolve(it, frozen_roots, changes);
             continue;
         }
-        changes.push_back({FindingState::resolved, std::move(it->second)});
-        it = m_open.erase(it);
-    }
-    for (auto& [key, f] : next) {
-        auto it = m_open.find(key);
-        if (it == m_open.end()) {
-            changes.push_back({FindingState::appeared, f});
-            m_open.emplace(key, std::move(f));
-        } else if (it->second.fingerprint != f.fingerprint) {
-            changes.push_back({FindingState::changed, f});
-            it->second = std::move(f);
-        } else {
-            it->second = std::move(f); // same finding; its other fields as seen now
+        auto mine = m_open.find(map_key(event, *key));
+        if (mine != m_open.end()) {
+            resolve(mine, frozen_roots, changes);
         }
+        // On to the next event: past every key of this one.
+        it = m_open.lower_bound(event + '\x01');
     }
+    changes.insert(changes.end(), std::make_move_iterator(rest.begin()),
+                   std::make_move_iterator(rest.end()));
     return changes;
 }
 
@@ -196,7 +382,34 @@ std::vector<std::string> unavailable_roots(const PassReport& report) {
     return out;
 }
 
-std::vector<Finding> findings_of(const PassReport& report) {
+const std::vector<std::string_view>& lock_finding_events() {
+    static const std::vector<std::string_view> events = {
+        "lock.held_by_session", "lock.foreign", "lock.invalid",     "lock.orphaned",
+        "lock.remove_failed",   "lock.unknown", "lock.would_remove"};
+    return events;
+}
+
+std::optional<Finding> lock_finding(const LockRecord& rec, const TmuxFacts& tmux) {
+    const std::string_view event = lock_event(rec);
+    if (event.empty()) {
+        return std::nullopt;
+    }
+    Finding f;
+    f.event = std::string(event);
+    f.key = rec.lock_path;
+    // The content identifies the claim; an invalid lock's reason (a FIFO has no content)
+    // tells its problems apart.
+    f.fingerprint = rec.content;
+    if (rec.judgement.verdict == Verdict::invalid) {
+        f.fingerprint += '\n';
+        f.fingerprint += rec.judgement.reason;
+    }
+    f.paths = {rec.lock_path};
+    f.fields = lock_record_fields(rec, tmux, event == "lock.would_remove");
+    return f;
+}
+
+std::vector<Finding> pass_findings(const PassReport& report) {
     std::vector<Finding> out;
 
     for (const auto& root : report.roots) {
@@ -209,6 +422,7 @@ std::vector<Finding> findings_of(const PassReport& report) {
         f.key = root.path;
         f.fingerprint = root.error;
         f.fields = {{"root", root.path}, {"error", root.error}};
+        f.resolve_fields = {{"root", root.path}};
         out.push_back(std::move(f));
     }
 
@@ -223,26 +437,6 @@ std::vector<Finding> findings_of(const PassReport& report) {
         out.push_back(std::move(f));
     }
 
-    for (const auto& rec : report.locks) {
-        const std::string_view event = lock_event(rec);
-        if (event.empty()) {
-            continue;
-        }
-        Finding f;
-        f.event = std::string(event);
-        f.key = rec.lock_path;
-        // The content identifies the claim; an invalid lock's reason (a FIFO has no content)
-        // tells its problems apart.
-        f.fingerprint = rec.content;
-        if (rec.judgement.verdict == Verdict::invalid) {
-            f.fingerprint += '\n';
-            f.fingerprint += rec.judgement.reason;
-        }
-        f.paths = {rec.lock_path};
-        f.fields = lock_record_fields(rec, report.tmux, event == "lock.would_remove");
-        out.push_back(std::move(f));
-    }
-
     for (const auto& c : report.collisions) {
         if (c.kind != CollisionKind::duplicate_session && c.kind != CollisionKind::duplicate_pid) {
             continue;
@@ -252,14 +446,18 @@ std::vector<Finding> findings_of(const PassReport& report) {
         f.key = join(c.workers, "\n");
         f.fingerprint = c.message;
         f.paths = c.workers;
-        f.fields.emplace_back("kind", std::string(to_string(c.kind)));
-        f.fields.emplace_back("workers", join(c.workers, ","));
+        FindingFields who;
+        who.emplace_back("kind", std::string(to_string(c.kind)));
+        who.emplace_back("workers", list_workers(c.workers, ","));
+        who.emplace_back("worker_count", std::to_string(c.workers.size()));
         if (c.kind == CollisionKind::duplicate_session) {
-            f.fields.emplace_back("session_id", c.session_id);
+            who.emplace_back("session_id", c.session_id);
         } else {
-            f.fields.emplace_back("pid", std::to_string(c.pid));
+            who.emplace_back("pid", std::to_string(c.pid));
         }
+        f.fields = who;
         f.fields.emplace_back("message", c.message);
+        f.resolve_fields = std::move(who);
         out.push_back(std::move(f));
     }
 
@@ -270,7 +468,18 @@ std::vector<Finding> findings_of(const PassReport& report) {
         f.fingerprint = e.message;
         f.paths = {e.path};
         f.fields = {{"path", e.path}, {"error", e.message}};
+        f.resolve_fields = {{"path", e.path}};
         out.push_back(std::move(f));
+    }
+    return out;
+}
+
+std::vector<Finding> findings_of(const PassReport& report) {
+    std::vector<Finding> out = pass_findings(report);
+    for (const auto& rec : report.locks) {
+        if (auto f = lock_finding(rec, report.tmux)) {
+            out.push_back(std::move(*f));
+        }
     }
     return out;
 }

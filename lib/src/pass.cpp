@@ -42,9 +42,10 @@ bool is_local(const LockInfo& info, const HostFacts& host) {
 class LockHandler {
 public:
     LockHandler(const PassOptions& options, ProcessProbe& processes, TmuxProbe& tmux,
-                const TmuxFacts* tmux_facts, const HostFacts& host, PassReport& report)
+                const TmuxFacts* tmux_facts, const HostFacts& host, PassReport& report,
+                PassSink* sink = nullptr)
         : m_options(options), m_processes(processes), m_tmux(tmux), m_tmux_facts(tmux_facts),
-          m_host(host), m_report(report) {
+          m_host(host), m_report(report), m_sink(sink) {
         m_not_asked.detail = "not asked: no session to look up";
     }
 
@@ -61,12 +62,12 @@ public:
             return; // removed between the directory listing and the open
         case LockRead::State::io_error:
             rec.judgement = {Verdict::unknown, read.message};
-            m_report.locks.push_back(std::move(rec));
+            keep(std::move(rec));
             return;
         case LockRead::State::invalid:
             rec.judgement = {Verdict::invalid, read.message};
             rec.content = std::move(read.bytes);
-            m_report.locks.push_back(std::move(rec));
+            keep(std::move(rec));
             return;
         case LockRead::State::ok:
             break;
@@ -82,10 +83,23 @@ public:
             rec.content.clear();
             rec.content.shrink_to_fit();
         }
-        m_report.locks.push_back(std::move(rec));
+        keep(std::move(rec));
     }
 
 private:
+    // The summary stays in the report; the record goes to the sink, or into the report.
+    void keep(LockRecord&& rec) {
+        m_report.summaries.push_back(summarize(rec));
+        if (rec.action == LockAction::would_remove) {
+            ++m_report.stats.would_remove;
+        }
+        if (m_sink != nullptr) {
+            m_sink->on_lock(std::move(rec));
+        } else {
+            m_report.locks.push_back(std::move(rec));
+        }
+    }
+
     const TmuxFacts& facts_for(const LockInfo& info) {
         if (m_tmux_facts != nullptr) {
             return *m_tmux_facts;
@@ -150,16 +164,35 @@ private:
     TmuxFacts m_not_asked;
     const HostFacts& m_host;
     PassReport& m_report;
+    PassSink* m_sink;
 };
 
-} // namespace
+bool summary_before(const LockSummary& a, const LockSummary& b) {
+    return a.worker < b.worker;
+}
 
-PassReport run_pass(const PassOptions& options, ProcessProbe& processes, TmuxProbe& tmux,
-                    const HostFacts& host) {
+// Sorts the summaries and finds the collisions among the locks still there.
+void finish_report(PassReport& report, bool per_lock_collisions) {
+    std::sort(report.summaries.begin(), report.summaries.end(), summary_before);
+    std::vector<JudgedLock> judged;
+    judged.reserve(report.summaries.size());
+    for (const auto& s : report.summaries) {
+        if (s.parsed && s.action != LockAction::removed) {
+            judged.push_back({s.worker.view(), s.pid, s.session_id, s.verdict});
+        }
+    }
+    report.collisions = detect_collisions(judged, per_lock_collisions);
+}
+
+PassReport run_pass_into(const PassOptions& options, ProcessProbe& processes, TmuxProbe& tmux,
+                         const HostFacts& host, PassSink* sink) {
     const auto started = std::chrono::steady_clock::now();
     PassReport report;
     report.tmux = tmux.query();
-    LockHandler handler(options, processes, tmux, &report.tmux, host, report);
+    if (sink != nullptr) {
+        sink->on_tmux(report.tmux);
+    }
+    LockHandler handler(options, processes, tmux, &report.tmux, host, report, sink);
 
     for (const auto& root : options.roots) {
         RootReport root_report;
@@ -187,20 +220,55 @@ PassReport run_pass(const PassOptions& options, ProcessProbe& processes, TmuxPro
 
     std::sort(report.locks.begin(), report.locks.end(),
               [](const LockRecord& a, const LockRecord& b) { return a.lock_path < b.lock_path; });
-    std::vector<JudgedLock> judged;
-    for (const auto& rec : report.locks) {
-        if (rec.info && rec.action != LockAction::removed) {
-            judged.push_back(
-                {rec.worker, rec.info->pid, rec.info->session_id, rec.judgement.verdict});
-        }
-    }
-    report.collisions = detect_collisions(judged);
-    report.stats.locks = report.locks.size();
+    finish_report(report, options.per_lock_collisions);
+    report.stats.locks = report.summaries.size();
     report.stats.elapsed_ms =
         static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
                                        std::chrono::steady_clock::now() - started)
                                        .count());
     return report;
+}
+
+} // namespace
+
+LockSummary summarize(const LockRecord& record) {
+    LockSummary s;
+    s.worker = PathRef(record.worker);
+    if (record.info) {
+        s.parsed = true;
+        s.pid = record.info->pid;
+        s.session_id = record.info->session_id;
+    }
+    s.start_ticks = record.process.start_ticks;
+    s.verdict = record.judgement.verdict;
+    s.action = record.action;
+    s.owner = record.process.state;
+    return s;
+}
+
+void summarize_locks(PassReport& report) {
+    report.summaries.clear();
+    for (const auto& rec : report.locks) {
+        report.summaries.push_back(summarize(rec));
+    }
+    std::sort(report.summaries.begin(), report.summaries.end(), summary_before);
+}
+
+const LockSummary* find_summary(const std::deque<LockSummary>& summaries, std::string_view worker) {
+    auto it = std::lower_bound(
+        summaries.begin(), summaries.end(), worker,
+        [](const LockSummary& s, std::string_view w) { return s.worker.view() < w; });
+    return it != summaries.end() && it->worker == worker ? &*it : nullptr;
+}
+
+PassReport run_pass(const PassOptions& options, ProcessProbe& processes, TmuxProbe& tmux,
+                    const HostFacts& host) {
+    return run_pass_into(options, processes, tmux, host, nullptr);
+}
+
+PassReport run_pass(const PassOptions& options, ProcessProbe& processes, TmuxProbe& tmux,
+                    const HostFacts& host, PassSink& sink) {
+    return run_pass_into(options, processes, tmux, host, &sink);
 }
 
 std::string_view to_string(WorkerCheck::State state) {

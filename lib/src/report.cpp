@@ -2,6 +2,7 @@
 #include <agentlock/text.hpp>
 
 #include <boost/json.hpp>
+#include <sstream>
 
 namespace agentlock {
 
@@ -59,8 +60,23 @@ json::object lock_json(const LockRecord& rec) {
 
 } // namespace
 
-std::string report_to_json(const PassReport& report) {
-    json::object doc;
+JsonReportWriter::JsonReportWriter(std::ostream& out) : m_out(out) {}
+
+void JsonReportWriter::on_tmux(const TmuxFacts& tmux) {
+    m_out << "{\"tmux\":"
+          << json::serialize(
+                 json::object{{"state", to_string(tmux.state)}, {"detail", text(tmux.detail)}})
+          << ",\"locks\":[";
+}
+
+void JsonReportWriter::on_lock(LockRecord&& record) {
+    if (m_locks++ > 0) {
+        m_out << ',';
+    }
+    m_out << json::serialize(lock_json(record));
+}
+
+void JsonReportWriter::finish(const PassReport& report) {
     json::array roots;
     json::array root_errors;
     for (const auto& r : report.roots) {
@@ -69,16 +85,9 @@ std::string report_to_json(const PassReport& report) {
             root_errors.push_back(json::object{{"root", text(r.path)}, {"error", text(r.error)}});
         }
     }
-    doc["roots"] = std::move(roots);
-    doc["root_errors"] = std::move(root_errors);
-    doc["tmux"] =
-        json::object{{"state", to_string(report.tmux.state)}, {"detail", text(report.tmux.detail)}};
-    json::array locks;
-    for (const auto& rec : report.locks) {
-        locks.push_back(lock_json(rec));
-    }
-    doc["locks"] = std::move(locks);
-    json::array collisions;
+    m_out << "],\"roots\":" << json::serialize(roots)
+          << ",\"root_errors\":" << json::serialize(root_errors) << ",\"collisions\":[";
+    bool first = true;
     for (const auto& c : report.collisions) {
         json::array workers;
         for (const auto& w : c.workers) {
@@ -89,20 +98,33 @@ std::string report_to_json(const PassReport& report) {
                        {"pid", c.pid},
                        {"session_id", text(c.session_id)},
                        {"message", text(c.message)}};
-        collisions.push_back(std::move(o));
+        m_out << (first ? "" : ",") << json::serialize(o);
+        first = false;
     }
-    doc["collisions"] = std::move(collisions);
     json::array walk_errors;
     for (const auto& e : report.walk_errors) {
         walk_errors.push_back(json::object{{"path", text(e.path)}, {"message", text(e.message)}});
     }
-    doc["walk_errors"] = std::move(walk_errors);
-    doc["stats"] = json::object{{"dirs", report.stats.dirs},
-                                {"locks", report.stats.locks},
-                                {"removed", report.stats.removed},
-                                {"unreadable_dirs", report.stats.unreadable_dirs},
-                                {"elapsed_ms", report.stats.elapsed_ms}};
-    return json::serialize(doc);
+    m_out << "],\"walk_errors\":" << json::serialize(walk_errors) << ",\"stats\":"
+          << json::serialize(json::object{{"dirs", report.stats.dirs},
+                                          {"locks", report.stats.locks},
+                                          {"removed", report.stats.removed},
+                                          {"would_remove", report.stats.would_remove},
+                                          {"unreadable_dirs", report.stats.unreadable_dirs},
+                                          {"elapsed_ms", report.stats.elapsed_ms}})
+          << '}';
+}
+
+std::string report_to_json(const PassReport& report) {
+    std::ostringstream out;
+    JsonReportWriter writer(out);
+    writer.on_tmux(report.tmux);
+    for (const auto& rec : report.locks) {
+        LockRecord copy = rec;
+        writer.on_lock(std::move(copy));
+    }
+    writer.finish(report);
+    return std::move(out).str();
 }
 
 } // namespace agentlock

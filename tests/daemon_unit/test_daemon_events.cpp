@@ -383,7 +383,7 @@ TEST(WatchPlan, TheFleetDownToTheWatchDepthNeverInsideAWorker) {
         root + "/a/b/c/d/e",
         root + "/a/b/c/d/e/w9/.runtime",
     };
-    EXPECT_EQ(w.paths, want);
+    EXPECT_EQ(watcher.paths(), std::vector<std::string>(want.begin(), want.end()));
     EXPECT_EQ(watcher.count(), want.size());
     EXPECT_EQ(watcher.kind_of(root + "/rig/polecats/w2/.runtime"), WatchKind::runtime);
     EXPECT_EQ(watcher.kind_of(root + "/rig/polecats/w3"), WatchKind::dir);
@@ -482,20 +482,24 @@ PassReport report_with(std::deque<LockRecord> locks) {
     r.roots.push_back({"/srv", true, ""});
     r.tmux.state = TmuxState::ok;
     r.locks = std::move(locks);
+    summarize_locks(r); // what LockTable::replace reads
     return r;
 }
 
 TEST(LockTable, OwnersSessionsAndUpdates) {
     LockTable t;
-    auto touched = t.replace(report_with({
+    PassReport pass = report_with({
         record("/srv/live", Verdict::live, 10),
         record("/srv/orphan", Verdict::orphaned, 11, "gone"),
         record("/srv/held", Verdict::held_by_session, 12, "s1"),
         record("/srv/removed", Verdict::stale, 13, "", LockAction::removed),
         record("/srv/foreign", Verdict::foreign, 14),
-    }));
-    EXPECT_EQ(touched.size(), 5u);
+    });
+    t.replace(pass);
+    EXPECT_TRUE(pass.summaries.empty()) << "the table takes the summaries";
     EXPECT_EQ(t.size(), 4u) << "a removed lock is not kept";
+    EXPECT_EQ(t.workers(),
+              (std::vector<std::string>{"/srv/foreign", "/srv/held", "/srv/live", "/srv/orphan"}));
     EXPECT_EQ(t.owner_of("/srv/live"), (Owner{10, 77}));
     EXPECT_EQ(t.owner_of("/srv/orphan"), (Owner{11, 77}));
     EXPECT_FALSE(t.owner_of("/srv/held"));
@@ -533,8 +537,10 @@ TEST(LockTable, OwnersSessionsAndUpdates) {
 
 TEST(LockTable, CollisionsAmongTheKnownLocks) {
     LockTable t;
-    t.replace(report_with({record("/srv/a", Verdict::live, 10), record("/srv/b", Verdict::live, 10),
-                           record("/srv/c", Verdict::live, 11)}));
+    PassReport pass =
+        report_with({record("/srv/a", Verdict::live, 10), record("/srv/b", Verdict::live, 10),
+                     record("/srv/c", Verdict::live, 11)});
+    t.replace(pass);
     auto c = t.collisions();
     ASSERT_EQ(c.size(), 1u);
     EXPECT_EQ(c[0].kind, CollisionKind::duplicate_pid);

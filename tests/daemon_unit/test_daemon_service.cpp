@@ -129,9 +129,11 @@ protected:
     void start(Config c, const std::string& config_path = "", ConfigOverrides overrides = {}) {
         c.log_format = LogFormat::json;
         overrides.log_format = LogFormat::json;
-        m_service = std::make_unique<Service>(
-            std::move(c), config_path, std::move(overrides), *m_log,
-            [this](const PassOptions& o, const Config& cfg) { return m_pass.run(o, cfg); });
+        m_service =
+            std::make_unique<Service>(std::move(c), config_path, std::move(overrides), *m_log,
+                                      [this](const PassOptions& o, const Config& cfg, PassSink&) {
+                                          return m_pass.run(o, cfg);
+                                      });
         m_service->set_after_pass([this](const PassReport&) { ++m_passes_logged; });
         m_thread = std::thread([this] { m_exit_code = m_service->run(); });
         ASSERT_TRUE(wait_until([this] { return m_passes_logged.load() >= 1; }));
@@ -284,7 +286,7 @@ TEST_F(ServiceTest, NoUsableRootAtStartExitsTwoWithoutReady) {
     m_pass.m_roots_ok = false;
     m_service = std::make_unique<Service>(
         config(), "", ConfigOverrides{}, *m_log,
-        [this](const PassOptions& o, const Config& cfg) { return m_pass.run(o, cfg); });
+        [this](const PassOptions& o, const Config& cfg, PassSink&) { return m_pass.run(o, cfg); });
     EXPECT_EQ(m_service->run(), 2);
     EXPECT_EQ(m_sink->count("\"event\":\"daemon.failed\""), 1u);
     EXPECT_EQ(m_sink->count("\"event\":\"root.unavailable\""), 1u);

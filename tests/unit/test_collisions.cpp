@@ -6,11 +6,13 @@
 namespace agentlock {
 namespace {
 
-JudgedLock judged(std::string worker, std::int64_t pid, std::string session, Verdict verdict) {
+// The views point at string literals, which outlive every test.
+JudgedLock judged(std::string_view worker, std::int64_t pid, std::string_view session,
+                  Verdict verdict) {
     JudgedLock j;
-    j.worker = std::move(worker);
+    j.worker = worker;
     j.pid = pid;
-    j.session_id = std::move(session);
+    j.session_id = session;
     j.verdict = verdict;
     return j;
 }

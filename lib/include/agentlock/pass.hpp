@@ -3,6 +3,7 @@
 
 #include <agentlock/collisions.hpp>
 #include <agentlock/lock_file.hpp>
+#include <agentlock/path_ref.hpp>
 #include <agentlock/process_probe.hpp>
 #include <agentlock/reaper.hpp>
 #include <agentlock/tmux_probe.hpp>
@@ -13,6 +14,7 @@
 #include <cstdint>
 #include <deque>
 #include <optional>
+#include <ostream>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -25,6 +27,9 @@ struct PassOptions {
     bool dry_run = false;
     /// When set and true, the pass stops early: no removal starts after it is seen.
     const std::atomic<bool>* cancel = nullptr;
+    /// Whether `collisions` holds the seed's per-lock kinds (stale, orphaned) besides the
+    /// duplicate claims. The daemon reports those locks as findings and leaves them out.
+    bool per_lock_collisions = true;
 };
 
 enum class LockAction { kept, removed, would_remove, skipped_changed };
@@ -42,6 +47,37 @@ struct LockRecord {
     std::string detail;   ///< reaper's detail when skipped or failed
 };
 
+/// What a pass keeps of each lock once it has handled it: enough to detect collisions and for
+/// the daemon to watch owners and sessions, a few dozen bytes rather than the whole record
+/// (fleets hold 100,000 locks).
+struct LockSummary {
+    PathRef worker;                           ///< pooled: the daemon's tables share this one copy
+    std::string session_id;                   ///< empty when absent or when the lock did not parse
+    std::int64_t pid = 0;                     ///< 0 when the lock did not parse
+    std::optional<std::uint64_t> start_ticks; ///< the owner's, as the process probe saw it
+    Verdict verdict = Verdict::unknown;
+    LockAction action = LockAction::kept;
+    ProcessState owner = ProcessState::unknown; ///< what the process probe saw
+    bool parsed = false;                        ///< pid and session_id come from the lock
+
+    bool operator==(const LockSummary&) const = default;
+};
+
+/// The summary of one record.
+LockSummary summarize(const LockRecord& record);
+
+/// Receives the locks of a streaming pass as they are handled, so that no record outlives its
+/// moment: the daemon logs each one and keeps only its summary.
+class PassSink {
+public:
+    virtual ~PassSink() = default;
+    /// tmux's answer for this pass, before any lock.
+    virtual void on_tmux(const TmuxFacts& tmux) = 0;
+    /// One lock as judged and handled (kept, removed, ...), in walk order, never two at once
+    /// (but possibly from several walk threads).
+    virtual void on_lock(LockRecord&& record) = 0;
+};
+
 struct RootReport {
     std::string path;
     bool ok = true;
@@ -52,6 +88,7 @@ struct PassStats {
     std::uint64_t dirs = 0;
     std::uint64_t locks = 0;
     std::uint64_t removed = 0;
+    std::uint64_t would_remove = 0;
     std::uint64_t unreadable_dirs = 0;
     std::uint64_t elapsed_ms = 0;
 };
@@ -59,7 +96,11 @@ struct PassStats {
 struct PassReport {
     std::vector<RootReport> roots;
     TmuxFacts tmux;
-    std::deque<LockRecord> locks; ///< sorted by lock_path
+    /// Every lock's record, sorted by lock_path; empty when the pass streamed them to a sink.
+    std::deque<LockRecord> locks;
+    /// Every lock's summary, sorted by worker (see summarize_locks for reports made by hand). A
+    /// deque: it grows without the spare half a vector keeps.
+    std::deque<LockSummary> summaries;
     std::vector<Collision> collisions;
     std::vector<WalkError> walk_errors;
     PassStats stats;
@@ -68,6 +109,17 @@ struct PassReport {
 /// Runs one full pass. Never throws for a bad root or lock: everything lands in the report.
 PassReport run_pass(const PassOptions& options, ProcessProbe& processes, TmuxProbe& tmux,
                     const HostFacts& host);
+
+/// The same pass, streaming: every record goes to `sink` as soon as it is handled instead of
+/// into `locks`, so memory grows with the summaries only. Collisions and stats are the same.
+PassReport run_pass(const PassOptions& options, ProcessProbe& processes, TmuxProbe& tmux,
+                    const HostFacts& host, PassSink& sink);
+
+/// Fills `summaries` from `locks` (sorted by worker): for reports assembled by hand.
+void summarize_locks(PassReport& report);
+
+/// The summary of `worker` in `summaries` (sorted by worker), or nullptr.
+const LockSummary* find_summary(const std::deque<LockSummary>& summaries, std::string_view worker);
 
 /// The outcome of re-checking one worker's lock outside a full pass (see check_worker).
 struct WorkerCheck {
@@ -98,7 +150,24 @@ WorkerCheck check_worker(const std::string& worker, const PassOptions& options,
                          ProcessProbe& processes, TmuxProbe& tmux, const HostFacts& host,
                          const TmuxFacts* fresh_tmux = nullptr);
 
-/// The report as the JSON document `agentlockd --once --json` prints.
+/// The report as the JSON document `agentlockd --once --json` prints: an object with tmux,
+/// locks, roots, root_errors, collisions, walk_errors and stats (see JsonReportWriter).
 std::string report_to_json(const PassReport& report);
+
+/// Writes report_to_json's document while a streaming pass runs, so that no lock is held longer
+/// than it takes to print it: "tmux" and the opening of "locks" on on_tmux, each lock on
+/// on_lock (in the order the pass handles them), the rest on finish.
+class JsonReportWriter final : public PassSink {
+public:
+    explicit JsonReportWriter(std::ostream& out);
+    void on_tmux(const TmuxFacts& tmux) override;
+    void on_lock(LockRecord&& record) override;
+    /// Closes the locks and writes roots, root_errors, collisions, walk_errors and stats.
+    void finish(const PassReport& report);
+
+private:
+    std::ostream& m_out;
+    std::size_t m_locks = 0;
+};
 
 } // namespace agentlock
