@@ -49,21 +49,6 @@ std::string_view suffix_of(const WatchPath& p) {
     return p.runtime_suffix ? std::string_view(k_runtime_suffix) : std::string_view{};
 }
 
-// Compares a1+a2 with b1+b2 without building either.
-int compare_joined(std::string_view a1, std::string_view a2, std::string_view b1,
-                   std::string_view b2) {
-    const std::size_t na = a1.size() + a2.size();
-    const std::size_t nb = b1.size() + b2.size();
-    for (std::size_t i = 0; i < std::min(na, nb); ++i) {
-        const char ca = i < a1.size() ? a1[i] : a2[i - a1.size()];
-        const char cb = i < b1.size() ? b1[i] : b2[i - b1.size()];
-        if (ca != cb) {
-            return static_cast<unsigned char>(ca) < static_cast<unsigned char>(cb) ? -1 : 1;
-        }
-    }
-    return na < nb ? -1 : (na > nb ? 1 : 0);
-}
-
 } // namespace
 
 WatchPath WatchPath::of(const std::string& path) {

@@ -53,13 +53,59 @@ bool path_is_under(std::string_view path, std::string_view root) {
     return path[root.size()] == '/';
 }
 
-std::string FindingTracker::map_key(std::string_view event, std::string_view key) {
-    std::string k;
-    k.reserve(event.size() + 1 + key.size());
-    k.append(event);
-    k.push_back('\0');
-    k.append(key);
+namespace {
+
+std::string_view lock_suffix() {
+    static const std::string suffix =
+        "/" + std::string(k_runtime_dir) + "/" + std::string(k_lock_name);
+    return suffix;
+}
+
+std::string_view suffix_of(bool lock) {
+    return lock ? lock_suffix() : std::string_view{};
+}
+
+} // namespace
+
+FindingTracker::OpenKey FindingTracker::map_key(std::string_view event, std::string_view key) {
+    OpenKey k;
+    k.event = PathRef(event);
+    const std::string_view suffix = lock_suffix();
+    if (key.size() > suffix.size() && key.substr(key.size() - suffix.size()) == suffix) {
+        k.base = PathRef(key.substr(0, key.size() - suffix.size()));
+        k.lock_suffix = true;
+    } else {
+        k.base = PathRef(key);
+    }
     return k;
+}
+
+std::string FindingTracker::OpenKey::key() const {
+    std::string out(base.view());
+    out += suffix_of(lock_suffix);
+    return out;
+}
+
+bool FindingTracker::KeyLess::operator()(const OpenKey& a, const OpenKey& b) const noexcept {
+    if (const auto c = a.event.view().compare(b.event.view()); c != 0) {
+        return c < 0;
+    }
+    return compare_joined(a.base.view(), suffix_of(a.lock_suffix), b.base.view(),
+                          suffix_of(b.lock_suffix)) < 0;
+}
+
+bool FindingTracker::KeyLess::operator()(const OpenKey& a, const KeyView& b) const noexcept {
+    if (const auto c = a.event.view().compare(b.event); c != 0) {
+        return c < 0;
+    }
+    return compare_joined(a.base.view(), suffix_of(a.lock_suffix), b.key, {}) < 0;
+}
+
+bool FindingTracker::KeyLess::operator()(const KeyView& a, const OpenKey& b) const noexcept {
+    if (const auto c = a.event.compare(b.event.view()); c != 0) {
+        return c < 0;
+    }
+    return compare_joined(a.key, {}, b.base.view(), suffix_of(b.lock_suffix)) < 0;
 }
 
 namespace {
@@ -119,9 +165,8 @@ FindingTracker::Open FindingTracker::make_open(const Finding& f, std::uint64_t r
 
 Finding FindingTracker::as_finding(const OpenMap::value_type& entry) {
     Finding f;
-    const auto nul = entry.first.find('\0');
-    f.event = entry.first.substr(0, nul);
-    f.key = entry.first.substr(nul + 1);
+    f.event = entry.first.event.str();
+    f.key = entry.first.key();
     const Open& o = entry.second;
     switch (o.paths) {
     case Paths::key:
@@ -153,7 +198,8 @@ bool FindingTracker::frozen(const OpenMap::value_type& entry,
         return std::any_of(roots.begin(), roots.end(),
                            [p](const std::string& root) { return path_is_under(p, root); });
     };
-    const std::string_view key = std::string_view(entry.first).substr(entry.first.find('\0') + 1);
+    const std::string key_text = entry.first.key();
+    const std::string_view key = key_text;
     switch (entry.second.paths) {
     case Paths::key:
         return under_frozen(key);
@@ -175,10 +221,9 @@ void FindingTracker::begin() {
 }
 
 std::optional<FindingState> FindingTracker::observe(const Finding& f) {
-    std::string k = map_key(f.event, f.key);
-    auto it = m_open.find(k);
+    auto it = m_open.find(KeyView{f.event, f.key});
     if (it == m_open.end()) {
-        m_open.emplace(std::move(k), make_open(f, m_round));
+        m_open.emplace(map_key(f.event, f.key), make_open(f, m_round));
         return FindingState::appeared;
     }
     if (it->second.round == m_round) {
@@ -266,19 +311,20 @@ FindingTracker::update_scope(std::vector<Finding> current, std::string_view even
     std::vector<FindingChange> changes;
     // The open map is ordered by event, then key: the events under the prefix are one range,
     // and within each event one key is one lookup.
-    auto it = m_open.lower_bound(std::string(event_prefix));
-    while (it != m_open.end() && it->first.compare(0, event_prefix.size(), event_prefix) == 0) {
-        const std::string event = it->first.substr(0, it->first.find('\0'));
+    auto it = m_open.lower_bound(KeyView{event_prefix, {}});
+    while (it != m_open.end() &&
+           it->first.event.view().substr(0, event_prefix.size()) == event_prefix) {
         if (!key) {
             it = resolve(it, frozen_roots, changes);
             continue;
         }
-        auto mine = m_open.find(map_key(event, *key));
+        const std::string event = it->first.event.str();
+        auto mine = m_open.find(KeyView{event, *key});
         if (mine != m_open.end()) {
             resolve(mine, frozen_roots, changes);
         }
         // On to the next event: past every key of this one.
-        it = m_open.lower_bound(event + '\x01');
+        it = m_open.lower_bound(KeyView{event + '\x01', {}});
     }
     changes.insert(changes.end(), std::make_move_iterator(rest.begin()),
                    std::make_move_iterator(rest.end()));

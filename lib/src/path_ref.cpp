@@ -1,5 +1,6 @@
 #include <agentlock/path_ref.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
@@ -111,6 +112,20 @@ void PathRef::release() noexcept {
 
 std::string_view PathRef::view() const noexcept {
     return m_rep == nullptr ? std::string_view{} : m_rep->view();
+}
+
+int compare_joined(std::string_view a1, std::string_view a2, std::string_view b1,
+                   std::string_view b2) noexcept {
+    const std::size_t na = a1.size() + a2.size();
+    const std::size_t nb = b1.size() + b2.size();
+    for (std::size_t i = 0; i < std::min(na, nb); ++i) {
+        const char ca = i < a1.size() ? a1[i] : a2[i - a1.size()];
+        const char cb = i < b1.size() ? b1[i] : b2[i - b1.size()];
+        if (ca != cb) {
+            return static_cast<unsigned char>(ca) < static_cast<unsigned char>(cb) ? -1 : 1;
+        }
+    }
+    return na < nb ? -1 : (na > nb ? 1 : 0);
 }
 
 std::size_t PathRef::pooled() {

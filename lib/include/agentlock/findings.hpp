@@ -3,6 +3,7 @@
 // it changes, and once when it goes away (not on every pass).
 
 #include <agentlock/pass.hpp>
+#include <agentlock/path_ref.hpp>
 
 #include <cstddef>
 #include <cstdint>
@@ -107,9 +108,27 @@ private:
         Paths paths = Paths::key;
         std::unique_ptr<Extra> extra;
     };
-    using OpenMap = std::map<std::string, Open>; // event + '\0' + key
+    // (event, key), stored pooled: a lock path is kept as its worker's pooled path and the
+    // lock suffix, so a lock finding costs no copy of its path.
+    struct OpenKey {
+        PathRef event;
+        PathRef base;
+        bool lock_suffix = false;
+        std::string key() const;
+    };
+    struct KeyView {
+        std::string_view event;
+        std::string_view key;
+    };
+    struct KeyLess {
+        using is_transparent = void;
+        bool operator()(const OpenKey& a, const OpenKey& b) const noexcept;
+        bool operator()(const OpenKey& a, const KeyView& b) const noexcept;
+        bool operator()(const KeyView& a, const OpenKey& b) const noexcept;
+    };
+    using OpenMap = std::map<OpenKey, Open, KeyLess>;
 
-    static std::string map_key(std::string_view event, std::string_view key);
+    static OpenKey map_key(std::string_view event, std::string_view key);
     static Open make_open(const Finding& finding, std::uint64_t round);
     static Finding as_finding(const OpenMap::value_type& entry);
     bool frozen(const OpenMap::value_type& entry, const std::vector<std::string>& roots) const;

@@ -53,6 +53,11 @@ private:
     Rep* m_rep = nullptr;
 };
 
+/// Compares the text a1+a2 with b1+b2 (like std::string::compare) without building either:
+/// for keys stored as a pooled base and a fixed suffix.
+int compare_joined(std::string_view a1, std::string_view a2, std::string_view b1,
+                   std::string_view b2) noexcept;
+
 /// Orders PathRefs and strings alike, for maps with heterogeneous lookup.
 struct PathLess {
     using is_transparent = void;
