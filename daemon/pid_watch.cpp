@@ -3,8 +3,11 @@
 #include <boost/asio/post.hpp>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstring>
+#include <poll.h>
+#include <sys/epoll.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -63,10 +66,22 @@ std::size_t pidfd_budget(std::uint64_t nofile_limit) {
 PidWatcher::PidWatcher(boost::asio::io_context& io, std::size_t budget, ProcessProbe& probe,
                        OnExit on_exit, bool enabled)
     : m_io(io), m_budget(budget), m_probe(probe), m_on_exit(std::move(on_exit)),
-      m_enabled(enabled) {}
+      m_enabled(enabled) {
+    const int ep = ::epoll_create1(EPOLL_CLOEXEC);
+    if (ep < 0) {
+        m_epoll_error = std::string("epoll_create1: ") + std::strerror(errno);
+        return;
+    }
+    m_epoll = std::make_unique<boost::asio::posix::stream_descriptor>(m_io, ep);
+}
 
 PidWatcher::~PidWatcher() {
     clear();
+    if (m_epoll) {
+        boost::system::error_code ec;
+        m_epoll->cancel(ec);
+        m_epoll->close(ec);
+    }
 }
 
 void PidWatcher::clear() {
@@ -76,6 +91,10 @@ void PidWatcher::clear() {
     m_by_pid.clear();
     m_by_worker.clear();
     m_unwatched.clear();
+    if (m_epoll) {
+        boost::system::error_code ec;
+        m_epoll->cancel(ec); // nothing left to wait for (the loop may end)
+    }
 }
 
 void PidWatcher::set_enabled(bool enabled) {
@@ -119,7 +138,6 @@ void PidWatcher::set_owner(const std::string& worker, const std::optional<Owner>
     if (it == m_by_pid.end()) {
         Entry entry;
         entry.owner = *owner;
-        entry.id = m_next_id++;
         it = m_by_pid.emplace(owner->pid, std::move(entry)).first;
         it->second.workers.insert(key);
         open_for(it->second);
@@ -189,6 +207,8 @@ void PidWatcher::open_for(Entry& entry) {
     } else if (m_open >= m_budget) {
         why_unwatched = "pidfd budget of " + std::to_string(m_budget) +
                         " reached (open-files limit): the owners beyond it are polled";
+    } else if (!m_epoll) {
+        why_unwatched = m_epoll_error;
     } else {
         fd = open_pidfd(pid);
         if (fd < 0) {
@@ -200,6 +220,15 @@ void PidWatcher::open_for(Entry& entry) {
                 return;
             }
             why_unwatched = "pidfd_open " + pid_text(pid) + ": " + std::strerror(err);
+        } else {
+            epoll_event ev{};
+            ev.events = EPOLLIN;
+            ev.data.u64 = static_cast<std::uint64_t>(pid);
+            if (::epoll_ctl(m_epoll->native_handle(), EPOLL_CTL_ADD, fd, &ev) != 0) {
+                why_unwatched = "epoll_ctl " + pid_text(pid) + ": " + std::strerror(errno);
+                ::close(fd);
+                fd = -1;
+            }
         }
     }
     if (fd < 0) {
@@ -209,42 +238,68 @@ void PidWatcher::open_for(Entry& entry) {
         }
         return;
     }
-    entry.fd = std::make_unique<boost::asio::posix::stream_descriptor>(m_io, fd);
+    entry.fd.reset(fd);
     ++m_open;
     for (const PathRef* w : entry.workers) {
         m_unwatched.erase(w->str());
     }
+    wait_for_exits();
     // The pidfd refers to whatever process holds the PID now: make sure it is the one judged.
     const OwnerRecheck again = verify_owner(m_probe, entry.owner);
     if (!again.same) {
         report(entry, again.why);
     }
-    const std::uint64_t id = entry.id;
-    entry.fd->async_wait(boost::asio::posix::stream_descriptor::wait_read,
-                         [this, pid, id](const boost::system::error_code& ec) {
-                             if (ec == boost::asio::error::operation_aborted) {
-                                 return;
-                             }
-                             auto it = m_by_pid.find(pid);
-                             if (it == m_by_pid.end() || it->second.id != id) {
-                                 return; // closed and replaced meanwhile
-                             }
-                             Entry& e = it->second;
-                             close_fd(e);
-                             e.exited = true;
-                             report(e, ec ? "pidfd of " + pid_text(pid) + " failed: " + ec.message()
-                                          : pid_text(pid) + " exited");
-                         });
+}
+
+void PidWatcher::wait_for_exits() {
+    if (m_waiting || !m_epoll) {
+        return;
+    }
+    m_waiting = true;
+    m_epoll->async_wait(boost::asio::posix::stream_descriptor::wait_read,
+                        [this](const boost::system::error_code& ec) {
+                            m_waiting = false;
+                            if (ec == boost::asio::error::operation_aborted) {
+                                return;
+                            }
+                            on_exits();
+                            if (m_open > 0) {
+                                wait_for_exits();
+                            }
+                        });
+}
+
+void PidWatcher::on_exits() {
+    std::array<epoll_event, 256> ready{};
+    int n = 0;
+    do {
+        n = ::epoll_wait(m_epoll->native_handle(), ready.data(), static_cast<int>(ready.size()), 0);
+        for (int i = 0; i < n; ++i) {
+            const auto pid = static_cast<std::int64_t>(ready[static_cast<std::size_t>(i)].data.u64);
+            auto it = m_by_pid.find(pid);
+            if (it == m_by_pid.end() || !it->second.fd) {
+                continue; // closed meanwhile
+            }
+            // An event of a pidfd closed earlier in this batch may name a PID watched afresh
+            // since: believe only the pidfd open now.
+            pollfd p{it->second.fd.get(), POLLIN, 0};
+            if (::poll(&p, 1, 0) != 1 || (p.revents & (POLLIN | POLLHUP | POLLERR)) == 0) {
+                continue;
+            }
+            Entry& e = it->second;
+            close_fd(e);
+            e.exited = true;
+            report(e, (p.revents & POLLERR) != 0 ? "pidfd of " + pid_text(pid) + " failed"
+                                                 : pid_text(pid) + " exited");
+        }
+    } while (n == static_cast<int>(ready.size()));
 }
 
 void PidWatcher::close_fd(Entry& entry) {
     if (!entry.fd) {
         return;
     }
-    boost::system::error_code ec;
-    entry.fd->cancel(ec);
-    entry.fd->close(ec);
-    entry.fd.reset();
+    entry.fd.reset(); // closing it takes it out of the epoll set
     --m_open;
 }
 
