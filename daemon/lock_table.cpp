@@ -25,17 +25,42 @@ KnownLock known(const LockSummary& s, TmuxState tmux_state) {
 
 } // namespace
 
+LockTable::Entries::iterator LockTable::slot(std::string_view worker) {
+    return std::lower_bound(m_locks.begin(), m_locks.end(), worker,
+                            [](const Entry& e, std::string_view w) { return e.worker.view() < w; });
+}
+
+LockTable::Entries::const_iterator LockTable::slot(std::string_view worker) const {
+    return std::lower_bound(m_locks.begin(), m_locks.end(), worker,
+                            [](const Entry& e, std::string_view w) { return e.worker.view() < w; });
+}
+
 void LockTable::store(const LockRecord& record, TmuxState tmux_state) {
-    m_locks.insert_or_assign(PathRef(record.worker), known(summarize(record), tmux_state));
+    KnownLock k = known(summarize(record), tmux_state);
+    auto it = slot(record.worker);
+    if (it != m_locks.end() && it->worker == std::string_view(record.worker)) {
+        if (it->gone) {
+            it->gone = false;
+            --m_gone;
+        }
+        it->lock = std::move(k);
+        return;
+    }
+    m_locks.insert(it, Entry{PathRef(record.worker), std::move(k), false});
 }
 
 void LockTable::replace(PassReport& report) {
     m_locks.clear();
+    m_gone = 0;
+    const auto kept =
+        std::count_if(report.summaries.begin(), report.summaries.end(),
+                      [](const LockSummary& s) { return s.action != LockAction::removed; });
+    m_locks.shrink_to_fit();
+    m_locks.reserve(static_cast<std::size_t>(kept));
     for (auto& s : report.summaries) {
         if (s.action != LockAction::removed) {
             KnownLock k = known(s, report.tmux.state);
-            // Sorted by worker: each goes at the end.
-            m_locks.emplace_hint(m_locks.end(), std::move(s.worker), std::move(k));
+            m_locks.push_back({std::move(s.worker), std::move(k), false}); // already sorted
         }
     }
     report.summaries.clear(); // their workers are ours now
@@ -62,15 +87,25 @@ void LockTable::apply(const WorkerCheck& check) {
 }
 
 void LockTable::forget(const std::string& worker) {
-    auto it = m_locks.find(worker);
-    if (it != m_locks.end()) {
-        m_locks.erase(it);
+    auto it = slot(worker);
+    if (it == m_locks.end() || it->worker != std::string_view(worker) || it->gone) {
+        return;
+    }
+    it->gone = true;
+    it->lock = KnownLock{};
+    ++m_gone;
+    if (m_gone > 64 && m_gone * 4 > m_locks.size()) {
+        std::erase_if(m_locks, [](const Entry& e) { return e.gone; });
+        m_gone = 0;
     }
 }
 
 const KnownLock* LockTable::find(const std::string& worker) const {
-    auto it = m_locks.find(worker);
-    return it == m_locks.end() ? nullptr : &it->second;
+    auto it = slot(worker);
+    if (it == m_locks.end() || it->worker != std::string_view(worker) || it->gone) {
+        return nullptr;
+    }
+    return &it->lock;
 }
 
 std::optional<Owner> LockTable::owner_of(const std::string& worker) const {
@@ -86,14 +121,14 @@ std::optional<Owner> LockTable::owner_of(const std::string& worker) const {
 
 std::vector<SessionWait> LockTable::session_waits() const {
     std::vector<SessionWait> out;
-    for (const auto& [worker, k] : m_locks) {
-        if (!k.parsed || k.session_id.empty()) {
+    for (const auto& [worker, k, gone] : m_locks) {
+        if (gone || !k.parsed || k.session_id.empty()) {
             continue;
         }
         if (k.verdict == Verdict::held_by_session) {
-            out.push_back({worker.str(), k.session_id, false});
+            out.push_back({worker.str(), k.session_id.str(), false});
         } else if (k.verdict == Verdict::unknown && k.tmux_state == TmuxState::unknown) {
-            out.push_back({worker.str(), k.session_id, true});
+            out.push_back({worker.str(), k.session_id.str(), true});
         }
     }
     return out;
@@ -101,12 +136,12 @@ std::vector<SessionWait> LockTable::session_waits() const {
 
 std::vector<std::string> LockTable::workers_under(const std::string& path) const {
     std::vector<std::string> out;
-    for (auto it = m_locks.lower_bound(path); it != m_locks.end(); ++it) {
-        const std::string_view worker = it->first.view();
+    for (auto it = slot(path); it != m_locks.end(); ++it) {
+        const std::string_view worker = it->worker.view();
         if (worker.compare(0, path.size(), path) != 0) {
             break; // past every worker whose path starts with `path`
         }
-        if (path_is_under(worker, path)) {
+        if (!it->gone && path_is_under(worker, path)) {
             out.emplace_back(worker);
         }
     }
@@ -115,25 +150,28 @@ std::vector<std::string> LockTable::workers_under(const std::string& path) const
 
 std::vector<std::string> LockTable::workers() const {
     std::vector<std::string> out;
-    out.reserve(m_locks.size());
-    for (const auto& [worker, k] : m_locks) {
-        out.push_back(worker.str());
+    out.reserve(size());
+    for (const auto& [worker, k, gone] : m_locks) {
+        if (!gone) {
+            out.push_back(worker.str());
+        }
     }
     return out;
 }
 
 void LockTable::for_each_worker(const std::function<void(const std::string&)>& f) const {
-    for (const auto& [worker, k] : m_locks) {
-        f(worker.str());
+    for (const auto& [worker, k, gone] : m_locks) {
+        if (!gone) {
+            f(worker.str());
+        }
     }
 }
 
 std::vector<Collision> LockTable::collisions() const {
     std::vector<JudgedLock> judged;
-    judged.reserve(m_locks.size());
-    for (const auto& [worker, k] : m_locks) {
-        if (k.parsed) {
-            judged.push_back({worker.view(), k.pid, k.session_id, k.verdict});
+    for (const auto& [worker, k, gone] : m_locks) {
+        if (!gone && k.parsed && claims_identity(k.verdict)) {
+            judged.push_back({worker.view(), k.pid, k.session_id.view(), k.verdict});
         }
     }
     return detect_collisions(judged, false); // duplicate claims: the rest are lock findings
@@ -141,7 +179,10 @@ std::vector<Collision> LockTable::collisions() const {
 
 unsigned LockTable::deepest_worker(const std::vector<std::string>& roots) const {
     unsigned deepest = 0;
-    for (const auto& [worker, k] : m_locks) {
+    for (const auto& [worker, k, gone] : m_locks) {
+        if (gone) {
+            continue;
+        }
         const std::string path = worker.str();
         if (auto root = root_containing(roots, path)) {
             deepest = std::max(deepest, depth_below(*root, path).value_or(0));

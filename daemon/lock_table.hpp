@@ -30,7 +30,7 @@ struct SessionWait {
 struct KnownLock {
     std::int64_t pid = 0;
     std::optional<std::uint64_t> start_ticks; ///< the owner's, as probed
-    std::string session_id;
+    PathRef session_id;                       ///< pooled
     Verdict verdict = Verdict::unknown;
     TmuxState tmux_state = TmuxState::ok; ///< tmux's state when it was judged
     bool parsed = false;                  ///< the lock parsed: pid and session_id are meaningful
@@ -69,14 +69,26 @@ public:
     const TmuxFacts& tmux() const { return m_tmux; }
     /// Roots the last full pass could not walk.
     const std::vector<std::string>& frozen_roots() const { return m_frozen_roots; }
-    std::size_t size() const { return m_locks.size(); }
+    std::size_t size() const { return m_locks.size() - m_gone; }
 
 private:
+    // A sorted vector, not a map: at 100,000 locks a map's nodes cost twice the entries. A
+    // forgotten worker stays as a tombstone (gone) until the next pass or until a quarter of
+    // the entries are tombstones, so that a burst of removals does not shift the vector each.
+    struct Entry {
+        PathRef worker; ///< pooled: shared with the watchers and the next pass's summaries
+        KnownLock lock;
+        bool gone = false;
+    };
+    using Entries = std::vector<Entry>;
+
     void store(const LockRecord& record, TmuxState tmux_state);
-
     void forget(const std::string& worker);
+    Entries::iterator slot(std::string_view worker);
+    Entries::const_iterator slot(std::string_view worker) const;
 
-    std::map<PathRef, KnownLock, PathLess> m_locks; // pooled paths: shared with the watchers
+    Entries m_locks; // sorted by worker
+    std::size_t m_gone = 0;
     TmuxFacts m_tmux;
     std::vector<std::string> m_frozen_roots;
 };

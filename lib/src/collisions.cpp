@@ -20,15 +20,12 @@ std::string_view to_string(CollisionKind kind) {
     return "stale";
 }
 
-namespace {
+namespace {} // namespace
 
-// A lock that some agent on this host may still be using: it can collide with another.
 bool claims_identity(Verdict v) {
     return v == Verdict::live || v == Verdict::orphaned || v == Verdict::held_by_session ||
            v == Verdict::unknown;
 }
-
-} // namespace
 
 std::string list_workers(const std::vector<std::string>& workers, std::string_view sep) {
     std::string out;

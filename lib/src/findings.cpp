@@ -143,7 +143,9 @@ FindingTracker::Open FindingTracker::make_open(const Finding& f, std::uint64_t r
     Open o;
     o.fingerprint = hash_of(f.fingerprint);
     o.round = round;
-    if (f.paths.size() == 1 && f.paths.front() == f.key) {
+    if (f.key_lines_are_paths) {
+        o.paths = Paths::key_lines;
+    } else if (f.paths.size() == 1 && f.paths.front() == f.key) {
         o.paths = Paths::key;
     } else if (f.paths.empty()) {
         o.paths = Paths::none;
@@ -235,7 +237,10 @@ std::optional<FindingState> FindingTracker::observe(const Finding& f) {
         return FindingState::changed;
     }
     it->second.round = m_round;
-    if (!f.resolve_fields.empty() && it->second.extra) {
+    if (!f.resolve_fields.empty()) {
+        if (!it->second.extra) {
+            it->second.extra = std::make_unique<Extra>();
+        }
         it->second.extra->resolve_fields = f.resolve_fields; // its other fields as seen now
     }
     return std::nullopt;
@@ -491,7 +496,7 @@ std::vector<Finding> pass_findings(const PassReport& report) {
         f.event = collision_event(c.kind);
         f.key = join(c.workers, "\n");
         f.fingerprint = c.message;
-        f.paths = c.workers;
+        f.key_lines_are_paths = true; // not a copy of every worker: there may be thousands
         FindingFields who;
         who.emplace_back("kind", std::string(to_string(c.kind)));
         who.emplace_back("workers", list_workers(c.workers, ","));

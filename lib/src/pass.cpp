@@ -175,10 +175,10 @@ bool summary_before(const LockSummary& a, const LockSummary& b) {
 void finish_report(PassReport& report, bool per_lock_collisions) {
     std::sort(report.summaries.begin(), report.summaries.end(), summary_before);
     std::vector<JudgedLock> judged;
-    judged.reserve(report.summaries.size());
     for (const auto& s : report.summaries) {
-        if (s.parsed && s.action != LockAction::removed) {
-            judged.push_back({s.worker.view(), s.pid, s.session_id, s.verdict});
+        if (s.parsed && s.action != LockAction::removed &&
+            (per_lock_collisions || claims_identity(s.verdict))) {
+            judged.push_back({s.worker.view(), s.pid, s.session_id.view(), s.verdict});
         }
     }
     report.collisions = detect_collisions(judged, per_lock_collisions);
@@ -237,7 +237,7 @@ LockSummary summarize(const LockRecord& record) {
     if (record.info) {
         s.parsed = true;
         s.pid = record.info->pid;
-        s.session_id = record.info->session_id;
+        s.session_id = PathRef(record.info->session_id);
     }
     s.start_ticks = record.process.start_ticks;
     s.verdict = record.judgement.verdict;

@@ -37,6 +37,10 @@ struct Collision {
     std::string message; ///< names at most k_collision_message_workers workers
 };
 
+/// A lock that some agent may still be using (live, orphaned, held-by-session, unknown): only
+/// these can collide.
+bool claims_identity(Verdict verdict);
+
 /// `workers` joined with `sep`, cut after k_collision_message_workers with ", ... and N more".
 std::string list_workers(const std::vector<std::string>& workers, std::string_view sep);
 

@@ -27,8 +27,9 @@ struct Finding {
     std::string key;            ///< what it is about, unique within `event`: a lock path, workers
     std::string resolved_event; ///< event logged when it goes away; empty means `event` again
     std::string fingerprint;    ///< when this changes between passes the finding is logged again
-    std::vector<std::string> paths; ///< lock paths it concerns, to keep it while a root is down
-    FindingFields fields;           ///< logged when it appears or changes
+    std::vector<std::string> paths;   ///< lock paths it concerns, to keep it while a root is down
+    bool key_lines_are_paths = false; ///< instead of `paths`: the lines of `key` are the paths
+    FindingFields fields;             ///< logged when it appears or changes
     /// Logged when it goes away (with the state). Only these are kept while it is open, not
     /// `fields`: a fleet can hold tens of thousands of open findings.
     FindingFields resolve_fields;

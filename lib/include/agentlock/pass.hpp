@@ -51,9 +51,9 @@ struct LockRecord {
 /// the daemon to watch owners and sessions, a few dozen bytes rather than the whole record
 /// (fleets hold 100,000 locks).
 struct LockSummary {
-    PathRef worker;                           ///< pooled: the daemon's tables share this one copy
-    std::string session_id;                   ///< empty when absent or when the lock did not parse
-    std::int64_t pid = 0;                     ///< 0 when the lock did not parse
+    PathRef worker;       ///< pooled: the daemon's tables share this one copy
+    PathRef session_id;   ///< pooled too; empty when absent or when the lock did not parse
+    std::int64_t pid = 0; ///< 0 when the lock did not parse
     std::optional<std::uint64_t> start_ticks; ///< the owner's, as the process probe saw it
     Verdict verdict = Verdict::unknown;
     LockAction action = LockAction::kept;
