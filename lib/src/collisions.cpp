@@ -27,14 +27,23 @@ bool claims_identity(Verdict v) {
            v == Verdict::unknown;
 }
 
-std::string list_workers(const std::vector<std::string>& workers, std::string_view sep) {
+std::vector<std::string> worker_names(const std::vector<PathRef>& workers) {
+    std::vector<std::string> out;
+    out.reserve(workers.size());
+    for (const auto& w : workers) {
+        out.push_back(w.str());
+    }
+    return out;
+}
+
+std::string list_workers(const std::vector<PathRef>& workers, std::string_view sep) {
     std::string out;
     const std::size_t shown = std::min(workers.size(), k_collision_message_workers);
     for (std::size_t i = 0; i < shown; ++i) {
         if (i > 0) {
             out += sep;
         }
-        out += workers[i];
+        out += workers[i].view();
     }
     if (shown < workers.size()) {
         out += sep;
@@ -52,7 +61,7 @@ std::vector<Collision> detect_collisions(const std::vector<JudgedLock>& locks,
     for (const auto& lock : locks) {
         const Verdict v = lock.verdict;
         if (per_lock_kinds && (v == Verdict::stale || v == Verdict::orphaned)) {
-            const std::string worker(lock.worker);
+            const PathRef worker(lock.worker);
             const std::string session(lock.session_id.empty() ? "-" : lock.session_id);
             const std::string pid = std::to_string(lock.pid);
             out.push_back({v == Verdict::stale ? CollisionKind::stale : CollisionKind::orphaned,
@@ -60,9 +69,9 @@ std::vector<Collision> detect_collisions(const std::vector<JudgedLock>& locks,
                            lock.pid,
                            std::string(lock.session_id),
                            v == Verdict::stale
-                               ? "stale lock in " + worker + " (dead PID " + pid +
+                               ? "stale lock in " + worker.str() + " (dead PID " + pid +
                                      ", session: " + session + ")"
-                               : "orphaned lock in " + worker + " (session " + session +
+                               : "orphaned lock in " + worker.str() + " (session " + session +
                                      " not found, PID " + pid + " still alive)"});
         }
         if (!claims_identity(v)) {
@@ -78,7 +87,7 @@ std::vector<Collision> detect_collisions(const std::vector<JudgedLock>& locks,
     }
 
     auto workers_of = [](const std::vector<const JudgedLock*>& group) {
-        std::vector<std::string> workers;
+        std::vector<PathRef> workers;
         workers.reserve(group.size());
         for (const auto* l : group) {
             workers.emplace_back(l->worker);

@@ -114,13 +114,14 @@ std::uint64_t hash_of(std::string_view text) {
     return std::hash<std::string_view>{}(text);
 }
 
-std::string join_lines(const std::vector<std::string>& items) {
+// Items (strings or PathRefs) joined with `sep`.
+template <typename Item> std::string join(const std::vector<Item>& items, std::string_view sep) {
     std::string out;
-    for (const auto& item : items) {
-        if (!out.empty()) {
-            out += '\n';
+    for (std::size_t i = 0; i < items.size(); ++i) {
+        if (i > 0) {
+            out += sep;
         }
-        out += item;
+        out += std::string_view(items[i]);
     }
     return out;
 }
@@ -149,7 +150,7 @@ FindingTracker::Open FindingTracker::make_open(const Finding& f, std::uint64_t r
         o.paths = Paths::key;
     } else if (f.paths.empty()) {
         o.paths = Paths::none;
-    } else if (join_lines(f.paths) == f.key) {
+    } else if (join(f.paths, "\n") == f.key) {
         o.paths = Paths::key_lines;
     } else {
         o.paths = Paths::listed;
@@ -337,17 +338,6 @@ FindingTracker::update_scope(std::vector<Finding> current, std::string_view even
 }
 
 namespace {
-
-std::string join(const std::vector<std::string>& items, std::string_view sep) {
-    std::string out;
-    for (const auto& item : items) {
-        if (!out.empty()) {
-            out += sep;
-        }
-        out += item;
-    }
-    return out;
-}
 
 void add_if_set(FindingFields& fields, std::string key, const std::string& value) {
     if (!value.empty()) {

@@ -40,7 +40,7 @@ TEST(Collisions, SeedsStaleAndOrphanedAreReported) {
                                   judged("/r/c", 13, "u", Verdict::live)});
     auto stale = of_kind(all, CollisionKind::stale);
     ASSERT_EQ(stale.size(), 1u);
-    EXPECT_EQ(stale[0].workers, std::vector<std::string>{"/r/a"});
+    EXPECT_EQ(worker_names(stale[0].workers), std::vector<std::string>{"/r/a"});
     EXPECT_EQ(stale[0].message, "stale lock in /r/a (dead PID 11, session: s)");
     auto orphaned = of_kind(all, CollisionKind::orphaned);
     ASSERT_EQ(orphaned.size(), 1u);
@@ -56,7 +56,7 @@ TEST(Collisions, OneSessionClaimedByTwoWorkers) {
     auto dup = of_kind(all, CollisionKind::duplicate_session);
     ASSERT_EQ(dup.size(), 1u);
     EXPECT_EQ(dup[0].session_id, "dup");
-    EXPECT_EQ(dup[0].workers, (std::vector<std::string>{"/r/a", "/r/b"}));
+    EXPECT_EQ(worker_names(dup[0].workers), (std::vector<std::string>{"/r/a", "/r/b"}));
     EXPECT_NE(dup[0].message.find("dup"), std::string::npos);
 }
 
@@ -67,7 +67,7 @@ TEST(Collisions, OneLivePidHoldingTwoWorkers) {
     auto dup = of_kind(all, CollisionKind::duplicate_pid);
     ASSERT_EQ(dup.size(), 1u);
     EXPECT_EQ(dup[0].pid, 31);
-    EXPECT_EQ(dup[0].workers, (std::vector<std::string>{"/r/a", "/r/b"}));
+    EXPECT_EQ(worker_names(dup[0].workers), (std::vector<std::string>{"/r/a", "/r/b"}));
 }
 
 TEST(Collisions, DeadPidsAndForeignLocksDoNotCollide) {

@@ -309,7 +309,8 @@ using CollisionKey =
 std::vector<CollisionKey> collision_list(const std::vector<Collision>& collisions) {
     std::vector<CollisionKey> out;
     for (const auto& c : collisions) {
-        out.emplace_back(std::string(to_string(c.kind)), c.workers, c.pid, c.session_id, c.message);
+        out.emplace_back(std::string(to_string(c.kind)), worker_names(c.workers), c.pid,
+                         c.session_id, c.message);
     }
     return out;
 }
@@ -481,7 +482,8 @@ TEST_F(StreamingPassTest, WithoutPerLockKindsOnlyDuplicateClaimsRemain) {
         const Collision& c = r->collisions[0];
         EXPECT_EQ(c.kind, CollisionKind::duplicate_pid);
         EXPECT_EQ(c.pid, m_owner.pid());
-        EXPECT_EQ(c.workers, (std::vector<std::string>{worker("rig/live"), worker("rig/twin")}));
+        EXPECT_EQ(worker_names(c.workers),
+                  (std::vector<std::string>{worker("rig/live"), worker("rig/twin")}));
     }
     // The option changes the collisions only.
     EXPECT_EQ(summary_list(dup_only.summaries), summary_list(all.summaries));
@@ -1093,20 +1095,24 @@ std::size_t occurrences(const std::string& text, const std::string& what) {
     return n;
 }
 
+std::vector<PathRef> pooled(const std::vector<std::string>& names) {
+    return {names.begin(), names.end()};
+}
+
 TEST(CollisionMessages, ListWorkersCutsAfterTheLimit) {
     EXPECT_EQ(list_workers({}, ", "), "");
-    EXPECT_EQ(list_workers({"/r/a"}, ", "), "/r/a");
-    EXPECT_EQ(list_workers({"/r/a", "/r/b"}, ","), "/r/a,/r/b");
+    EXPECT_EQ(list_workers({PathRef("/r/a")}, ", "), "/r/a");
+    EXPECT_EQ(list_workers({PathRef("/r/a"), PathRef("/r/b")}, ","), "/r/a,/r/b");
 
-    const auto exactly = numbered_workers(k_collision_message_workers);
+    const auto exactly = pooled(numbered_workers(k_collision_message_workers));
     const std::string all = list_workers(exactly, ", ");
     EXPECT_EQ(all.find("more"), std::string::npos) << all;
     EXPECT_EQ(occurrences(all, "/r/w"), k_collision_message_workers);
 
-    const auto one_over = numbered_workers(k_collision_message_workers + 1);
+    const auto one_over = pooled(numbered_workers(k_collision_message_workers + 1));
     EXPECT_EQ(list_workers(one_over, ", "), all + ", ... and 1 more");
 
-    const auto many = numbered_workers(k_collision_message_workers + 22);
+    const auto many = pooled(numbered_workers(k_collision_message_workers + 22));
     EXPECT_EQ(list_workers(many, "\n"), list_workers(exactly, "\n") + "\n... and 22 more");
 }
 
@@ -1122,7 +1128,7 @@ TEST(CollisionMessages, ADuplicatePidOfTwentyFiveWorkersNamesTwenty) {
     const Collision& c = collisions[0];
     EXPECT_EQ(c.kind, CollisionKind::duplicate_pid);
     EXPECT_EQ(c.pid, 4242);
-    EXPECT_EQ(c.workers, workers) << "the list itself is complete";
+    EXPECT_EQ(worker_names(c.workers), workers) << "the list itself is complete";
     EXPECT_EQ(occurrences(c.message, "/r/w"), 20u) << c.message;
     EXPECT_NE(c.message.find("/r/w19"), std::string::npos) << c.message;
     EXPECT_EQ(c.message.find("/r/w20"), std::string::npos) << c.message;

@@ -2,6 +2,7 @@
 // Collisions: a pure function over all verdicts of a pass.
 
 #include <agentlock/lock_file.hpp>
+#include <agentlock/path_ref.hpp>
 #include <agentlock/verdict.hpp>
 
 #include <cstdint>
@@ -31,7 +32,7 @@ inline constexpr std::size_t k_collision_message_workers = 20;
 
 struct Collision {
     CollisionKind kind = CollisionKind::stale;
-    std::vector<std::string> workers; ///< sorted
+    std::vector<PathRef> workers; ///< sorted; pooled (a PID may hold thousands)
     std::int64_t pid = 0;
     std::string session_id;
     std::string message; ///< names at most k_collision_message_workers workers
@@ -42,7 +43,10 @@ struct Collision {
 bool claims_identity(Verdict verdict);
 
 /// `workers` joined with `sep`, cut after k_collision_message_workers with ", ... and N more".
-std::string list_workers(const std::vector<std::string>& workers, std::string_view sep);
+std::string list_workers(const std::vector<PathRef>& workers, std::string_view sep);
+
+/// The workers as plain strings.
+std::vector<std::string> worker_names(const std::vector<PathRef>& workers);
 
 /// The seed's two (stale, orphaned; only with `per_lock_kinds`) plus one session claimed by two
 /// or more workers and one live PID holding two or more workers. Output order is deterministic.

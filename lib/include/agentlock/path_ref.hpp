@@ -22,6 +22,8 @@ public:
     PathRef() = default; ///< the empty path
     /// The pooled copy of `path` (made on first use).
     explicit PathRef(std::string_view path);
+    PathRef(const char* path) : PathRef(std::string_view(path)) {}        // NOLINT: implicit
+    PathRef(const std::string& path) : PathRef(std::string_view(path)) {} // NOLINT: implicit
     PathRef(const PathRef& other) noexcept;
     PathRef(PathRef&& other) noexcept : m_rep(other.m_rep) { other.m_rep = nullptr; }
     PathRef& operator=(const PathRef& other) noexcept;
@@ -37,6 +39,10 @@ public:
         return a.m_rep == b.m_rep; // pooled: equal text, same storage
     }
     friend bool operator==(const PathRef& a, std::string_view b) noexcept { return a.view() == b; }
+    friend bool operator==(const PathRef& a, const char* b) noexcept { return a.view() == b; }
+    friend bool operator==(const PathRef& a, const std::string& b) noexcept {
+        return a.view() == b;
+    }
     friend std::strong_ordering operator<=>(const PathRef& a, const PathRef& b) noexcept {
         return a.view() <=> b.view();
     }
