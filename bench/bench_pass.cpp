@@ -1,7 +1,9 @@
-// bench_pass: times full passes (run_pass, dry run, real probes) or bare walks (walk_locks with a
-// visitor that only counts) over benchmark trees, and prints one JSON object per line.
+// bench_pass: times full passes (run_pass, dry run, real probes; `pass` keeps every record as
+// --once used to, `stream` hands each to a sink and keeps summaries, as the daemon does) or bare
+// walks (walk_locks with a visitor that only counts) over benchmark trees, and prints one JSON
+// object per line.
 //
-//   bench_pass [--runs N] [--threads 1,2,4] [--mode pass|walk] [--tmux-socket NAME] ROOT...
+//   bench_pass [--runs N] [--threads 1,2,4] [--mode pass|stream|walk] [--tmux-socket NAME] ROOT...
 //
 // Each thread count runs once untimed (the page cache is then warm), then --runs times, the
 // thread counts taking turns. Per thread count it prints the median and every run's wall time,
@@ -58,6 +60,15 @@ double cpu_ms_now() {
     return ms(ru.ru_utime) + ms(ru.ru_stime);
 }
 
+// Receives a streaming pass's records and keeps none of them.
+class DroppingSink final : public agentlock::PassSink {
+public:
+    void on_tmux(const agentlock::TmuxFacts&) override {}
+    void on_lock(agentlock::LockRecord&& record) override {
+        const agentlock::LockRecord dropped = std::move(record);
+    }
+};
+
 long peak_rss_kib() {
     rusage ru{};
     ::getrusage(RUSAGE_SELF, &ru);
@@ -75,19 +86,24 @@ Sample run_once(const Args& args, unsigned threads, agentlock::ProcessProbe& pro
     Sample s;
     const double cpu0 = cpu_ms_now();
     const auto t0 = std::chrono::steady_clock::now();
-    if (args.mode == "pass") {
+    if (args.mode == "pass" || args.mode == "stream") {
         PassOptions options;
         options.roots = args.roots;
         options.dry_run = true;
         options.walk.threads = threads;
-        const PassReport report = agentlock::run_pass(options, processes, tmux, host);
+        PassReport report;
+        if (args.mode == "pass") {
+            report = agentlock::run_pass(options, processes, tmux, host);
+        } else {
+            // As the daemon runs it: each record handed over and dropped, summaries kept.
+            options.per_lock_collisions = false;
+            DroppingSink sink;
+            report = agentlock::run_pass(options, processes, tmux, host, sink);
+        }
         s.dirs = report.stats.dirs;
         s.locks = report.stats.locks;
         s.unreadable = report.stats.unreadable_dirs;
-        s.would_remove = static_cast<std::uint64_t>(
-            std::count_if(report.locks.begin(), report.locks.end(), [](const auto& rec) {
-                return rec.action == agentlock::LockAction::would_remove;
-            }));
+        s.would_remove = report.stats.would_remove;
     } else {
         agentlock::WalkOptions options;
         options.threads = threads;
@@ -118,7 +134,7 @@ bool parse_unsigned(std::string_view text, unsigned& out) {
 
 int usage(const std::string& message) {
     std::cerr << "bench_pass: " << message << "\n"
-              << "usage: bench_pass [--runs N] [--threads 1,2,4] [--mode pass|walk] "
+              << "usage: bench_pass [--runs N] [--threads 1,2,4] [--mode pass|stream|walk] "
                  "[--tmux-socket NAME] ROOT...\n";
     return 2;
 }
@@ -148,8 +164,8 @@ int main(int argc, char** argv) {
             }
         } else if (arg == "--mode" && has_value) {
             args.mode = argv[++i];
-            if (args.mode != "pass" && args.mode != "walk") {
-                return usage("--mode is pass or walk");
+            if (args.mode != "pass" && args.mode != "stream" && args.mode != "walk") {
+                return usage("--mode is pass, stream or walk");
             }
         } else if (arg == "--tmux-socket" && has_value) {
             args.tmux_socket = argv[++i];

@@ -3,6 +3,7 @@
 
     daemon_bench.py latency --daemon PATH [--locks 1000] [--sessions 100] [-- DAEMON ARGS]
     daemon_bench.py idle    --daemon PATH [--locks 10000] [--seconds 60] [-- DAEMON ARGS]
+    daemon_bench.py scale   --daemon PATH --root TREE [--passes 4] [-- DAEMON ARGS]
 
 latency: N locks, each owned by its own `sleep` process and recording no tmux session, plus
   a control group of live owners. Once the daemon has done its first pass, the owners are
@@ -17,6 +18,11 @@ idle: N live locks owned by distinct `sleep` processes (or --owners fewer, each 
   several locks: the daemon then reports duplicate-PID collisions, which do not change the
   cost). After the daemon's first pass, samples /proc/<pid>/stat (utime + stime) and
   /proc/<pid>/status (VmRSS, VmHWM) over --seconds with nothing changing.
+
+scale: the daemon, with --dry-run (the tree is left as it is), on an existing tree such as
+  scale-100k (bench/mkscale.py): the first pass, then --passes more on SIGUSR1, each waited for
+  (pass.completed); prints every pass's time, the resident memory one second after each pass
+  and the high-water mark (VmHWM) over the whole run.
 
 Everything lives under --workdir (default /var/tmp/agentlock-bench/run-<pid>) and is removed
 at the end; owners, the tmux server and the daemon are killed on exit. The daemon gets
@@ -426,6 +432,54 @@ def run_idle(a, workdir, extra):
         owners.close()
 
 
+def run_scale(a, workdir, extra):
+    """The real daemon (events on unless `extra` says otherwise) on an existing tree, in a dry run
+    so that the tree stays as it is: the first pass, then --passes more (SIGUSR1), each waited
+    for; resident memory after each, and the high-water mark over all of them."""
+    daemon = Daemon(a.daemon, workdir, a.root, f"agentlock-bench-{os.getpid()}",
+                    ["--dry-run"] + extra, "debug")
+    try:
+        is_pass = lambda ev: ev.get("event") == "pass.completed"
+        first = daemon.wait_event(is_pass, 600, "the first pass")
+        started = {}
+        if "--no-events" not in extra:
+            started = daemon.wait_event(lambda ev: ev.get("event") == "events.started", 60,
+                                        "events.started")
+        time.sleep(1.0)  # the watches and pidfds of the first pass are in place
+        rss_between = [daemon.memory_kib()["VmRSS"]]
+        elapsed = [first.get("elapsed_ms")]
+        for i in range(a.passes):
+            n = daemon.count(is_pass)
+            daemon.proc.send_signal(signal.SIGUSR1)
+            daemon._wait(lambda evs: True if sum(1 for ev in evs if is_pass(ev)) > n else None,
+                         600, f"pass {i + 2}")
+            time.sleep(1.0)
+            with daemon.cond:
+                elapsed.append([ev for ev in daemon.events if is_pass(ev)][-1].get("elapsed_ms"))
+            rss_between.append(daemon.memory_kib()["VmRSS"])
+        mem = daemon.memory_kib()
+        result = {
+            "bench": "scale-daemon",
+            "daemon_args": ["--dry-run"] + extra,
+            "root": a.root,
+            "locks": first.get("locks"),
+            "dirs": first.get("dirs"),
+            "passes": len(elapsed),
+            "pass_ms": elapsed,
+            "median_pass_ms": sorted(elapsed)[len(elapsed) // 2],
+            "pidfds": started.get("pidfds"),
+            "watches": started.get("watches"),
+            "open_findings": first.get("open_findings"),
+            "rss_kib_between_passes": rss_between,
+            "hwm_kib": mem.get("VmHWM"),
+            "cpu_s": round(daemon.cpu_seconds(), 2),
+        }
+        print(json.dumps(result), flush=True)
+        return 0
+    finally:
+        daemon.close()
+
+
 def main():
     argv = sys.argv[1:]
     extra = []
@@ -434,7 +488,7 @@ def main():
         argv, extra = argv[:cut], argv[cut + 1:]
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
-    for name in ("latency", "idle"):
+    for name in ("latency", "idle", "scale"):
         p = sub.add_parser(name)
         p.add_argument("--daemon", required=True)
         p.add_argument("--workdir")
@@ -451,6 +505,9 @@ def main():
     idle.add_argument("--owners", type=int, default=0, help="default: one per lock")
     idle.add_argument("--seconds", type=float, default=60.0)
     idle.add_argument("--settle", type=float, default=2.0)
+    scale = sub.choices["scale"]
+    scale.add_argument("--root", required=True, help="an existing tree (bench/mkscale.py)")
+    scale.add_argument("--passes", type=int, default=4, help="passes after the first")
     a = ap.parse_args(argv)
 
     workdir = a.workdir or f"/var/tmp/agentlock-bench/run-{os.getpid()}"
@@ -458,6 +515,8 @@ def main():
     try:
         if a.cmd == "latency":
             return run_latency(a, workdir, extra)
+        if a.cmd == "scale":
+            return run_scale(a, workdir, extra)
         return run_idle(a, workdir, extra)
     finally:
         if not a.keep:

@@ -56,13 +56,15 @@ def pass_table(recs, town):
 
 
 def scale_table(recs, rss):
-    rss_by_threads = {r["threads"]: r["peak_rss_kib"] for r in rss}
+    rss_by_mode = {(r["mode"], r["threads"]): r["peak_rss_kib"] for r in rss}
     out = ["| what | median wall ms | best wall ms | median CPU ms | peak RSS MiB |",
            "|---|---:|---:|---:|---:|"]
     for r in recs:
-        if r.get("mode") == "pass":
-            label = f"run_pass dry run, {r['threads']} thread" + ("s" if r["threads"] > 1 else "")
-            kib = rss_by_threads.get(r["threads"])
+        if r.get("mode") in ("pass", "stream"):
+            how = "records kept" if r["mode"] == "pass" else "streamed, as the daemon runs it"
+            label = (f"run_pass dry run ({how}), {r['threads']} thread" +
+                     ("s" if r["threads"] > 1 else ""))
+            kib = rss_by_mode.get((r["mode"], r["threads"]))
         elif r.get("mode") == "walk":
             # One process ran every thread count: its peak is that of the largest.
             label = f"walk only, {r['threads']} thread" + ("s" if r["threads"] > 1 else "")
@@ -77,6 +79,21 @@ def scale_table(recs, rss):
     if info:
         out += ["", f"dirs read {info['dirs']:,}, locks {info['locks']:,}, "
                     f"would-remove {info['would_remove']:,}"]
+    return out
+
+
+def scale_daemon_table(recs):
+    out = ["| daemon | locks | passes | median pass ms | RSS between passes MiB | "
+           "peak RSS (VmHWM) MiB | pidfds | watches | open findings |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in recs:
+        args = " ".join(r["daemon_args"])
+        between = max(r["rss_kib_between_passes"]) / 1024
+        out.append(f"| `agentlockd {args}` | {r['locks']:,} | {r['passes']} | "
+                   f"{ms(r['median_pass_ms'])} | {between:.1f} | {r['hwm_kib'] / 1024:.1f} | "
+                   f"{r.get('pidfds') if r.get('pidfds') is not None else '-'} | "
+                   f"{r.get('watches') if r.get('watches') is not None else '-'} | "
+                   f"{r['open_findings']:,} |")
     return out
 
 
@@ -120,6 +137,10 @@ def main():
     if scale:
         rss = load(os.path.join(d, "scale-rss.jsonl"))
         lines += ["### 4. Scale: 100,000 locks", ""] + scale_table(scale, rss) + [""]
+    daemons = load(os.path.join(d, "scale-daemon.jsonl"))
+    if daemons:
+        lines += ["agentlockd itself on the same tree (dry run, first pass then SIGUSR1 passes):",
+                  ""] + scale_daemon_table(daemons) + [""]
     lat = load(os.path.join(d, "latency.jsonl"))
     if lat:
         lines += ["### 2. Latency, owner death to removal", ""] + latency_table(lat) + [""]

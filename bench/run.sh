@@ -75,11 +75,21 @@ for w in $what; do
         root=$dir/scale-100k
         echo "== scale: 100,000 locks" >&2
         "$bench_pass" --mode pass --threads "$threads" --runs "$runs" "$root" >>"$out/scale.jsonl"
+        "$bench_pass" --mode stream --threads "$threads" --runs "$runs" "$root" >>"$out/scale.jsonl"
         "$bench_pass" --mode walk --threads "$threads" --runs "$runs" "$root" >>"$out/scale.jsonl"
         # One process per thread count for RSS: peak RSS is a per-process high-water mark.
         for t in $(echo "$threads" | tr , ' '); do
             "$bench_pass" --mode pass --threads "$t" --runs 1 "$root" >>"$out/scale-rss.jsonl"
+            "$bench_pass" --mode stream --threads "$t" --runs 1 "$root" >>"$out/scale-rss.jsonl"
         done
+        # The daemon itself, events on (as installed), then polling: passes and memory.
+        echo "== scale: agentlockd on 100,000 locks" >&2
+        # shellcheck disable=SC2086
+        python3 "$here/daemon_bench.py" scale --daemon "$daemon" --root "$root" \
+            --passes "$runs" -- ${EVENT_ARGS:-} >>"$out/scale-daemon.jsonl"
+        # shellcheck disable=SC2086
+        python3 "$here/daemon_bench.py" scale --daemon "$daemon" --root "$root" \
+            --passes "$runs" -- $POLL_ARGS >>"$out/scale-daemon.jsonl"
         python3 "$here/timecmd.py" --name agentlockd-once --town scale-100k --runs "$runs" -- \
             "$daemon" --once --dry-run --json --config "$empty" --root "$root" \
             --tmux-socket agentlock-bench-none --log-level error >>"$out/scale.jsonl"
