@@ -306,12 +306,7 @@ void TextReportWriter::finish(const PassReport& report) {
 std::string format_report_text(const PassReport& report) {
     std::ostringstream out;
     TextReportWriter writer(out);
-    writer.on_tmux(report.tmux);
-    for (const auto& rec : report.locks) {
-        LockRecord copy = rec;
-        writer.on_lock(std::move(copy));
-    }
-    writer.finish(report);
+    replay_report(report, writer);
     return std::move(out).str();
 }
 

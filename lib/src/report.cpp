@@ -118,12 +118,7 @@ void JsonReportWriter::finish(const PassReport& report) {
 std::string report_to_json(const PassReport& report) {
     std::ostringstream out;
     JsonReportWriter writer(out);
-    writer.on_tmux(report.tmux);
-    for (const auto& rec : report.locks) {
-        LockRecord copy = rec;
-        writer.on_lock(std::move(copy));
-    }
-    writer.finish(report);
+    replay_report(report, writer);
     return std::move(out).str();
 }
 

@@ -170,4 +170,15 @@ private:
     std::size_t m_locks = 0;
 };
 
+/// Feeds a finished report (tmux, each of its `locks`, then the rest) to a streaming writer
+/// such as JsonReportWriter: what a streaming pass would have written.
+template <typename Writer> void replay_report(const PassReport& report, Writer& writer) {
+    writer.on_tmux(report.tmux);
+    for (const auto& rec : report.locks) {
+        LockRecord copy = rec;
+        writer.on_lock(std::move(copy));
+    }
+    writer.finish(report);
+}
+
 } // namespace agentlock
