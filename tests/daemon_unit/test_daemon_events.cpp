@@ -330,6 +330,29 @@ TEST_F(DirWatcherTest, RemoveUnderAndSync) {
     EXPECT_FALSE(m_watcher.kind_of(root + "/a"));
 }
 
+TEST_F(DirWatcherTest, MarkingDropsWhatARoundDidNotAdd) {
+    const std::string root = m_tmp.path();
+    for (const char* d : {"/a", "/b/.runtime", "/c"}) {
+        test::make_dirs(root + d);
+    }
+    ASSERT_EQ(m_watcher.add(root + "/a", WatchKind::dir), AddWatch::added);
+    ASSERT_EQ(m_watcher.add(root + "/c", WatchKind::dir), AddWatch::added);
+    const std::uint64_t round = m_watcher.begin_marking();
+    EXPECT_EQ(m_watcher.add(root + "/a", WatchKind::dir), AddWatch::present) << "met: marked";
+    EXPECT_EQ(m_watcher.add(root + "/b/.runtime", WatchKind::runtime), AddWatch::added);
+    m_watcher.drop_unmarked(round);
+    EXPECT_EQ(m_watcher.paths(), (std::vector<std::string>{root + "/a", root + "/b/.runtime"}));
+    EXPECT_EQ(m_watcher.kind_of(root + "/b/.runtime"), WatchKind::runtime);
+    EXPECT_FALSE(m_watcher.kind_of(root + "/c")) << "not met in the round: unwatched";
+
+    // The .runtime watch is stored as its worker's pooled path plus the suffix, and ordered by
+    // its whole text among plain paths: remove_under finds it by prefix.
+    test::make_dirs(root + "/b/.runtimes");
+    ASSERT_EQ(m_watcher.add(root + "/b/.runtimes", WatchKind::dir), AddWatch::added);
+    m_watcher.remove_under(root + "/b/.runtime");
+    EXPECT_EQ(m_watcher.paths(), (std::vector<std::string>{root + "/a", root + "/b/.runtimes"}));
+}
+
 TEST_F(DirWatcherTest, ADeletedDirectoryIsForgotten) {
     test::make_dirs(m_tmp.sub("w"));
     ASSERT_EQ(m_watcher.add(m_tmp.sub("w"), WatchKind::dir), AddWatch::added);
@@ -533,6 +556,37 @@ TEST(LockTable, OwnersSessionsAndUpdates) {
     EXPECT_EQ(t.workers_under("/srv/l"), std::vector<std::string>{});
     EXPECT_EQ(t.workers_under("/srv"), t.workers());
     EXPECT_EQ(t.deepest_worker({"/srv"}), 1u);
+}
+
+TEST(LockTable, ForgottenWorkersLeaveTombstonesThatCountForNothing) {
+    LockTable t;
+    std::deque<LockRecord> recs;
+    for (int i = 0; i < 200; ++i) {
+        char name[32];
+        std::snprintf(name, sizeof name, "/srv/w%03d", i);
+        recs.push_back(record(name, Verdict::live, 1000 + i));
+    }
+    PassReport pass = report_with(recs);
+    t.replace(pass);
+    ASSERT_EQ(t.size(), 200u);
+    // Forget most of them, one re-check at a time (the table compacts on the way).
+    for (int i = 0; i < 190; ++i) {
+        t.apply(absent(recs[static_cast<std::size_t>(i)].worker));
+        ASSERT_EQ(t.size(), static_cast<std::size_t>(199 - i)) << i;
+        ASSERT_EQ(t.find(recs[static_cast<std::size_t>(i)].worker), nullptr) << i;
+    }
+    EXPECT_EQ(t.workers().size(), 10u);
+    EXPECT_EQ(t.workers().front(), "/srv/w190");
+    EXPECT_FALSE(t.owner_of("/srv/w000"));
+    EXPECT_EQ(t.owner_of("/srv/w199"), (Owner{1199, 77}));
+    // A forgotten worker comes back in its place; a new one goes in order.
+    t.apply(found(record("/srv/w005", Verdict::live, 5)));
+    t.apply(found(record("/srv/a-new", Verdict::live, 6)));
+    EXPECT_EQ(t.size(), 12u);
+    EXPECT_EQ(t.workers().front(), "/srv/a-new");
+    EXPECT_EQ(t.workers()[1], "/srv/w005");
+    EXPECT_EQ(t.workers_under("/srv"), t.workers());
+    EXPECT_EQ(t.find("/srv/w005")->pid, 5);
 }
 
 TEST(LockTable, CollisionsAmongTheKnownLocks) {

@@ -412,6 +412,65 @@ TEST_F(PassLoggerTest, TmuxUnreachableThenRecoveredSaysWhatTmuxAnswersNow) {
     EXPECT_FALSE(back[0].contains("tmux_detail"));
 }
 
+TEST_F(PassLoggerTest, AStreamedPassLogsEachLockAsItComesAndResolutionsAtTheEnd) {
+    pass(report_with({record("/srv/o", Verdict::orphaned, LockAction::kept, 4, "t")}));
+    m_out.str("");
+    // As the daemon's worker thread does: each lock logged when the pass hands it over.
+    m_pass_log.begin_pass();
+    m_pass_log.log_lock(record("/srv/h", Verdict::held_by_session, LockAction::kept, 3, "s"),
+                        TmuxFacts{});
+    const std::string first = m_out.str();
+    EXPECT_NE(first.find("\"event\":\"lock.held_by_session\""), std::string::npos)
+        << "logged at once, before the pass ends: " << first;
+    m_pass_log.log_lock(record("/srv/s", Verdict::stale, LockAction::removed, 5), TmuxFacts{});
+    PassReport end =
+        report_with({record("/srv/h", Verdict::held_by_session, LockAction::kept, 3, "s"),
+                     record("/srv/s", Verdict::stale, LockAction::removed, 5)});
+    end.locks.clear(); // streamed: only the summaries are left
+    m_pass_log.end_pass(end, false, m_t0 + 1s);
+    std::vector<std::string> order;
+    std::istringstream in(m_out.str());
+    for (std::string line; std::getline(in, line);) {
+        const json::object o = json::parse(line).as_object();
+        order.push_back(std::string(o.at("event").as_string()) + "/" +
+                        std::string(o.contains("state") ? o.at("state").as_string() : ""));
+        if (o.at("event") == "lock.orphaned") {
+            // A resolved lock finding names the lock and says what became of it; its other
+            // fields were logged when it appeared.
+            EXPECT_EQ(o.at("now"), "gone");
+            EXPECT_EQ(o.at("lock_path"), "/srv/o/.runtime/agent.lock");
+            EXPECT_EQ(o.at("worker"), "/srv/o");
+            EXPECT_FALSE(o.contains("pid"));
+        }
+    }
+    EXPECT_EQ(order, (std::vector<std::string>{"lock.held_by_session/appeared", "lock.removed/",
+                                               "lock.orphaned/resolved", "pass.completed/"}));
+}
+
+TEST_F(PassLoggerTest, ACollisionOfManyWorkersNamesTwentyAndCountsThemAll) {
+    PassReport r = report_with({});
+    Collision c;
+    c.kind = CollisionKind::duplicate_pid;
+    c.pid = 7;
+    for (int i = 0; i < 30; ++i) {
+        c.workers.emplace_back("/srv/w" + std::to_string(10 + i));
+    }
+    c.message = "live PID 7 holds 30 workers: " + list_workers(c.workers, ", ");
+    r.collisions.push_back(c);
+    auto dup = named(pass(r), "collision.duplicate_pid");
+    ASSERT_EQ(dup.size(), 1u);
+    EXPECT_EQ(dup[0].at("worker_count"), "30");
+    const std::string workers(dup[0].at("workers").as_string());
+    EXPECT_NE(workers.find("/srv/w29,"), std::string::npos) << workers;
+    EXPECT_EQ(workers.find("/srv/w30"), std::string::npos) << workers;
+    EXPECT_NE(workers.find("... and 10 more"), std::string::npos) << workers;
+    auto gone = named(pass(report_with({}), false, 1s), "collision.duplicate_pid");
+    ASSERT_EQ(gone.size(), 1u);
+    EXPECT_EQ(gone[0].at("state"), "resolved");
+    EXPECT_EQ(gone[0].at("worker_count"), "30");
+    EXPECT_EQ(gone[0].at("pid").as_int64(), 7);
+}
+
 TEST_F(PassLoggerTest, AResolvedLockFindingSaysWhatBecameOfTheLock) {
     pass(report_with({record("/srv/h", Verdict::held_by_session, LockAction::kept, 3, "s"),
                       record("/srv/o", Verdict::orphaned, LockAction::kept, 4, "t")}));
