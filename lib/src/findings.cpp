@@ -144,14 +144,12 @@ FindingTracker::Open FindingTracker::make_open(const Finding& f, std::uint64_t r
     Open o;
     o.fingerprint = hash_of(f.fingerprint);
     o.round = round;
-    if (f.key_lines_are_paths) {
+    if (f.key_lines_are_paths || (f.paths.size() > 1 && join(f.paths, "\n") == f.key)) {
         o.paths = Paths::key_lines;
     } else if (f.paths.size() == 1 && f.paths.front() == f.key) {
         o.paths = Paths::key;
     } else if (f.paths.empty()) {
         o.paths = Paths::none;
-    } else if (join(f.paths, "\n") == f.key) {
-        o.paths = Paths::key_lines;
     } else {
         o.paths = Paths::listed;
     }
