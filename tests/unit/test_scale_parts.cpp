@@ -345,6 +345,14 @@ protected:
         put("rig/orphan", m_other.pid(), "no-such-session");
         test::make_dirs(worker("empty/dir"));
     }
+    // The fleet, in a dry run, plus a root that does not exist (root_errors gets an entry).
+    PassOptions fleet_and_missing_root() {
+        build_fleet();
+        PassOptions o = options(true);
+        o.roots.push_back(m_dir.sub("missing-root"));
+        return o;
+    }
+
     PassOptions options(bool dry_run) const {
         PassOptions o;
         o.roots = {root()};
@@ -599,9 +607,7 @@ std::map<std::string, json::value> locks_by_path(const json::object& doc) {
 }
 
 TEST_F(StreamingPassTest, TheReportDocumentHasEveryPart) {
-    build_fleet();
-    PassOptions o = options(true);
-    o.roots.push_back(m_dir.sub("missing-root"));
+    const PassOptions o = fleet_and_missing_root();
     const PassReport ref = plain(o);
     const json::object doc = parse_object(report_to_json(ref));
     for (const char* key :
@@ -629,9 +635,7 @@ TEST_F(StreamingPassTest, TheReportDocumentHasEveryPart) {
 }
 
 TEST_F(StreamingPassTest, TheStreamedDocumentEqualsTheWholeReportsDocument) {
-    build_fleet();
-    PassOptions o = options(true);
-    o.roots.push_back(m_dir.sub("missing-root"));
+    const PassOptions o = fleet_and_missing_root();
     const PassReport ref = plain(o);
     const json::object want = parse_object(report_to_json(ref));
 
