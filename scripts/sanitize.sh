@@ -4,7 +4,8 @@
 #     ${ASAN_BUILD_DIR:-build-asan} with -DAGENTLOCK_SANITIZE=address;undefined;
 #   - TSan: the concurrent parts, built in ${TSAN_BUILD_DIR:-build-tsan} with
 #     -DAGENTLOCK_SANITIZE=thread: the daemon's service and event-loop tests, the end-to-end tests
-#     of the (TSan-built) daemon, the parallel walk, and the short soak.
+#     of the (TSan-built) daemon, the parallel walk, the path pool and streaming pass
+#     (test_scale_parts), and the short soak.
 # Every process writes its sanitizer reports to <build>/sanitizer-reports/ (child processes too:
 # the daemon under test, the soak's agents), and any report fails the run, even one from a
 # process whose test did not notice.
@@ -27,7 +28,7 @@ asan_exclude='^(agentlockd_systemd|agentlock_install_consumer)$'
 
 # The concurrent test binaries run under TSan (those that exist in this tree).
 tsan_binaries=(test_daemon_service test_daemon_e2e test_parallel_walk test_daemon_events
-  test_events_e2e test_check_worker)
+  test_events_e2e test_check_worker test_scale_parts)
 
 configure() { # dir sanitizers
   cmake -S "$here" -B "$1" -G Ninja -DAGENTLOCK_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo \
