@@ -11,6 +11,7 @@
 #include "pid_watch.hpp"
 #include "watch_plan.hpp"
 
+#include "asio_wait.hpp"
 #include "fakes.hpp"
 #include "test_support.hpp"
 
@@ -36,19 +37,7 @@ using namespace std::chrono_literals;
 using agentlock::test::Child;
 using agentlock::test::TempDir;
 
-// Runs `io` in small steps until `pred` holds or `timeout` passes.
-bool run_until(boost::asio::io_context& io, const std::function<bool()>& pred,
-               std::chrono::milliseconds timeout = 10s) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (!pred()) {
-        if (std::chrono::steady_clock::now() > deadline) {
-            return false;
-        }
-        io.restart();
-        io.run_for(10ms);
-    }
-    return true;
-}
+using agentlock::test::run_until;
 
 ProcessFacts alive(std::uint64_t ticks) {
     ProcessFacts f;

@@ -2,6 +2,7 @@
 // source (PidWatcher), where they can be set up exactly. Found by the events-only churn soak
 // (tests/soak, soak_events_only): a stale lock left until the next full pass.
 
+#include "asio_wait.hpp"
 #include "pid_watch.hpp"
 #include "test_support.hpp"
 
@@ -25,18 +26,7 @@ namespace {
 using namespace std::chrono_literals;
 using test::Child;
 
-bool run_until(boost::asio::io_context& io, const std::function<bool()>& pred,
-               std::chrono::milliseconds timeout = 10s) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (!pred()) {
-        if (std::chrono::steady_clock::now() > deadline) {
-            return false;
-        }
-        io.restart();
-        io.run_for(10ms);
-    }
-    return true;
-}
+using agentlock::test::run_until;
 
 class EventRaces : public ::testing::Test {
 protected:
