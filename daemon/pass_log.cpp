@@ -7,16 +7,6 @@ namespace agentlock::daemon {
 
 namespace {
 
-// Locks a dry run would have removed: counted by the pass, or in a report made by hand.
-std::uint64_t would_remove_count(const PassReport& report) {
-    if (report.stats.would_remove > 0 || report.locks.empty()) {
-        return report.stats.would_remove;
-    }
-    return static_cast<std::uint64_t>(
-        std::count_if(report.locks.begin(), report.locks.end(),
-                      [](const LockRecord& r) { return r.action == LockAction::would_remove; }));
-}
-
 std::size_t unavailable_count(const PassReport& report) {
     return static_cast<std::size_t>(std::count_if(report.roots.begin(), report.roots.end(),
                                                   [](const RootReport& r) { return !r.ok; }));
@@ -133,15 +123,7 @@ void PassLogger::end_pass(const PassReport& report, bool cancelled,
                 m_log.log(finding_level(change), change.event(), finding_event_fields(change));
             }
         }
-        // A report made by hand may carry records without summaries.
-        std::deque<LockSummary> made;
-        if (report.summaries.empty() && !report.locks.empty()) {
-            PassReport copy;
-            copy.locks = report.locks;
-            summarize_locks(copy);
-            made = std::move(copy.summaries);
-        }
-        const auto& summaries = made.empty() ? report.summaries : made;
+        const auto& summaries = report.summaries;
         for (const auto& change : m_findings.sweep(unavailable_roots(report))) {
             Fields fields = finding_event_fields(change);
             if (change.event() == "tmux.recovered") {
@@ -170,7 +152,7 @@ void PassLogger::end_pass(const PassReport& report, bool cancelled,
         {"dirs", std::to_string(report.stats.dirs)},
         {"locks", std::to_string(report.stats.locks)},
         {"removed", std::to_string(report.stats.removed)},
-        {"would_remove", std::to_string(would_remove_count(report))},
+        {"would_remove", std::to_string(report.stats.would_remove)},
         {"unreadable_dirs", std::to_string(report.stats.unreadable_dirs)},
         {"collisions", std::to_string(duplicate_claims(report))},
         {"tmux", std::string(to_string(report.tmux.state))},
@@ -189,7 +171,17 @@ void PassLogger::log_pass(const PassReport& report, bool cancelled,
     for (const auto& rec : report.locks) {
         log_lock(rec, report.tmux);
     }
-    end_pass(report, cancelled, now);
+    if (!report.summaries.empty() || report.locks.empty()) {
+        end_pass(report, cancelled, now);
+        return;
+    }
+    // A report assembled from records alone: what end_pass reads of them, as a pass makes it.
+    PassReport whole = report;
+    summarize_locks(whole);
+    whole.stats.would_remove = static_cast<std::uint64_t>(
+        std::count_if(whole.summaries.begin(), whole.summaries.end(),
+                      [](const LockSummary& s) { return s.action == LockAction::would_remove; }));
+    end_pass(whole, cancelled, now);
 }
 
 void PassLogger::log_checks(const std::vector<CheckOutcome>& checks, const TmuxFacts& known_tmux,
@@ -244,7 +236,7 @@ std::string status_line(std::uint64_t pass_number, const PassReport& report) {
     std::string s = "pass " + std::to_string(pass_number) + ": " +
                     std::to_string(report.stats.locks) + " locks, " +
                     std::to_string(report.stats.removed) + " removed";
-    const auto would = would_remove_count(report);
+    const auto would = report.stats.would_remove;
     if (would > 0) {
         s += ", " + std::to_string(would) + " would be removed (dry run)";
     }

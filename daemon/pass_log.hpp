@@ -30,7 +30,8 @@ public:
                         std::chrono::steady_clock::duration summary_every = k_pass_summary_every);
 
     /// Logs one finished pass whose records are in `report.locks`: begin_pass, log_lock for
-    /// each, end_pass.
+    /// each, end_pass (with summaries and the would-remove count made from the records when
+    /// the report has none).
     void log_pass(const PassReport& report, bool cancelled,
                   std::chrono::steady_clock::time_point now);
 
