@@ -221,19 +221,6 @@ void DirWatcher::remove_under(const std::string& path) {
     }
 }
 
-void DirWatcher::retain(const std::set<std::string>& keep) {
-    std::lock_guard<std::mutex> lock(m_mutex);
-    std::vector<std::string> extra;
-    for (const auto& [path, watch] : m_by_path) {
-        if (keep.count(path.str()) == 0) {
-            extra.push_back(path.str());
-        }
-    }
-    for (const auto& p : extra) {
-        remove_locked(p);
-    }
-}
-
 std::uint64_t DirWatcher::begin_marking() {
     std::lock_guard<std::mutex> lock(m_mutex);
     return ++m_mark;

@@ -20,7 +20,6 @@
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -81,7 +80,7 @@ enum class AddWatch {
     failed,    ///< another error (permission, ...)
 };
 
-/// An inotify instance and its watches. add, remove_under, retain, count and kind_of are
+/// An inotify instance and its watches. add, remove_under, the marking, count and kind_of are
 /// thread-safe (the
 /// worker thread adds watches as it finds directories); open, start and close belong to the
 /// event loop thread.
@@ -108,11 +107,9 @@ public:
     AddWatch add(const std::string& path, WatchKind kind, std::string* error = nullptr);
     /// Stops watching `path` and every watched directory below it.
     void remove_under(const std::string& path);
-    /// Stops watching every path not in `keep`.
-    void retain(const std::set<std::string>& keep);
     /// Starts a round of marking: from now on, add() marks each path it adds or finds watched.
-    /// Returns the round, for drop_unmarked. (A set of kept paths, as retain takes, would cost
-    /// as much as the watches themselves at fleet scale.)
+    /// Returns the round, for drop_unmarked. (A set of the paths to keep would cost as much as
+    /// the watches themselves at fleet scale.)
     std::uint64_t begin_marking();
     /// Stops watching every path that add() did not mark in `round`.
     void drop_unmarked(std::uint64_t round);

@@ -313,7 +313,11 @@ TEST_F(DirWatcherTest, RemoveUnderAndSync) {
     EXPECT_FALSE(m_watcher.kind_of(root + "/a/b/c"));
 
     EXPECT_EQ(m_watcher.add(root + "/x", WatchKind::runtime), AddWatch::added) << "a new kind";
-    m_watcher.retain({root + "/x", root + "/a/bc", root + "/not-watched"});
+    const std::uint64_t round = m_watcher.begin_marking();
+    for (const char* d : {"/x", "/a/bc", "/not-watched"}) {
+        m_watcher.add(root + d, std::string(d) == "/x" ? WatchKind::runtime : WatchKind::dir);
+    }
+    m_watcher.drop_unmarked(round);
     EXPECT_EQ(m_watcher.count(), 2u);
     EXPECT_EQ(m_watcher.kind_of(root + "/x"), WatchKind::runtime);
     EXPECT_FALSE(m_watcher.kind_of(root + "/a"));
