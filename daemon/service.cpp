@@ -148,7 +148,7 @@ void Service::wait_for_signal() {
             return; // cancelled at stop
         }
         on_signal(signal_number);
-        if (!m_signals_cancelled) {
+        if (!m_stopped) {
             wait_for_signal();
         }
     });
@@ -409,7 +409,7 @@ void Service::finish_stop() {
     m_pass_timer.cancel();
     m_watchdog_timer.cancel();
     close_events();
-    m_signals_cancelled = true;
+    m_stopped = true;
     boost::system::error_code ec;
     m_signals.cancel(ec);
     // With nothing left waiting, m_io.run() returns.
@@ -421,8 +421,8 @@ void Service::arm_watchdog() {
     }
     m_watchdog_timer.expires_after(*m_watchdog / 2);
     m_watchdog_timer.async_wait([this](const boost::system::error_code& ec) {
-        if (ec) {
-            return;
+        if (ec || m_stopped) {
+            return; // cancelled, or due already when the stop cancelled the timer
         }
         check_notify(m_notifier.watchdog());
         arm_watchdog();

@@ -212,7 +212,9 @@ private:
     bool m_stopping = false;
     bool m_ready_sent = false;
     bool m_notify_error_logged = false;
-    bool m_signals_cancelled = false;
+    /// finish_stop ran: no handler may arm anything again, even one whose wait had already
+    /// completed (too late for cancel) when the stop came, or the loop never ends.
+    bool m_stopped = false;
     int m_exit_code = 0;
     std::string m_last_status;
     std::chrono::steady_clock::time_point m_pass_started;

@@ -7,6 +7,7 @@
 #include <stdexcept>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <thread>
 #include <unistd.h>
 
 namespace agentlock::daemon::test {
@@ -73,9 +74,22 @@ std::size_t KeepingSink::count(const std::string& needle) {
     return n;
 }
 
-void KeepingSink::sink_it_(const spdlog::details::log_msg& msg) {
+void KeepingSink::slow_down(const std::string& needle, std::chrono::milliseconds delay) {
     std::lock_guard<std::mutex> guard(m_lines_mutex);
-    m_lines.emplace_back(msg.payload.data(), msg.payload.size());
+    m_slow_needle = needle;
+    m_slow_delay = delay;
+}
+
+void KeepingSink::sink_it_(const spdlog::details::log_msg& msg) {
+    std::chrono::milliseconds delay{0};
+    {
+        std::lock_guard<std::mutex> guard(m_lines_mutex);
+        m_lines.emplace_back(msg.payload.data(), msg.payload.size());
+        if (!m_slow_needle.empty() && m_lines.back().find(m_slow_needle) != std::string::npos) {
+            delay = m_slow_delay;
+        }
+    }
+    std::this_thread::sleep_for(delay);
 }
 
 } // namespace agentlock::daemon::test

@@ -36,6 +36,9 @@ public:
     std::vector<std::string> lines();
     /// Lines containing `needle`.
     std::size_t count(const std::string& needle);
+    /// From now on, writing a line that contains `needle` takes `delay` (the logging thread
+    /// sleeps), as a slow journal would.
+    void slow_down(const std::string& needle, std::chrono::milliseconds delay);
 
 protected:
     void sink_it_(const spdlog::details::log_msg& msg) override;
@@ -44,6 +47,8 @@ protected:
 private:
     std::mutex m_lines_mutex;
     std::vector<std::string> m_lines;
+    std::string m_slow_needle;
+    std::chrono::milliseconds m_slow_delay{0};
 };
 
 } // namespace agentlock::daemon::test

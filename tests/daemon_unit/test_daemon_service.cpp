@@ -282,6 +282,52 @@ TEST_F(ServiceTest, WatchdogPingsComeFromTheLoop) {
     EXPECT_EQ(stop_and_join(), 0);
 }
 
+// A watchdog ping that fell due while the loop was busy must not arm the timer again once the
+// stop has ended it: a timer armed after the stop keeps the loop, and the daemon, alive for ever.
+// Here the loop is busy logging daemon.stopping (a slow journal) while the cancelled pass ends
+// and a ping falls due (a 2 ms watchdog pings every millisecond), so the pass's end and the ping
+// are queued together, the ping second.
+TEST_F(ServiceTest, AStopEndsTheLoopEvenWithAWatchdogPingAlreadyDue) {
+    ::setenv("WATCHDOG_USEC", "2000", 1);
+    ::setenv("WATCHDOG_PID", std::to_string(::getpid()).c_str(), 1);
+    // The pings come faster than anything else reads the socket: drain it, or the daemon's
+    // sd_notify blocks on a full socket queue (systemd reads its own socket at once).
+    std::atomic<bool> draining{true};
+    std::thread drain([&] {
+        while (draining) {
+            m_notify->messages();
+            std::this_thread::sleep_for(200us);
+        }
+    });
+    m_sink->slow_down("\"event\":\"daemon.stopping\"", 30ms);
+    for (int round = 0; round < 5; ++round) {
+        m_passes_logged = 0;
+        const int started_before = m_pass.started();
+        start(config());
+        m_pass.close_gate(); // the next pass runs until the stop cancels it
+        ::raise(SIGUSR1);
+        ASSERT_TRUE(wait_until([&] { return m_pass.started() == started_before + 2; }));
+        ::raise(SIGTERM);
+        std::atomic<bool> ended{false};
+        std::thread waiter([&] {
+            m_thread.join();
+            ended = true;
+        });
+        if (!wait_until([&] { return ended.load(); }, 10s)) {
+            // The loop never ends, and nothing can unblock this thread now.
+            std::cerr << "round " << round << ": the loop did not end after SIGTERM\n";
+            std::abort();
+        }
+        waiter.join();
+        EXPECT_EQ(m_exit_code, 0) << "round " << round;
+        EXPECT_TRUE(m_pass.m_saw_cancel.load()) << "round " << round << ": stopped during a pass";
+        m_service.reset();
+        m_pass.open_gate();
+    }
+    draining = false;
+    drain.join();
+}
+
 TEST_F(ServiceTest, NoUsableRootAtStartExitsTwoWithoutReady) {
     m_pass.m_roots_ok = false;
     m_service = std::make_unique<Service>(
