@@ -324,8 +324,9 @@ Logs: one event per line, e.g.
   2026-01-02T03:04:05.678Z info lock.removed lock_path=/srv/agents/w1/.runtime/agent.lock ...
 Findings (lock.orphaned, lock.held_by_session, lock.invalid, lock.foreign, lock.unknown,
 lock.would_remove, lock.remove_failed, collision.duplicate_session, collision.duplicate_pid,
-dir.unreadable) are logged once when they appear (state=appeared), again when their content
-changes (state=changed) and once when they go away: the same event with state=resolved.
+dir.unreadable, runtime.symlinked) are logged once when they appear (state=appeared), again
+when their content changes (state=changed) and once when they go away: the same event with
+state=resolved.
 tmux.unreachable/tmux.recovered and root.unavailable/root.recovered pair up the same way.
 lock.removed is logged for every removal. See docs/logging.md for every event and field.
 

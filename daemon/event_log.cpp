@@ -200,9 +200,9 @@ spdlog::level::level_enum spdlog_level(LogLevel level) {
 // them as numbers. Every other field is a JSON string.
 bool is_numeric_field(std::string_view key) {
     static constexpr std::string_view k_numeric[] = {
-        "pid",        "pass",         "root_count",   "roots_unavailable", "dirs",
-        "locks",      "removed",      "would_remove", "unreadable_dirs",   "collisions",
-        "elapsed_ms", "open_findings"};
+        "pid",        "pass",          "root_count",        "roots_unavailable", "dirs",
+        "locks",      "removed",       "would_remove",      "unreadable_dirs",   "collisions",
+        "elapsed_ms", "open_findings", "symlinked_runtimes"};
     // The event sources' counts (events.started, check.completed, tmux.polled).
     static constexpr std::string_view k_event_numeric[] = {
         "checks", "scans", "pidfds", "pidfd_budget", "watches", "polled_owners", "rechecks"};

@@ -154,6 +154,7 @@ void PassLogger::end_pass(const PassReport& report, bool cancelled,
         {"removed", std::to_string(report.stats.removed)},
         {"would_remove", std::to_string(report.stats.would_remove)},
         {"unreadable_dirs", std::to_string(report.stats.unreadable_dirs)},
+        {"symlinked_runtimes", std::to_string(report.stats.symlinked_runtimes)},
         {"collisions", std::to_string(duplicate_claims(report))},
         {"tmux", std::string(to_string(report.tmux.state))},
         {"open_findings", std::to_string(m_findings.open_count())},
@@ -250,6 +251,9 @@ std::string status_line(std::uint64_t pass_number, const PassReport& report) {
     if (report.stats.unreadable_dirs > 0) {
         s += ", " + std::to_string(report.stats.unreadable_dirs) + " unreadable dirs";
     }
+    if (report.stats.symlinked_runtimes > 0) {
+        s += ", " + std::to_string(report.stats.symlinked_runtimes) + " symlinked .runtime";
+    }
     return s;
 }
 
@@ -289,9 +293,13 @@ void TextReportWriter::finish(const PassReport& report) {
     for (const auto& e : report.walk_errors) {
         m_out << "unreadable " << e.path << ": " << e.message << '\n';
     }
+    for (const auto& e : report.skipped_runtimes) {
+        m_out << "skipped " << e.path << ": " << e.message << '\n';
+    }
     m_out << "stats: dirs=" << report.stats.dirs << " locks=" << report.stats.locks
           << " removed=" << report.stats.removed
           << " unreadable_dirs=" << report.stats.unreadable_dirs
+          << " symlinked_runtimes=" << report.stats.symlinked_runtimes
           << " elapsed_ms=" << report.stats.elapsed_ms << '\n';
 }
 

@@ -510,6 +510,17 @@ std::vector<Finding> pass_findings(const PassReport& report) {
         f.resolve_fields = {{"path", e.path}};
         out.push_back(std::move(f));
     }
+
+    for (const auto& e : report.skipped_runtimes) {
+        Finding f;
+        f.event = "runtime.symlinked";
+        f.key = e.path;
+        f.fingerprint = e.message; // names the target: a new target is logged again
+        f.paths = {e.path};
+        f.fields = {{"path", e.path}, {"reason", e.message}};
+        f.resolve_fields = {{"path", e.path}};
+        out.push_back(std::move(f));
+    }
     return out;
 }
 

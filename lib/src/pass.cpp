@@ -214,6 +214,10 @@ PassReport run_pass_into(const PassOptions& options, ProcessProbe& processes, Tm
             for (auto& e : walked->errors) {
                 report.walk_errors.push_back(std::move(e));
             }
+            report.stats.symlinked_runtimes += walked->symlinked_runtimes;
+            for (auto& e : walked->skipped) {
+                report.skipped_runtimes.push_back(std::move(e));
+            }
         }
         report.roots.push_back(std::move(root_report));
     }

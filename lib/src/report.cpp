@@ -105,12 +105,18 @@ void JsonReportWriter::finish(const PassReport& report) {
     for (const auto& e : report.walk_errors) {
         walk_errors.push_back(json::object{{"path", text(e.path)}, {"message", text(e.message)}});
     }
-    m_out << "],\"walk_errors\":" << json::serialize(walk_errors) << ",\"stats\":"
+    json::array skipped;
+    for (const auto& e : report.skipped_runtimes) {
+        skipped.push_back(json::object{{"path", text(e.path)}, {"message", text(e.message)}});
+    }
+    m_out << "],\"walk_errors\":" << json::serialize(walk_errors)
+          << ",\"skipped_runtimes\":" << json::serialize(skipped) << ",\"stats\":"
           << json::serialize(json::object{{"dirs", report.stats.dirs},
                                           {"locks", report.stats.locks},
                                           {"removed", report.stats.removed},
                                           {"would_remove", report.stats.would_remove},
                                           {"unreadable_dirs", report.stats.unreadable_dirs},
+                                          {"symlinked_runtimes", report.stats.symlinked_runtimes},
                                           {"elapsed_ms", report.stats.elapsed_ms}})
           << '}';
 }

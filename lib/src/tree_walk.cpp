@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -46,7 +47,10 @@
 // Lock sites: a directory entered under the name `.runtime` that lists an entry named
 // `agent.lock` (of any type) is a lock site; the visitor is called right after the directory is
 // read, with its fd open. The root itself is never a lock site (its worker would lie outside
-// the root). `.runtime` directories are otherwise walked like any other directory.
+// the root). `.runtime` directories are otherwise walked like any other directory. A `.runtime`
+// entry that is a symlink, below the root and where a `.runtime` directory would be read
+// (depth, prune), is not entered either, but reported in WalkStats::skipped with its target: a
+// lock behind it would never be judged, and the operator should know.
 //
 // The parallel walk (parallel_walk.cpp, WalkOptions::threads > 1) runs this same walker on
 // several threads. A walker that sees another one waiting gives away half of the pending
@@ -221,6 +225,9 @@ bool Walker::read_top() {
             }
             if (is_candidate_dir(frame, name, entry->d_type) && may_enter(frame, name)) {
                 frame.subdirs.emplace_back(name);
+            } else if (name == k_runtime_dir && m_stack.size() >= 2 &&
+                       is_symlink(frame, entry->d_type) && may_enter(frame, name)) {
+                symlinked_runtime(frame);
             }
         }
     }
@@ -254,6 +261,16 @@ bool Walker::is_candidate_dir(const Frame& frame, std::string_view name, unsigne
         return errno != ENOENT;
     }
     return S_ISDIR(st.st_mode);
+}
+
+bool Walker::is_symlink(const Frame& frame, unsigned char type) const {
+    if (type != DT_UNKNOWN) {
+        return type == DT_LNK;
+    }
+    struct stat st {};
+    return ::fstatat(frame.fd.get(), std::string(k_runtime_dir).c_str(), &st,
+                     AT_SYMLINK_NOFOLLOW) == 0 &&
+           S_ISLNK(st.st_mode);
 }
 
 bool Walker::may_enter(const Frame& frame, std::string_view name) const {
@@ -383,15 +400,43 @@ void Walker::unreadable(std::string message, const std::string& path) {
     }
 }
 
+void Walker::symlinked_runtime(const Frame& frame) {
+    ++m_stats.symlinked_runtimes;
+    if (m_stats.skipped.size() >= k_max_errors) {
+        return;
+    }
+    const std::string path = join(frame.path, k_runtime_dir);
+    std::string target(PATH_MAX, '\0');
+    const ssize_t n = ::readlinkat(frame.fd.get(), std::string(k_runtime_dir).c_str(),
+                                   target.data(), target.size());
+    std::string message = path + " is a symlink";
+    if (n >= 0) {
+        target.resize(static_cast<std::size_t>(n));
+        message += " to " + target;
+    }
+    message += ", not followed: a lock behind it is never judged";
+    m_stats.skipped.push_back(WalkError{path, std::move(message)});
+}
+
+namespace {
+
+void append_capped(std::vector<WalkError>& into, std::vector<WalkError>&& from) {
+    for (auto& e : from) {
+        if (into.size() >= k_max_errors) {
+            break;
+        }
+        into.push_back(std::move(e));
+    }
+}
+
+} // namespace
+
 void merge_stats(WalkStats& into, WalkStats&& from) {
     into.dirs += from.dirs;
     into.unreadable_dirs += from.unreadable_dirs;
-    for (auto& e : from.errors) {
-        if (into.errors.size() >= k_max_errors) {
-            break;
-        }
-        into.errors.push_back(std::move(e));
-    }
+    into.symlinked_runtimes += from.symlinked_runtimes;
+    append_capped(into.errors, std::move(from.errors));
+    append_capped(into.skipped, std::move(from.skipped));
 }
 
 } // namespace walk_detail

@@ -76,11 +76,14 @@ private:
     bool read_top();
     bool is_candidate_dir(const Frame& frame, std::string_view name, unsigned char type) const;
     bool may_enter(const Frame& frame, std::string_view name) const;
+    /// Whether the entry `.runtime` of `frame`, listed with d_type `type`, is a symlink.
+    bool is_symlink(const Frame& frame, unsigned char type) const;
     bool ensure_open(std::size_t index);
     void trim();
     void pop();
     void share();
     void unreadable(std::string message, const std::string& path);
+    void symlinked_runtime(const Frame& frame);
 
     const WalkOptions& m_options;
     const LockVisitor& m_visit;

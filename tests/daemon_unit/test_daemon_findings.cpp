@@ -236,12 +236,15 @@ TEST(FindingsOf, DuplicateCollisionsRootsTmuxAndUnreadableDirs) {
     r.tmux.state = TmuxState::unknown;
     r.tmux.detail = "permission denied";
     r.walk_errors.push_back({"/srv/locked", "open /srv/locked: Permission denied"});
+    r.skipped_runtimes.push_back(
+        {"/srv/w/.runtime", "/srv/w/.runtime is a symlink to /elsewhere, not followed: a lock "
+                            "behind it is never judged"});
 
     std::map<std::string, Finding> by_event;
     for (auto& f : findings_of(r)) {
         by_event[f.event] = f;
     }
-    ASSERT_EQ(by_event.size(), 5u);
+    ASSERT_EQ(by_event.size(), 6u);
     const Finding& dup_s = by_event.at("collision.duplicate_session");
     EXPECT_EQ(*field(dup_s, "session_id"), "shared");
     EXPECT_EQ(*field(dup_s, "workers"), "/srv/a,/srv/b");
@@ -256,6 +259,11 @@ TEST(FindingsOf, DuplicateCollisionsRootsTmuxAndUnreadableDirs) {
     EXPECT_EQ(tmux.resolved_event, "tmux.recovered");
     EXPECT_EQ(*field(tmux, "tmux_detail"), "permission denied");
     EXPECT_EQ(*field(by_event.at("dir.unreadable"), "path"), "/srv/locked");
+    const Finding& symlinked = by_event.at("runtime.symlinked");
+    EXPECT_EQ(*field(symlinked, "path"), "/srv/w/.runtime");
+    EXPECT_NE(field(symlinked, "reason")->find("symlink to /elsewhere"), std::string::npos);
+    EXPECT_EQ(symlinked.paths, std::vector<std::string>{"/srv/w/.runtime"})
+        << "kept, not resolved, while its root is down";
     EXPECT_EQ(unavailable_roots(r), std::vector<std::string>{"/gone"});
 }
 

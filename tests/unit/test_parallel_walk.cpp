@@ -65,9 +65,13 @@ std::string outcome(const std::string& root, const WalkOptions& options) {
     for (const auto& e : r->errors) {
         lines.push_back("error\t" + e.path + "\t" + e.message);
     }
+    for (const auto& e : r->skipped) {
+        lines.push_back("skipped\t" + e.path + "\t" + e.message);
+    }
     std::sort(lines.begin(), lines.end());
     std::ostringstream out;
-    out << "dirs\t" << r->dirs << "\nunreadable\t" << r->unreadable_dirs << "\n";
+    out << "dirs\t" << r->dirs << "\nunreadable\t" << r->unreadable_dirs << "\nsymlinked\t"
+        << r->symlinked_runtimes << "\n";
     for (const auto& line : lines) {
         out << line << "\n";
     }
@@ -194,7 +198,15 @@ TEST_F(ParallelWalk, SameResultsAsTheSerialWalk) {
     // The tree is big enough to mean something: guard against a generator that broke.
     EXPECT_GT(std::count(serial.begin(), serial.end(), '\n'), 100) << serial;
     EXPECT_EQ(serial.find("BAD FD"), std::string::npos) << serial;
-    EXPECT_EQ(serial.find(m_outside), std::string::npos) << serial;
+    // Symlinked .runtime entries are reported (naming their target), never followed.
+    EXPECT_NE(serial.find("symlinked\t"), std::string::npos) << serial;
+    EXPECT_EQ(serial.find("symlinked\t0\n"), std::string::npos) << serial;
+    std::istringstream lines(serial);
+    for (std::string line; std::getline(lines, line);) {
+        if (line.rfind("site\t", 0) == 0) {
+            EXPECT_EQ(line.find(m_outside), std::string::npos) << line;
+        }
+    }
     for (unsigned threads : {2U, 3U, 4U, 8U}) {
         WalkOptions options;
         options.threads = threads;
@@ -330,7 +342,7 @@ TEST(ParallelWalkRoot, EmptyRootAndRootWithOneLock) {
     TempDir tmp;
     WalkOptions options;
     options.threads = 4;
-    EXPECT_EQ(outcome(tmp.path(), options), "dirs\t1\nunreadable\t0\n");
+    EXPECT_EQ(outcome(tmp.path(), options), "dirs\t1\nunreadable\t0\nsymlinked\t0\n");
     add_lock(tmp.sub("w"));
     EXPECT_EQ(outcome(tmp.path(), options), outcome(tmp.path(), {}));
     EXPECT_NE(outcome(tmp.path(), options).find("site\t" + tmp.sub("w") + "\n"), std::string::npos);

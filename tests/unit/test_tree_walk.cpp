@@ -258,6 +258,75 @@ TEST(TreeWalk, SymlinkedRuntimeOutsideTheRootIsNotFollowed) {
     EXPECT_EQ(w.result->unreadable_dirs, 0U);
 }
 
+// A symlinked .runtime is not followed, but the walk says so, with the link's target: an agent
+// that locked through it would otherwise be invisible to the daemon.
+TEST(TreeWalk, SymlinkedRuntimeIsReportedWithItsTarget) {
+    TempDir tmp;
+    const std::string root = tmp.sub("root");
+    add_lock(tmp.sub("outside"));
+    make_dirs(root + "/rig/w");
+    fs::create_symlink(tmp.sub("outside/.runtime"), root + "/rig/w/.runtime");
+    make_dirs(root + "/dangling");
+    fs::create_symlink("nowhere", root + "/dangling/.runtime");
+    // Not where a worker's .runtime is read: in the root itself, and under a pruned directory.
+    fs::create_symlink(tmp.sub("outside/.runtime"), root + "/.runtime");
+    make_dirs(root + "/rig/.git/x");
+    fs::create_symlink(tmp.sub("outside/.runtime"), root + "/rig/.git/x/.runtime");
+    // Not a .runtime: an ordinary symlink is not news.
+    fs::create_symlink(tmp.sub("outside"), root + "/rig/other");
+
+    auto w = walk(root);
+    ASSERT_TRUE(w.result.ok());
+    EXPECT_TRUE(w.locks.empty());
+    EXPECT_EQ(w.result->symlinked_runtimes, 2U);
+    ASSERT_EQ(w.result->skipped.size(), 2U);
+    std::vector<WalkError> skipped = w.result->skipped;
+    std::sort(skipped.begin(), skipped.end(),
+              [](const WalkError& a, const WalkError& b) { return a.path < b.path; });
+    EXPECT_EQ(skipped[0].path, root + "/dangling/.runtime");
+    EXPECT_EQ(skipped[0].message, root + "/dangling/.runtime is a symlink to nowhere, not "
+                                         "followed: a lock behind it is never judged");
+    EXPECT_EQ(skipped[1].path, root + "/rig/w/.runtime");
+    EXPECT_NE(skipped[1].message.find(" to " + tmp.sub("outside/.runtime")), std::string::npos)
+        << skipped[1].message;
+    EXPECT_EQ(w.result->unreadable_dirs, 0U);
+    EXPECT_TRUE(w.result->errors.empty());
+    EXPECT_TRUE(fs::is_symlink(root + "/rig/w/.runtime"));
+}
+
+TEST(TreeWalk, SymlinkedRuntimesPastMaxDepthAreNotReported) {
+    TempDir tmp;
+    const std::string root = tmp.sub("root");
+    make_dirs(root + "/a/b");
+    fs::create_symlink("/tmp", root + "/a/.runtime");   // worker a at depth 1
+    fs::create_symlink("/tmp", root + "/a/b/.runtime"); // worker a/b at depth 2
+    WalkOptions options;
+    options.max_depth = 1;
+    auto w = walk(root, options);
+    ASSERT_TRUE(w.result.ok());
+    EXPECT_EQ(w.result->symlinked_runtimes, 1U);
+    ASSERT_EQ(w.result->skipped.size(), 1U);
+    EXPECT_EQ(w.result->skipped[0].path, root + "/a/.runtime");
+}
+
+TEST(TreeWalk, SkippedListIsCappedButTheCountIsNot) {
+    TempDir tmp;
+    const std::string root = tmp.sub("root");
+    for (int i = 0; i < 130; ++i) {
+        const std::string worker = root + "/w" + std::to_string(i);
+        make_dirs(worker);
+        fs::create_symlink("/tmp", worker + "/.runtime");
+    }
+    for (unsigned threads : {1U, 3U}) {
+        WalkOptions options;
+        options.threads = threads;
+        auto w = walk(root, options);
+        ASSERT_TRUE(w.result.ok());
+        EXPECT_EQ(w.result->symlinked_runtimes, 130U) << threads << " threads";
+        EXPECT_EQ(w.result->skipped.size(), 100U) << threads << " threads";
+    }
+}
+
 TEST(TreeWalk, SymlinkedWorkerDirectoryIsNotFollowed) {
     TempDir tmp;
     const std::string root = tmp.sub("root");

@@ -144,17 +144,17 @@ private:
 
 /// The findings in one pass report: locks that need attention (orphaned, held by a session,
 /// invalid, foreign, unknown, would be removed in a dry run, failed removal), duplicate-session
-/// and duplicate-pid collisions, unreadable directories, tmux unreachable, roots unavailable.
-/// Live locks, removals (log those every time) and the seed's stale/orphaned collision kinds
-/// (already covered per lock) are not findings.
+/// and duplicate-pid collisions, unreadable directories, symlinked `.runtime` entries, tmux
+/// unreachable, roots unavailable. Live locks, removals (log those every time) and the seed's
+/// stale/orphaned collision kinds (already covered per lock) are not findings.
 std::vector<Finding> findings_of(const PassReport& report);
 
 /// The finding one lock record makes, if any (findings_of applies it to every record).
 std::optional<Finding> lock_finding(const LockRecord& record, const TmuxFacts& tmux);
 
 /// The findings of a report other than its locks': roots unavailable, tmux unreachable,
-/// duplicate claims, unreadable directories. With lock_finding for each record streamed, these
-/// make up findings_of.
+/// duplicate claims, unreadable directories, symlinked `.runtime` entries. With lock_finding for
+/// each record streamed, these make up findings_of.
 std::vector<Finding> pass_findings(const PassReport& report);
 
 /// Events of lock findings ("lock.orphaned", ...), each a finding's `event` for one lock.

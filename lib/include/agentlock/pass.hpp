@@ -90,6 +90,7 @@ struct PassStats {
     std::uint64_t removed = 0;
     std::uint64_t would_remove = 0;
     std::uint64_t unreadable_dirs = 0;
+    std::uint64_t symlinked_runtimes = 0; ///< `.runtime` symlinks the walk did not follow
     std::uint64_t elapsed_ms = 0;
 };
 
@@ -103,6 +104,8 @@ struct PassReport {
     std::deque<LockSummary> summaries;
     std::vector<Collision> collisions;
     std::vector<WalkError> walk_errors;
+    /// Symlinked `.runtime` entries the walk did not follow (WalkStats::skipped), capped per root.
+    std::vector<WalkError> skipped_runtimes;
     PassStats stats;
 };
 
@@ -151,7 +154,8 @@ WorkerCheck check_worker(const std::string& worker, const PassOptions& options,
                          const TmuxFacts* fresh_tmux = nullptr);
 
 /// The report as the JSON document `agentlockd --once --json` prints: an object with tmux,
-/// locks, roots, root_errors, collisions, walk_errors and stats (see JsonReportWriter).
+/// locks, roots, root_errors, collisions, walk_errors, skipped_runtimes and stats (see
+/// JsonReportWriter).
 std::string report_to_json(const PassReport& report);
 
 /// Writes report_to_json's document while a streaming pass runs, so that no lock is held longer
@@ -162,7 +166,8 @@ public:
     explicit JsonReportWriter(std::ostream& out);
     void on_tmux(const TmuxFacts& tmux) override;
     void on_lock(LockRecord&& record) override;
-    /// Closes the locks and writes roots, root_errors, collisions, walk_errors and stats.
+    /// Closes the locks and writes roots, root_errors, collisions, walk_errors, skipped_runtimes
+    /// and stats.
     void finish(const PassReport& report);
 
 private:

@@ -46,16 +46,22 @@ struct WalkStats {
     std::uint64_t dirs = 0;            ///< directories read
     std::uint64_t unreadable_dirs = 0; ///< directories that could not be opened or read
     std::vector<WalkError> errors;     ///< one per unreadable directory, capped
+    /// `.runtime` entries that are symlinks where a worker's `.runtime` would be read: never
+    /// followed, so a lock behind one is never seen.
+    std::uint64_t symlinked_runtimes = 0;
+    /// One per symlinked `.runtime`, capped like `errors`; `message` names the link's target.
+    std::vector<WalkError> skipped;
 };
 
 using LockVisitor = std::function<void(const LockSite&)>;
 
 /// Walks `root` without following symlinks, calling `visit` for every `.runtime` directory that
-/// holds an entry named agent.lock (of any type). Fails only when the root itself cannot be
-/// opened as a directory. With `options.threads` > 1 the same directories are read, the same
-/// sites visited and the same counts returned, in another order: `visit` is then called from
-/// several threads but never twice at once, possibly with a dup of the `.runtime` fd, and an
-/// exception from it stops the walk and is rethrown here. `errors` may then name another
+/// holds an entry named agent.lock (of any type). A `.runtime` that is a symlink, where a
+/// worker's would be read, is counted and listed in `skipped` instead. Fails only when the root
+/// itself cannot be opened as a directory. With `options.threads` > 1 the same directories are
+/// read, the same sites visited and the same counts returned, in another order: `visit` is then
+/// called from several threads but never twice at once, possibly with a dup of the `.runtime` fd,
+/// and an exception from it stops the walk and is rethrown here. `errors` may then name another
 /// subset when more than 100 directories are unreadable.
 Result<WalkStats> walk_locks(const std::string& root, const WalkOptions& options,
                              const LockVisitor& visit);
