@@ -203,12 +203,19 @@ PassReport run_pass_into(const PassOptions& options, ProcessProbe& processes, Tm
             report.roots.push_back(std::move(root_report));
             continue;
         }
-        auto walked = walk_locks(root, options.walk,
-                                 [&handler](const LockSite& site) { handler.handle(site); });
+        WalkOptions walk = options.walk;
+        walk.cancel = options.cancel; // SIGTERM does not wait for the rest of a big tree
+        auto walked =
+            walk_locks(root, walk, [&handler](const LockSite& site) { handler.handle(site); });
         if (!walked) {
             root_report.ok = false;
             root_report.error = walked.error().message;
         } else {
+            if (walked->cancelled) {
+                // Partly walked: what it did not reach must not look gone.
+                root_report.ok = false;
+                root_report.error = "pass cancelled";
+            }
             report.stats.dirs += walked->dirs;
             report.stats.unreadable_dirs += walked->unreadable_dirs;
             for (auto& e : walked->errors) {

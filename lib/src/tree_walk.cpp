@@ -130,6 +130,12 @@ void Walker::adopt(Frame frame, dev_t root_dev) {
 
 void Walker::walk() {
     while (!m_stack.empty()) {
+        if (m_options.cancel != nullptr && m_options.cancel->load(std::memory_order_relaxed)) {
+            m_stats.cancelled = true;
+            m_stack.clear();
+            m_held = 0;
+            return;
+        }
         if (m_sink != nullptr) {
             if (m_sink->stopped()) {
                 m_stack.clear();
@@ -435,6 +441,7 @@ void merge_stats(WalkStats& into, WalkStats&& from) {
     into.dirs += from.dirs;
     into.unreadable_dirs += from.unreadable_dirs;
     into.symlinked_runtimes += from.symlinked_runtimes;
+    into.cancelled = into.cancelled || from.cancelled;
     append_capped(into.errors, std::move(from.errors));
     append_capped(into.skipped, std::move(from.skipped));
 }

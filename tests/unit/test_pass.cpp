@@ -8,6 +8,7 @@
 #include <boost/json.hpp>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <unistd.h>
 
@@ -216,6 +217,58 @@ TEST_F(PassTest, ACancelledPassRemovesNothing) {
     EXPECT_TRUE(test::exists(lock_of("w")));
 }
 
+// A sink that raises the cancel flag once it has seen `after` locks (as SIGTERM would).
+class CancellingSink final : public PassSink {
+public:
+    CancellingSink(std::atomic<bool>& cancel, std::size_t after)
+        : m_cancel(cancel), m_after(after) {}
+    void on_tmux(const TmuxFacts&) override {}
+    void on_lock(LockRecord&&) override {
+        if (++m_seen >= m_after) {
+            m_cancel = true;
+        }
+    }
+    std::size_t seen() const { return m_seen; }
+
+private:
+    std::atomic<bool>& m_cancel;
+    std::size_t m_after;
+    std::size_t m_seen = 0;
+};
+
+// SIGTERM during the walk of a big root: the walk stops instead of reading the rest of the
+// tree, the root is reported as cut short (so nothing it did not reach looks gone), and no lock
+// is removed after the cancel.
+TEST_F(PassTest, ACancelDuringTheWalkStopsItAndMarksTheRootCutShort) {
+    for (int i = 0; i < 200; ++i) {
+        put("rig" + std::to_string(i / 20) + "/w" + std::to_string(i), test::dead_pid());
+    }
+    for (unsigned threads : {1U, 3U}) {
+        std::atomic<bool> cancel{false};
+        PassOptions o;
+        o.roots = {root()};
+        o.cancel = &cancel;
+        o.dry_run = true;
+        o.walk.threads = threads;
+        test::FakeTmuxProbe tmux;
+        SystemProcessProbe processes;
+        CancellingSink sink(cancel, 5);
+        PassReport r = run_pass(o, processes, tmux, read_host_facts(), sink);
+        ASSERT_EQ(r.roots.size(), 1u);
+        EXPECT_FALSE(r.roots[0].ok) << threads << " threads";
+        EXPECT_EQ(r.roots[0].error, "pass cancelled") << threads << " threads";
+        // Each walker stops at its next directory: far fewer than the 200 locks were judged.
+        EXPECT_GE(sink.seen(), 5u);
+        EXPECT_LT(sink.seen(), 100u) << threads << " threads";
+        EXPECT_LT(r.stats.dirs, 200u) << threads << " threads";
+        EXPECT_EQ(r.stats.would_remove, 5u) << "none after the cancel, " << threads << " threads";
+    }
+    // Not cancelled: the same tree is walked whole and the root is fine.
+    PassReport whole = pass(true);
+    EXPECT_TRUE(whole.roots[0].ok);
+    EXPECT_EQ(whole.stats.locks, 200u);
+}
+
 TEST_F(PassTest, TheJsonReportHasTheDocumentedShape) {
     Child live = test::spawn_sleeper();
     m_tmux.new_session("s");
@@ -227,7 +280,8 @@ TEST_F(PassTest, TheJsonReportHasTheDocumentedShape) {
     json::value doc = json::parse(report_to_json(pass()), ec);
     ASSERT_FALSE(ec) << ec.message();
     const json::object& o = doc.as_object();
-    for (const char* key : {"roots", "tmux", "locks", "collisions", "stats"}) {
+    for (const char* key : {"roots", "root_errors", "tmux", "locks", "collisions", "walk_errors",
+                            "skipped_runtimes", "stats"}) {
         EXPECT_TRUE(o.contains(key)) << key;
     }
     EXPECT_EQ(o.at("roots").as_array().at(0).as_string(), root());
@@ -241,7 +295,8 @@ TEST_F(PassTest, TheJsonReportHasTheDocumentedShape) {
         }
     }
     const auto& stats = o.at("stats").as_object();
-    for (const char* key : {"dirs", "locks", "removed", "unreadable_dirs", "elapsed_ms"}) {
+    for (const char* key : {"dirs", "locks", "removed", "would_remove", "unreadable_dirs",
+                            "symlinked_runtimes", "elapsed_ms"}) {
         EXPECT_TRUE(stats.contains(key)) << key;
     }
     EXPECT_EQ(stats.at("locks").to_number<std::uint64_t>(), 3u);

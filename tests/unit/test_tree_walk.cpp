@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -292,6 +293,31 @@ TEST(TreeWalk, SymlinkedRuntimeIsReportedWithItsTarget) {
     EXPECT_EQ(w.result->unreadable_dirs, 0U);
     EXPECT_TRUE(w.result->errors.empty());
     EXPECT_TRUE(fs::is_symlink(root + "/rig/w/.runtime"));
+}
+
+TEST(TreeWalk, ACancelSetBeforehandReadsOnlyTheRoot) {
+    TempDir tmp;
+    const std::string root = tmp.sub("root");
+    add_lock(root + "/a");
+    add_lock(root + "/b/c");
+    const std::atomic<bool> cancel{true};
+    for (unsigned threads : {1U, 4U}) {
+        WalkOptions options;
+        options.threads = threads;
+        options.cancel = &cancel;
+        auto w = walk(root, options);
+        ASSERT_TRUE(w.result.ok());
+        EXPECT_TRUE(w.result->cancelled);
+        EXPECT_TRUE(w.locks.empty()) << threads << " threads";
+        EXPECT_EQ(w.result->dirs, 1U) << threads << " threads";
+    }
+    WalkOptions options;
+    const std::atomic<bool> go_on{false};
+    options.cancel = &go_on;
+    auto w = walk(root, options);
+    ASSERT_TRUE(w.result.ok());
+    EXPECT_FALSE(w.result->cancelled);
+    EXPECT_EQ(w.locks.size(), 2U);
 }
 
 TEST(TreeWalk, SymlinkedRuntimesPastMaxDepthAreNotReported) {

@@ -3,6 +3,7 @@
 
 #include <agentlock/result.hpp>
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -27,6 +28,9 @@ struct WalkOptions {
     /// Walking threads. 1 walks on the caller's thread alone; more walks in parallel with the
     /// same results (see walk_locks); 0 means default_walk_threads().
     unsigned threads = 1;
+    /// When set and true, the walk stops at the next directory it would read (every walker,
+    /// in a parallel walk) and says so in WalkStats::cancelled.
+    const std::atomic<bool>* cancel = nullptr;
 };
 
 /// A lock site as the walk finds it. `runtime_fd` is the open `.runtime` directory and is valid
@@ -51,6 +55,8 @@ struct WalkStats {
     std::uint64_t symlinked_runtimes = 0;
     /// One per symlinked `.runtime`, capped like `errors`; `message` names the link's target.
     std::vector<WalkError> skipped;
+    /// The walk stopped early at WalkOptions::cancel: the counts and sites are partial.
+    bool cancelled = false;
 };
 
 using LockVisitor = std::function<void(const LockSite&)>;
