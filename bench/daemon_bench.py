@@ -4,6 +4,7 @@
     daemon_bench.py latency --daemon PATH [--locks 1000] [--sessions 100] [-- DAEMON ARGS]
     daemon_bench.py idle    --daemon PATH [--locks 10000] [--seconds 60] [-- DAEMON ARGS]
     daemon_bench.py scale   --daemon PATH --root TREE [--passes 4] [-- DAEMON ARGS]
+    daemon_bench.py stop    --daemon PATH --root TREE [--runs 5] [--after 0.5] [-- DAEMON ARGS]
 
 latency: N locks, each owned by its own `sleep` process and recording no tmux session, plus
   a control group of live owners. Once the daemon has done its first pass, the owners are
@@ -23,6 +24,10 @@ scale: the daemon, with --dry-run (the tree is left as it is), on an existing tr
   scale-100k (bench/mkscale.py): the first pass, then --passes more on SIGUSR1, each waited for
   (pass.completed); prints every pass's time, the resident memory one second after each pass
   and the high-water mark (VmHWM) over the whole run.
+
+stop: the daemon, with --dry-run, on an existing tree big enough that a pass takes over a
+  second (town-20k): its second pass (SIGUSR1) is stopped with SIGTERM --after seconds in; the
+  time from SIGTERM to the daemon's exit, per run, and how far the cut pass got.
 
 Everything lives under --workdir (default /var/tmp/agentlock-bench/run-<pid>) and is removed
 at the end; owners, the tmux server and the daemon are killed on exit. The daemon gets
@@ -480,6 +485,41 @@ def run_scale(a, workdir, extra):
         daemon.close()
 
 
+def run_stop(a, workdir, extra):
+    """How long SIGTERM takes to end the daemon while a full pass walks a big tree (dry run, so the
+    tree stays as it is): --runs times, each with a fresh daemon whose second pass (SIGUSR1) is
+    stopped --after seconds in."""
+    times_ms = []
+    cut_short = []
+    for run in range(a.runs):
+        daemon = Daemon(a.daemon, workdir, a.root, f"agentlock-bench-{os.getpid()}",
+                        ["--dry-run", "--interval", "1h"] + extra, "debug")
+        try:
+            is_pass = lambda ev: ev.get("event") == "pass.completed"
+            first = daemon.wait_event(is_pass, 600, "the first pass")
+            n = daemon.count(is_pass)
+            daemon.proc.send_signal(signal.SIGUSR1)
+            time.sleep(a.after)
+            if daemon.count(is_pass) > n:
+                raise RuntimeError(f"the pass ended within {a.after} s: use a bigger tree")
+            started = time.monotonic()
+            daemon.proc.send_signal(signal.SIGTERM)
+            code = daemon.proc.wait(600)
+            times_ms.append(round((time.monotonic() - started) * 1000, 1))
+            if code != 0:
+                raise RuntimeError(f"agentlockd exited {code} after SIGTERM")
+            daemon.thread.join(5)
+            last = [ev for ev in daemon.events if is_pass(ev)][-1]
+            cut_short.append({"dirs": last.get("dirs"), "of_dirs": first.get("dirs"),
+                              "cancelled": last.get("cancelled")})
+        finally:
+            daemon.close()
+    print(json.dumps({"bench": "stop", "root": a.root, "after_s": a.after,
+                      "exit_ms": times_ms, "median_exit_ms": sorted(times_ms)[len(times_ms) // 2],
+                      "passes_cut": cut_short}), flush=True)
+    return 0
+
+
 def main():
     argv = sys.argv[1:]
     extra = []
@@ -488,7 +528,7 @@ def main():
         argv, extra = argv[:cut], argv[cut + 1:]
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
-    for name in ("latency", "idle", "scale"):
+    for name in ("latency", "idle", "scale", "stop"):
         p = sub.add_parser(name)
         p.add_argument("--daemon", required=True)
         p.add_argument("--workdir")
@@ -508,6 +548,10 @@ def main():
     scale = sub.choices["scale"]
     scale.add_argument("--root", required=True, help="an existing tree (bench/mkscale.py)")
     scale.add_argument("--passes", type=int, default=4, help="passes after the first")
+    stop = sub.choices["stop"]
+    stop.add_argument("--root", required=True, help="an existing tree (a town)")
+    stop.add_argument("--runs", type=int, default=5)
+    stop.add_argument("--after", type=float, default=0.5, help="seconds into the pass")
     a = ap.parse_args(argv)
 
     workdir = a.workdir or f"/var/tmp/agentlock-bench/run-{os.getpid()}"
@@ -517,6 +561,8 @@ def main():
             return run_latency(a, workdir, extra)
         if a.cmd == "scale":
             return run_scale(a, workdir, extra)
+        if a.cmd == "stop":
+            return run_stop(a, workdir, extra)
         return run_idle(a, workdir, extra)
     finally:
         if not a.keep:

@@ -2,7 +2,7 @@
 # shellcheck disable=SC2129 # one redirect per figure reads best
 # The agentlock benchmarks, in one run (not part of ctest). See bench/README.md.
 #
-#   bench/run.sh [pass] [scale] [latency] [idle]     (no argument: all four)
+#   bench/run.sh [pass] [scale] [latency] [idle] [stop]   (no argument: the first four)
 #
 # Environment (all optional):
 #   AGENTLOCK_BENCH_DIR  towns and results (default /var/tmp/agentlock-bench)
@@ -120,8 +120,13 @@ for w in $what; do
                 --seconds "${IDLE_SECONDS:-60}" -- $EVENT_ARGS >>"$out/idle.jsonl"
         fi
         ;;
+    stop)
+        echo "== stop: SIGTERM during a full pass over town-20k" >&2
+        python3 "$here/daemon_bench.py" stop --daemon "$daemon" --root "$dir/town-20k" \
+            --runs "$runs" -- --no-events >>"$out/stop.jsonl"
+        ;;
     *)
-        echo "bench/run.sh: unknown part '$w' (pass, scale, latency, idle)" >&2
+        echo "bench/run.sh: unknown part '$w' (pass, scale, latency, idle, stop)" >&2
         exit 2
         ;;
     esac
