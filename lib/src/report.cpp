@@ -11,7 +11,7 @@ namespace json = boost::json;
 namespace {
 
 json::string text(std::string_view s) {
-    return json::string(to_valid_utf8(s));
+    return json::string(escape_invalid_utf8(s)); // as the logs write it
 }
 
 json::object process_json(const ProcessFacts& p) {

@@ -40,14 +40,18 @@ std::size_t utf8_sequence_length(std::string_view text, std::size_t i) {
     return len;
 }
 
-std::string to_valid_utf8(std::string_view text) {
+namespace {
+
+// `text` with each byte outside valid UTF-8 sequences given to `invalid`, which appends what
+// stands for it.
+template <typename Invalid> std::string map_invalid_utf8(std::string_view text, Invalid invalid) {
     std::string out;
     out.reserve(text.size());
     std::size_t i = 0;
     while (i < text.size()) {
         const std::size_t len = utf8_sequence_length(text, i);
         if (len == 0) {
-            out += "\xEF\xBF\xBD";
+            invalid(out, static_cast<unsigned char>(text[i]));
             ++i;
         } else {
             out.append(text.substr(i, len));
@@ -55,6 +59,21 @@ std::string to_valid_utf8(std::string_view text) {
         }
     }
     return out;
+}
+
+} // namespace
+
+std::string to_valid_utf8(std::string_view text) {
+    return map_invalid_utf8(text, [](std::string& out, unsigned char) { out += "\xEF\xBF\xBD"; });
+}
+
+std::string escape_invalid_utf8(std::string_view text) {
+    return map_invalid_utf8(text, [](std::string& out, unsigned char c) {
+        static constexpr char k_hex[] = "0123456789abcdef";
+        out += "\\x";
+        out += k_hex[c >> 4];
+        out += k_hex[c & 0xF];
+    });
 }
 
 } // namespace agentlock

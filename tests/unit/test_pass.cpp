@@ -300,6 +300,13 @@ TEST_F(PassTest, TheJsonReportHasTheDocumentedShape) {
         EXPECT_TRUE(stats.contains(key)) << key;
     }
     EXPECT_EQ(stats.at("locks").to_number<std::uint64_t>(), 3u);
+    // A path that is not UTF-8: its bad byte is written \xNN, as the logs write it.
+    bool saw_bad_name = false;
+    for (const auto& l : locks) {
+        saw_bad_name =
+            saw_bad_name || l.at("lock_path").as_string() == lock_of("bad\\xff\nname").c_str();
+    }
+    EXPECT_TRUE(saw_bad_name) << json::serialize(locks);
     EXPECT_EQ(stats.at("removed").to_number<std::uint64_t>(), 1u);
     bool saw_removed_content = false;
     for (const auto& l : locks) {
