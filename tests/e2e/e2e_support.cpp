@@ -11,6 +11,7 @@
 #include <cstring>
 #include <ctime>
 #include <fcntl.h>
+#include <iostream>
 #include <poll.h>
 #include <stdexcept>
 #include <sys/socket.h>
@@ -604,6 +605,54 @@ std::string DaemonProcess::tail(std::size_t max_chars) const {
     };
     return "--- agentlockd stderr ---\n" + cut(stderr_text()) + "\n--- agentlockd stdout ---\n" +
            cut(stdout_text());
+}
+
+std::function<bool(const LogEvent&)> about_lock(const std::string& path) {
+    return [path](const LogEvent& ev) { return ev.str("lock_path") == path; };
+}
+
+void tear_down_daemon(std::unique_ptr<DaemonProcess>& daemon, bool test_failed,
+                      std::size_t tail_chars) {
+    if (daemon) {
+        daemon->kill_now();
+        if (test_failed) {
+            std::cerr << daemon->tail(tail_chars) << "\n";
+        }
+    }
+    daemon.reset();
+}
+
+std::string WorkerRoot::worker(const std::string& name) const {
+    return m_root + "/" + name;
+}
+
+std::string WorkerRoot::runtime(const std::string& name) const {
+    return worker(name) + "/.runtime";
+}
+
+std::string WorkerRoot::lock_path(const std::string& name) const {
+    return runtime(name) + "/agent.lock";
+}
+
+std::string WorkerRoot::put_lock(const std::string& name, const std::string& content) const {
+    std::string p = lock_path(name);
+    test::write_file(p, content);
+    return p;
+}
+
+std::string WorkerRoot::put_stale(const std::string& name, const std::string& session) const {
+    return put_lock(name, stale_json(session));
+}
+
+std::string WorkerRoot::put_live(const std::string& name, const test::Child& owner,
+                                 const std::string& session) const {
+    return put_lock(
+        name, test::go_lock_json(owner.pid(), rfc3339_now(), session, test::local_hostname()));
+}
+
+std::string WorkerRoot::stale_json(const std::string& session) {
+    return test::go_lock_json(test::dead_pid(), rfc3339_now(-std::chrono::seconds(5)), session,
+                              test::local_hostname());
 }
 
 RunResult run_daemon(const std::string& dir, const std::vector<std::string>& args,

@@ -15,7 +15,12 @@
 #include <string_view>
 #include <sys/types.h>
 #include <thread>
+#include <utility>
 #include <vector>
+
+namespace agentlock::test {
+class Child;
+} // namespace agentlock::test
 
 namespace agentlock::e2e {
 
@@ -177,6 +182,46 @@ private:
     std::string m_partial;
     std::vector<std::string> m_lines;
     std::vector<LogEvent> m_events;
+};
+
+/// A predicate for DaemonProcess::wait_for_event and find_events: the event is about the lock at
+/// `path` (its field `lock_path`, docs/logging.md).
+std::function<bool(const LogEvent&)> about_lock(const std::string& path);
+
+/// For a fixture's TearDown: when there is a daemon, SIGKILLs and reaps it and, when
+/// `test_failed` (pass ::testing::Test::HasFailure()), prints its last `tail_chars` of output to
+/// stderr; then resets `daemon`.
+void tear_down_daemon(std::unique_ptr<DaemonProcess>& daemon, bool test_failed,
+                      std::size_t tail_chars = 4000);
+
+/// Worker trees under a root directory, `<root>/<name>/.runtime/agent.lock`, with locks written
+/// as the Go implementation writes them. The fixtures of the suites that drive the daemon derive
+/// from it and set m_root in SetUp.
+class WorkerRoot {
+public:
+    WorkerRoot() = default;
+    explicit WorkerRoot(std::string root_dir) : m_root(std::move(root_dir)) {}
+
+    const std::string& root() const { return m_root; }
+    /// `<root>/<name>`.
+    std::string worker(const std::string& name) const;
+    /// `<root>/<name>/.runtime`.
+    std::string runtime(const std::string& name) const;
+    /// `<root>/<name>/.runtime/agent.lock`.
+    std::string lock_path(const std::string& name) const;
+    /// Writes `content` as the worker's lock; returns the lock path.
+    std::string put_lock(const std::string& name, const std::string& content) const;
+    /// A lock whose PID is dead, acquired 5 s ago on this host, recording `session` ("" for
+    /// none): stale unless that session is alive.
+    std::string put_stale(const std::string& name, const std::string& session = "") const;
+    /// A lock held by the live `owner` (spawned before acquired_at is taken), on this host.
+    std::string put_live(const std::string& name, const test::Child& owner,
+                         const std::string& session = "") const;
+    /// The content put_stale writes.
+    static std::string stale_json(const std::string& session = "");
+
+protected:
+    std::string m_root;
 };
 
 /// The outcome of running the daemon to completion.

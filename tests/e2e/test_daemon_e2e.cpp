@@ -185,20 +185,11 @@ bool mentions(const LogEvent& ev, std::string_view needle) {
     return mentions(json::value(ev.fields), needle);
 }
 
-// The lock a per-lock event is about (docs/logging.md: field `lock_path`).
-std::string event_lock_path(const LogEvent& ev) {
-    return ev.str("lock_path").value_or("");
-}
-
-auto about_lock(const std::string& path) {
-    return [path](const LogEvent& ev) { return event_lock_path(ev) == path; };
-}
-
 // ---------------------------------------------------------------------------------------------
 // Fixture: a temp root, a private tmux server with one session (so tmux answers "ok"), and at
 // most one daemon, killed in TearDown if it still runs.
 
-class E2E : public ::testing::Test {
+class E2E : public ::testing::Test, protected WorkerRoot {
 protected:
     void SetUp() override {
         m_dir = real_path(m_tmp.path());
@@ -227,34 +218,8 @@ protected:
     }
 
     void TearDown() override {
-        if (m_daemon) {
-            m_daemon->kill_now();
-            if (HasFailure()) {
-                std::cerr << m_daemon->tail() << "\n";
-            }
-        }
-        m_daemon.reset();
+        tear_down_daemon(m_daemon, HasFailure());
         m_notify.reset();
-    }
-
-    std::string worker(const std::string& name) const { return m_root + "/" + name; }
-    std::string lock_path(const std::string& name) const {
-        return worker(name) + "/.runtime/agent.lock";
-    }
-    // Writes `content` as the worker's lock; returns the lock path.
-    std::string put_lock(const std::string& name, const std::string& content) {
-        std::string p = lock_path(name);
-        write_file(p, content);
-        return p;
-    }
-    // A lock whose PID is dead and which records no session: stale.
-    std::string put_stale_lock(const std::string& name) {
-        return put_lock(name, go_lock_json(dead_pid(), rfc3339_now(-5s), "", local_hostname()));
-    }
-    // A lock held by a live child process (spawned before acquired_at is taken).
-    std::string put_live_lock(const std::string& name, Child& owner,
-                              const std::string& session = "") {
-        return put_lock(name, go_lock_json(owner.pid(), rfc3339_now(), session, local_hostname()));
     }
 
     std::vector<std::string> tmux_args() const { return {"--tmux-socket", m_tmux.socket_name()}; }
@@ -347,7 +312,6 @@ protected:
     test::TempDir m_tmp;
     test::TmuxServerFixture m_tmux;
     std::string m_dir;
-    std::string m_root;
     std::string m_last_once_stderr;
     std::string m_empty_config;
     std::unique_ptr<NotifyReceiver> m_notify;
@@ -359,8 +323,8 @@ protected:
 
 TEST_F(E2E, OnceJsonDocumentHasTheContractShape) {
     Child owner = spawn_sleeper();
-    std::string live = put_live_lock("w-live", owner);
-    std::string stale = put_stale_lock("w-stale");
+    std::string live = put_live("w-live", owner);
+    std::string stale = put_stale("w-stale");
 
     json::object doc = once_json();
     ASSERT_FALSE(doc.empty());
@@ -411,7 +375,7 @@ TEST_F(E2E, OnceJsonDocumentHasTheContractShape) {
 }
 
 TEST_F(E2E, OnceRemovesAStaleLock) {
-    std::string stale = put_stale_lock("w1");
+    std::string stale = put_stale("w1");
     json::object doc = once_json();
     auto e = lock_entry(doc, stale);
     ASSERT_TRUE(e) << json::serialize(doc);
@@ -423,7 +387,7 @@ TEST_F(E2E, OnceRemovesAStaleLock) {
 }
 
 TEST_F(E2E, OnceWithoutJsonRunsOnePassAndExitsZero) {
-    std::string stale = put_stale_lock("w1");
+    std::string stale = put_stale("w1");
     RunResult r = run({"--once", "--root", m_root, "--tmux-socket", m_tmux.socket_name()});
     EXPECT_TRUE(r.status.exited && r.status.code == 0) << r.status.describe() << "\n" << r.err;
     EXPECT_FALSE(exists(stale));
@@ -433,7 +397,7 @@ TEST_F(E2E, OnceWithoutJsonRunsOnePassAndExitsZero) {
 
 TEST_F(E2E, OnceKeepsALiveLock) {
     Child owner = spawn_sleeper();
-    std::string live = put_live_lock("w1", owner);
+    std::string live = put_live("w1", owner);
     json::object doc = once_json();
     auto e = lock_entry(doc, live);
     ASSERT_TRUE(e) << json::serialize(doc);
@@ -468,7 +432,7 @@ TEST_F(E2E, OnceKeepsADeadPidLockWhoseSessionLives) {
 
 TEST_F(E2E, OnceReportsALivePidWhoseSessionIsGoneAsOrphaned) {
     Child owner = spawn_sleeper();
-    std::string orphan = put_live_lock("w1", owner, "no-such-session");
+    std::string orphan = put_live("w1", owner, "no-such-session");
     json::object doc = once_json();
     auto e = lock_entry(doc, orphan);
     ASSERT_TRUE(e) << json::serialize(doc);
@@ -509,7 +473,7 @@ TEST_F(E2E, OnceReportsAnInvalidLockAndKeepsIt) {
 }
 
 TEST_F(E2E, OnceDryRunWouldRemoveAndKeepsTheFile) {
-    std::string stale = put_stale_lock("w1");
+    std::string stale = put_stale("w1");
     json::object doc = once_json({"--dry-run"});
     auto e = lock_entry(doc, stale);
     ASSERT_TRUE(e) << json::serialize(doc);
@@ -528,8 +492,8 @@ TEST_F(E2E, OnceReportsOneSessionClaimedByTwoWorkers) {
     m_tmux.new_session("shared");
     Child a = spawn_sleeper();
     Child b = spawn_sleeper();
-    std::string la = put_live_lock("w-a", a, "shared");
-    std::string lb = put_live_lock("w-b", b, "shared");
+    std::string la = put_live("w-a", a, "shared");
+    std::string lb = put_live("w-b", b, "shared");
     json::object doc = once_json();
     auto c = collisions_of(doc, "duplicate-session");
     ASSERT_EQ(c.size(), 1u) << json::serialize(doc);
@@ -543,8 +507,8 @@ TEST_F(E2E, OnceReportsOneSessionClaimedByTwoWorkers) {
 
 TEST_F(E2E, OnceReportsOneLivePidHoldingTwoWorkers) {
     Child owner = spawn_sleeper();
-    std::string la = put_live_lock("w-a", owner);
-    std::string lb = put_live_lock("w-b", owner);
+    std::string la = put_live("w-a", owner);
+    std::string lb = put_live("w-b", owner);
     json::object doc = once_json();
     auto c = collisions_of(doc, "duplicate-pid");
     ASSERT_EQ(c.size(), 1u) << json::serialize(doc);
@@ -575,7 +539,7 @@ TEST_P(E2EUnknownTmux, OnceKeepsADeadPidLockThatRecordsASession) {
     }
     std::string held =
         put_lock("w1", go_lock_json(dead_pid(), rfc3339_now(-5s), "anchor", local_hostname()));
-    std::string stale = put_stale_lock("w2");
+    std::string stale = put_stale("w2");
     json::object doc = once_json(tmux_flag);
     ASSERT_NE(member(doc, "tmux"), nullptr);
     EXPECT_EQ(str_or(member(doc, "tmux")->as_object(), "state"), "unknown") << json::serialize(doc);
@@ -627,7 +591,7 @@ TEST_F(E2E, OnceWithNoTmuxServerRemovesADeadPidLockWhoseSessionCannotExist) {
 TEST_F(E2E, DaemonRemovesAStaleLockWithinOneInterval) {
     DaemonProcess& d = start_ready(daemon_args("200ms"));
     std::size_t mark = d.event_count();
-    std::string stale = put_stale_lock("w1");
+    std::string stale = put_stale("w1");
 
     auto removed = d.wait_for_event("lock.removed", about_lock(stale), mark);
     ASSERT_TRUE(removed) << "stale lock never removed\n" << d.tail();
@@ -666,11 +630,11 @@ TEST_F(E2E, LockRemovedEventCarriesContentReasonAndEvidence) {
 
 TEST_F(E2E, DaemonKeepsLiveAndSessionHeldLocksAcrossPasses) {
     Child owner = spawn_sleeper();
-    std::string live = put_live_lock("w-live", owner);
+    std::string live = put_live("w-live", owner);
     m_tmux.new_session("held");
     std::string held =
         put_lock("w-held", go_lock_json(dead_pid(), rfc3339_now(-5s), "held", local_hostname()));
-    std::string stale = put_stale_lock("w-stale");
+    std::string stale = put_stale("w-stale");
 
     DaemonProcess& d = start_ready(daemon_args("200ms"));
     std::size_t mark = d.event_count();
@@ -693,14 +657,14 @@ TEST_F(E2E, DaemonKeepsLiveAndSessionHeldLocksAcrossPasses) {
 TEST_F(E2E, OrphanedLockAndDuplicateClaimsAreLoggedOnce) {
     m_tmux.new_session("shared");
     Child orphan_owner = spawn_sleeper();
-    std::string orphan = put_live_lock("w-orphan", orphan_owner, "gone-session");
+    std::string orphan = put_live("w-orphan", orphan_owner, "gone-session");
     Child a = spawn_sleeper();
     Child b = spawn_sleeper();
-    put_live_lock("w-dup-a", a, "shared");
-    put_live_lock("w-dup-b", b, "shared");
+    put_live("w-dup-a", a, "shared");
+    put_live("w-dup-b", b, "shared");
     Child both = spawn_sleeper();
-    put_live_lock("w-pid-a", both);
-    put_live_lock("w-pid-b", both);
+    put_live("w-pid-a", both);
+    put_live("w-pid-b", both);
 
     DaemonProcess& d = start_ready(daemon_args("200ms"));
     ASSERT_TRUE(d.wait_for_nth_event("pass.completed", 5)) << d.tail();
@@ -774,7 +738,7 @@ TEST_F(E2E, SighupReloadsAGoodConfig) {
     // the second pass to complete after the reload started after it.)
     ASSERT_TRUE(d.wait_for_nth_event("pass.completed", 2, reloaded->index)) << d.tail();
     std::size_t mark = d.event_count();
-    std::string stale = put_stale_lock("w1");
+    std::string stale = put_stale("w1");
     auto would = d.wait_for_event("lock.would_remove", about_lock(stale), mark);
     ASSERT_TRUE(would) << d.tail();
     EXPECT_TRUE(exists(stale));
@@ -818,7 +782,7 @@ TEST_F(E2E, SighupRejectsABadConfigAndKeepsTheOldOne) {
     ASSERT_TRUE(d.running()) << d.tail();
     std::size_t mark = d.event_count();
     ASSERT_TRUE(d.wait_for_nth_event("pass.completed", 1, mark)) << d.tail();
-    std::string stale = put_stale_lock("w1");
+    std::string stale = put_stale("w1");
     EXPECT_TRUE(d.wait_for_event("lock.removed", about_lock(stale), mark)) << d.tail();
     EXPECT_FALSE(exists(stale));
 }
@@ -829,7 +793,7 @@ TEST_F(E2E, SighupRejectsABadConfigAndKeepsTheOldOne) {
 TEST_F(E2E, Sigusr1TriggersAPass) {
     DaemonProcess& d = start_ready(daemon_args("1h"));
     std::size_t mark = d.event_count();
-    std::string stale = put_stale_lock("w1");
+    std::string stale = put_stale("w1");
     d.send_signal(SIGUSR1);
     auto removed = d.wait_for_event("lock.removed", about_lock(stale), mark);
     ASSERT_TRUE(removed) << "SIGUSR1 did not run a pass\n" << d.tail();
@@ -837,7 +801,7 @@ TEST_F(E2E, Sigusr1TriggersAPass) {
 
     // Again: SIGUSR1 keeps working.
     mark = d.event_count();
-    std::string stale2 = put_stale_lock("w2");
+    std::string stale2 = put_stale("w2");
     d.send_signal(SIGUSR1);
     EXPECT_TRUE(d.wait_for_event("lock.removed", about_lock(stale2), mark)) << d.tail();
     EXPECT_FALSE(exists(stale2));
@@ -848,7 +812,7 @@ TEST_F(E2E, Sigusr1TriggersAPass) {
 
 TEST_F(E2E, SigtermExitsZero) {
     for (int i = 0; i < 20; ++i) { // some work, so that a pass may be running when SIGTERM lands
-        put_stale_lock("w" + std::to_string(i));
+        put_stale("w" + std::to_string(i));
     }
     DaemonProcess& d = start_ready(daemon_args("200ms"));
     ASSERT_TRUE(d.wait_for_nth_event("pass.completed", 2)) << d.tail();
@@ -877,7 +841,7 @@ TEST_F(E2E, SigintExitsZero) {
 
 TEST_F(E2E, NotifyMessagesArriveOnTheNotifySocket) {
     // READY=1 comes after the first pass has ended: the stale lock is already gone then.
-    std::string stale = put_stale_lock("w1");
+    std::string stale = put_stale("w1");
     DaemonProcess& d = start_ready(daemon_args("200ms"), 200000);
     EXPECT_FALSE(exists(stale)) << "READY=1 came before the first pass ended";
 
@@ -925,13 +889,13 @@ TEST_F(E2E, NoWatchdogPingsForAnotherProcess) {
 TEST_F(E2E, EveryJsonLogLineParses) {
     // A run that exercises most events: removals, findings, reloads good and bad, SIGUSR1, stop.
     Child owner = spawn_sleeper();
-    put_live_lock("w-live", owner);
+    put_live("w-live", owner);
     // A session id that needs escaping in JSON (written escaped, as Go would).
     put_lock("w-orphan", "{\n  \"pid\": " + std::to_string(owner.pid()) +
                              ",\n  \"acquired_at\": \"" + rfc3339_now() +
                              "\",\n  \"session_id\": \"gone \\\"quoted\\\" session\\twith tab\"" +
                              ",\n  \"hostname\": \"" + local_hostname() + "\"\n}");
-    put_stale_lock("w-stale");
+    put_stale("w-stale");
     put_lock("w-invalid", "{not json");
     put_lock("w-foreign", go_lock_json(dead_pid(), rfc3339_now(-5s), "", "elsewhere.example"));
     std::string config = put_config(config_json(false));
@@ -998,7 +962,7 @@ TEST_F(E2E, RootRemovedAndRecreatedIsLoggedAndTheDaemonResumes) {
 
     mark = d.event_count();
     make_dirs(m_root);
-    std::string stale = put_stale_lock("w1");
+    std::string stale = put_stale("w1");
     auto back = d.wait_for_event("root.recovered", nullptr, mark);
     ASSERT_TRUE(back) << d.tail();
     EXPECT_EQ(back->str("state"), "resolved") << back->dump();
@@ -1112,7 +1076,7 @@ TEST_F(E2E, PassSummaryIsNotLoggedAtInfoOnEveryPass) {
     // Three removals prove at least three more passes ran.
     for (int i = 0; i < 3; ++i) {
         std::size_t mark = d.event_count();
-        std::string stale = put_stale_lock("w" + std::to_string(i));
+        std::string stale = put_stale("w" + std::to_string(i));
         ASSERT_TRUE(d.wait_for_event("lock.removed", about_lock(stale), mark)) << d.tail();
     }
     EXPECT_LE(d.find_events("pass.completed").size(), 1u) << d.tail();
@@ -1200,7 +1164,7 @@ TEST_F(E2E, FlagsWinOverTheConfigFile) {
     std::string config =
         put_config("{\n  \"roots\": [\"" + other + "\"],\n  \"dry_run\": false,\n" +
                    "  \"interval\": \"1h\"\n}\n");
-    std::string stale = put_stale_lock("w1");
+    std::string stale = put_stale("w1");
     json::object doc = once_json({"--config", config, "--root", m_root, "--dry-run"});
     EXPECT_EQ(string_array(doc, "roots"), std::vector<std::string>{m_root}) << json::serialize(doc);
     auto e = lock_entry(doc, stale);
@@ -1210,7 +1174,7 @@ TEST_F(E2E, FlagsWinOverTheConfigFile) {
 }
 
 TEST_F(E2E, ConfigFileSettingsApply) {
-    std::string stale = put_stale_lock("w1");
+    std::string stale = put_stale("w1");
     std::string config = put_config(config_json(true));
     json::object doc = once_json({"--config", config});
     EXPECT_EQ(string_array(doc, "roots"), std::vector<std::string>{m_root}) << json::serialize(doc);

@@ -62,7 +62,7 @@ std::optional<std::chrono::system_clock::time_point> event_time(const LogEvent& 
     return std::chrono::system_clock::from_time_t(::timegm(&tm)) + std::chrono::milliseconds(ms);
 }
 
-class Events : public ::testing::Test {
+class Events : public ::testing::Test, protected WorkerRoot {
 protected:
     void SetUp() override {
         m_dir = real_path(m_tmp.path());
@@ -76,25 +76,15 @@ protected:
     }
 
     void TearDown() override {
-        if (m_daemon) {
-            m_daemon->kill_now();
-            if (HasFailure()) {
-                std::cerr << m_daemon->tail(8000) << "\n";
-            }
-        }
-        m_daemon.reset();
+        tear_down_daemon(m_daemon, HasFailure(), 8000);
         m_notify.reset();
     }
 
-    std::string worker(const std::string& name) const { return m_root + "/" + name; }
-    std::string lock_path(const std::string& name) const {
-        return worker(name) + "/.runtime/agent.lock";
-    }
+    // A lock held by `pid`, acquired `age` ago on this host (hides WorkerRoot::put_lock).
     std::string put_lock(const std::string& name, long long pid, const std::string& session = "",
                          std::chrono::seconds age = 0s) {
-        std::string p = lock_path(name);
-        write_file(p, go_lock_json(pid, rfc3339_now(-age), session, local_hostname()));
-        return p;
+        return WorkerRoot::put_lock(
+            name, go_lock_json(pid, rfc3339_now(-age), session, local_hostname()));
     }
 
     // Passes an hour apart: only events act. `extra` is appended.
@@ -134,9 +124,7 @@ protected:
 
     // Waits for the removal of `lock`, logged at index >= `from`.
     std::optional<LogEvent> removal(const std::string& lock, std::size_t from) {
-        return m_daemon->wait_for_event(
-            "lock.removed", [&lock](const LogEvent& ev) { return ev.str("lock_path") == lock; },
-            from, k_deadline);
+        return m_daemon->wait_for_event("lock.removed", about_lock(lock), from, k_deadline);
     }
 
     // Passes completed at index >= `from` (none may explain an event-driven outcome).
@@ -167,7 +155,6 @@ protected:
     test::TempDir m_tmp;
     test::TmuxServerFixture m_tmux;
     std::string m_dir;
-    std::string m_root;
     std::string m_config;
     std::unique_ptr<NotifyReceiver> m_notify;
     std::unique_ptr<DaemonProcess> m_daemon;

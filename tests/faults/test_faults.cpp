@@ -42,6 +42,7 @@ namespace {
 namespace json = boost::json;
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
+using e2e::about_lock;
 using e2e::DaemonProcess;
 using e2e::DaemonSpec;
 using e2e::LogEvent;
@@ -55,10 +56,6 @@ using test::make_dirs;
 using test::spawn_sleeper;
 using test::write_file;
 
-auto about_lock(const std::string& path) {
-    return [path](const LogEvent& ev) { return ev.str("lock_path") == path; };
-}
-
 std::vector<std::string> dir_entries(const std::string& dir) {
     std::vector<std::string> out;
     for (const auto& e : fs::directory_iterator(dir)) {
@@ -68,7 +65,7 @@ std::vector<std::string> dir_entries(const std::string& dir) {
     return out;
 }
 
-class Faults : public ::testing::Test {
+class Faults : public ::testing::Test, protected e2e::WorkerRoot {
 protected:
     void SetUp() override {
         m_dir = e2e::real_path(m_tmp.path());
@@ -77,32 +74,8 @@ protected:
     }
 
     void TearDown() override {
-        if (m_daemon) {
-            m_daemon->kill_now();
-            if (HasFailure()) {
-                std::cerr << m_daemon->tail() << "\n";
-            }
-        }
-        m_daemon.reset();
+        e2e::tear_down_daemon(m_daemon, HasFailure());
         m_notify.reset();
-    }
-
-    std::string worker(const std::string& name) const { return m_root + "/" + name; }
-    std::string lock_path(const std::string& name) const {
-        return worker(name) + "/.runtime/agent.lock";
-    }
-    std::string put_lock(const std::string& name, const std::string& content) {
-        write_file(lock_path(name), content);
-        return lock_path(name);
-    }
-    std::string put_stale(const std::string& name, const std::string& session = "") {
-        return put_lock(name,
-                        go_lock_json(dead_pid(), e2e::rfc3339_now(-5s), session, local_hostname()));
-    }
-    std::string put_live(const std::string& name, const Child& owner,
-                         const std::string& session = "") {
-        return put_lock(name,
-                        go_lock_json(owner.pid(), e2e::rfc3339_now(), session, local_hostname()));
     }
 
     e2e::NotifyReceiver& notify() {
@@ -146,7 +119,6 @@ protected:
 
     test::TempDir m_tmp;
     std::string m_dir;
-    std::string m_root;
     std::unique_ptr<e2e::NotifyReceiver> m_notify;
     std::unique_ptr<DaemonProcess> m_daemon;
 };

@@ -44,7 +44,6 @@ using e2e::member;
 using e2e::RunResult;
 using e2e::str_or;
 using test::Child;
-using test::dead_pid;
 using test::exists;
 using test::go_lock_json;
 using test::local_hostname;
@@ -178,7 +177,7 @@ std::string dump(const json::object& o) {
 // Fixture: a root and, beside it, decoy directories holding stale-looking locks that symlinks in
 // the root point at. TearDown compares the outside world with the snapshot taken by guard().
 
-class Hostile : public ::testing::Test {
+class Hostile : public ::testing::Test, protected e2e::WorkerRoot {
 protected:
     void SetUp() override {
         m_dir = e2e::real_path(m_tmp.path());
@@ -198,13 +197,7 @@ protected:
     }
 
     void TearDown() override {
-        if (m_daemon) {
-            m_daemon->kill_now();
-            if (HasFailure()) {
-                std::cerr << m_daemon->tail() << "\n";
-            }
-            m_daemon.reset();
-        }
+        e2e::tear_down_daemon(m_daemon, HasFailure());
         if (m_guarded) {
             Snapshot after = snapshot_outside();
             auto diffs = after.differences_from(m_before);
@@ -236,21 +229,6 @@ protected:
         m_guarded = true;
     }
 
-    std::string worker(const std::string& name) const { return m_root + "/" + name; }
-    std::string runtime(const std::string& name) const { return worker(name) + "/.runtime"; }
-    std::string lock_path(const std::string& name) const { return runtime(name) + "/agent.lock"; }
-
-    static std::string stale_json() {
-        return go_lock_json(dead_pid(), e2e::rfc3339_now(-5s), "", local_hostname());
-    }
-    std::string put_lock(const std::string& name, const std::string& content) {
-        write_file(lock_path(name), content);
-        return lock_path(name);
-    }
-    std::string put_stale(const std::string& name) { return put_lock(name, stale_json()); }
-    std::string put_live(const std::string& name, const Child& owner) {
-        return put_lock(name, go_lock_json(owner.pid(), e2e::rfc3339_now(), "", local_hostname()));
-    }
     void symlink(const std::string& target, const std::string& link) {
         make_dirs(fs::path(link).parent_path().string());
         ASSERT_EQ(::symlink(target.c_str(), link.c_str()), 0)
@@ -319,7 +297,6 @@ protected:
     test::TempDir m_tmp;
     test::TmuxServerFixture m_tmux;
     std::string m_dir;
-    std::string m_root;
     std::string m_outside;
     std::vector<std::string> m_etc_targets;
     Snapshot m_before;
