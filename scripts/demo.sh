@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The run command: builds agentlockd, creates a demo worker root and runs the daemon on it in the
 # foreground. The root holds a live agent, a stale lock, an orphaned lock, a lock held by a real
-# tmux session on a private socket, and an unparseable lock. After a few seconds the demo ends
-# that tmux session, and the daemon removes the lock it was holding.
+# tmux session on a private socket, an unparseable lock, and a worker whose .runtime is a
+# symlink (never followed: reported). After a few seconds the demo ends that tmux session, and
+# the daemon removes the lock it was holding.
 #
 #   scripts/demo.sh            run until Ctrl-C
 #   scripts/demo.sh --once     one pass, JSON report on stdout, then exit
@@ -45,6 +46,8 @@ lock rig/orphaned-agent "$orphan_pid" "session-that-ended"
 lock rig/tmux-held-agent "$(dead_pid)" "demo-held"
 mkdir -p "$demo/rig/half-written/.runtime"
 printf '{"pid": 12' >"$demo/rig/half-written/.runtime/agent.lock"
+mkdir -p "$demo/shared-runtime" "$demo/rig/linked-agent"
+ln -s ../../shared-runtime "$demo/rig/linked-agent/.runtime"
 
 echo "demo worker root: $demo (tmux socket -L $socket)" >&2
 if [[ "${1:-}" == "--once" ]]; then
