@@ -19,8 +19,8 @@ socket="agentlock-demo-$$"
 agent_pid=""
 orphan_pid=""
 cleanup() {
-  [[ -n "$agent_pid" ]] && kill "$agent_pid" 2>/dev/null || true
-  [[ -n "$orphan_pid" ]] && kill "$orphan_pid" 2>/dev/null || true
+  if [[ -n "$agent_pid" ]]; then kill "$agent_pid" 2>/dev/null || true; fi
+  if [[ -n "$orphan_pid" ]]; then kill "$orphan_pid" 2>/dev/null || true; fi
   tmux -L "$socket" kill-server 2>/dev/null || true
   rm -rf "$demo"
 }

@@ -51,12 +51,12 @@ for t in $targets; do
   if [[ -f "$here/fuzz/$t.dict" ]]; then args+=(-dict="$here/fuzz/$t.dict"); fi
   if [[ $t == parse_lock ]]; then args+=(-dict="$here/fuzz/lock.dict" -max_len=4096); fi
   log="$build/$t.log"
-  echo "fuzz: $t for ${seconds}s (seeds: $(ls "$seeds" | wc -l))"
+  echo "fuzz: $t for ${seconds}s (seeds: $(find "$seeds" -maxdepth 1 -type f | wc -l))"
   if "$build/fuzz/fuzz_$t" "${args[@]}" "$work" "$seeds" >"$log" 2>&1; then
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
     rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
     cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1)
-    echo "fuzz: $t ok: ${runs:-?} runs, ${rate:-?} execs/s, ${cov:-cov: ?}, corpus $(ls "$work" | wc -l)"
+    echo "fuzz: $t ok: ${runs:-?} runs, ${rate:-?} execs/s, ${cov:-cov: ?}, corpus $(find "$work" -maxdepth 1 -type f | wc -l)"
   else
     status=1
     echo "fuzz: $t FAILED; log: $log; artifacts: $build/artifacts/" >&2

@@ -14,7 +14,7 @@ if ! command -v clang-tidy-14 >/dev/null; then
   AGENTLOCK_EXTRA_PACKAGES="clang-tidy-14" "$here/scripts/install-deps.sh"
 fi
 if [[ ! -f "$build/compile_commands.json" ]]; then
-  cmake -S "$here" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=${BUILD_TYPE:-RelWithDebInfo} \
+  cmake -S "$here" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE="${BUILD_TYPE:-RelWithDebInfo}" \
     -DAGENTLOCK_WERROR=ON >/dev/null
 fi
 
