@@ -631,13 +631,25 @@ TEST_F(Faults, SigtermDuringAPassOverABigTreeExitsCleanlyAndRemovesNothingLive) 
         logged += removed_logged ? 1u : 0u;
     }
     const bool cut_short = stopping->str("pass_running") == "true";
+    std::optional<long long> dirs_read;
     if (cut_short) {
         auto completed = d.find_events("pass.completed");
         ASSERT_FALSE(completed.empty()) << d.tail();
-        EXPECT_EQ(completed.back().str("cancelled"), "true") << completed.back().dump();
+        const e2e::LogEvent& last = completed.back();
+        EXPECT_EQ(last.str("cancelled"), "true") << last.dump();
+        // The walk stops at the next directory; a root it walked only in part must not be
+        // reported as walked (what it did not reach would look gone).
+        dirs_read = e2e::int_of(last.fields, "dirs");
+        ASSERT_TRUE(dirs_read) << last.dump();
+        const long long all_dirs = 1 + k_tops + k_tops * k_per_top + // root, tops, workers
+                                   static_cast<long long>(stale.size() + live.size()); // .runtime
+        if (*dirs_read < all_dirs) {
+            EXPECT_EQ(e2e::int_of(last.fields, "roots_unavailable"), 1) << last.dump();
+        }
     }
     std::cerr << "SIGTERM landed with " << at_signal << " of " << stale.size()
               << " stale locks left (pass running: " << (cut_short ? "yes" : "no")
+              << ", directories read: " << (dirs_read ? std::to_string(*dirs_read) : "-")
               << "); exit after " << exit_ms << " ms; " << logged << " removed in all, "
               << remaining() << " left for the next start\n";
 }
