@@ -16,6 +16,7 @@
 #include <stdexcept>
 #include <string>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <vector>
 
 namespace agentlock::e2e {
@@ -359,13 +360,16 @@ TEST_F(E2E, OnceJsonDocumentHasTheContractShape) {
     EXPECT_FALSE(str_or(*e, "acquired_at").empty());
     EXPECT_FALSE(str_or(*e, "reason").empty());
 
-    ASSERT_NE(member(doc, "collisions"), nullptr);
-    ASSERT_TRUE(member(doc, "collisions")->is_array());
+    for (auto key : {"collisions", "root_errors", "walk_errors", "skipped_runtimes"}) {
+        ASSERT_NE(member(doc, key), nullptr) << key;
+        EXPECT_TRUE(member(doc, key)->is_array()) << key;
+    }
 
     ASSERT_NE(member(doc, "stats"), nullptr);
     ASSERT_TRUE(member(doc, "stats")->is_object());
     const auto& stats = member(doc, "stats")->as_object();
-    for (auto key : {"dirs", "locks", "removed", "unreadable_dirs", "elapsed_ms"}) {
+    for (auto key : {"dirs", "locks", "removed", "would_remove", "unreadable_dirs",
+                     "symlinked_runtimes", "elapsed_ms"}) {
         EXPECT_TRUE(int_of(stats, key).has_value()) << "stats lacks " << key;
     }
     EXPECT_EQ(int_of(stats, "locks"), 2);
@@ -388,11 +392,19 @@ TEST_F(E2E, OnceRemovesAStaleLock) {
 
 TEST_F(E2E, OnceWithoutJsonRunsOnePassAndExitsZero) {
     std::string stale = put_stale("w1");
+    make_dirs(worker("w-linked"));
+    ASSERT_EQ(::symlink("/nonexistent-runtime", runtime("w-linked").c_str()), 0);
     RunResult r = run({"--once", "--root", m_root, "--tmux-socket", m_tmux.socket_name()});
     EXPECT_TRUE(r.status.exited && r.status.code == 0) << r.status.describe() << "\n" << r.err;
     EXPECT_FALSE(exists(stale));
     EXPECT_NE(r.out.find(stale), std::string::npos) << "the report names the removed lock:\n"
                                                     << r.out;
+    // The symlinked .runtime: named with its target, and counted.
+    EXPECT_NE(r.out.find("skipped " + runtime("w-linked") + ": " + runtime("w-linked") +
+                         " is a symlink to /nonexistent-runtime"),
+              std::string::npos)
+        << r.out;
+    EXPECT_NE(r.out.find(" symlinked_runtimes=1 "), std::string::npos) << r.out;
 }
 
 TEST_F(E2E, OnceKeepsALiveLock) {
