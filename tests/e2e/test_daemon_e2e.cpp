@@ -425,12 +425,9 @@ TEST_F(E2E, OnceKeepsADeadPidLockWhoseSessionLives) {
     std::string pane = m_tmux.pane_of("agent-s2");
     ASSERT_FALSE(id.empty());
     ASSERT_FALSE(pane.empty());
-    std::string by_name = put_lock(
-        "w-name", go_lock_json(dead_pid(), rfc3339_now(-5s), "agent-s1", local_hostname()));
-    std::string by_id =
-        put_lock("w-id", go_lock_json(dead_pid(), rfc3339_now(-5s), id, local_hostname()));
-    std::string by_pane =
-        put_lock("w-pane", go_lock_json(dead_pid(), rfc3339_now(-5s), pane, local_hostname()));
+    std::string by_name = put_stale("w-name", "agent-s1");
+    std::string by_id = put_stale("w-id", id);
+    std::string by_pane = put_stale("w-pane", pane);
 
     json::object doc = once_json();
     for (const auto& p : {by_name, by_id, by_pane}) {
@@ -549,8 +546,7 @@ TEST_P(E2EUnknownTmux, OnceKeepsADeadPidLockThatRecordsASession) {
     } else {
         tmux_flag = {"--tmux-socket-path", m_dir + "/plain-file"};
     }
-    std::string held =
-        put_lock("w1", go_lock_json(dead_pid(), rfc3339_now(-5s), "anchor", local_hostname()));
+    std::string held = put_stale("w1", "anchor");
     std::string stale = put_stale("w2");
     json::object doc = once_json(tmux_flag);
     ASSERT_NE(member(doc, "tmux"), nullptr);
@@ -584,8 +580,7 @@ TEST_F(E2E, OnceWithNoTmuxServerRemovesADeadPidLockWhoseSessionCannotExist) {
     // A socket nobody listens on, as a tmux server that died leaves behind.
     std::string dead_socket = m_dir + "/dead-tmux.sock";
     make_dead_socket(dead_socket);
-    std::string stale =
-        put_lock("w1", go_lock_json(dead_pid(), rfc3339_now(-5s), "anchor", local_hostname()));
+    std::string stale = put_stale("w1", "anchor");
     json::object doc = once_json({"--tmux-socket-path", dead_socket});
     ASSERT_NE(member(doc, "tmux"), nullptr);
     EXPECT_EQ(str_or(member(doc, "tmux")->as_object(), "state"), "no-server")
@@ -644,8 +639,7 @@ TEST_F(E2E, DaemonKeepsLiveAndSessionHeldLocksAcrossPasses) {
     Child owner = spawn_sleeper();
     std::string live = put_live("w-live", owner);
     m_tmux.new_session("held");
-    std::string held =
-        put_lock("w-held", go_lock_json(dead_pid(), rfc3339_now(-5s), "held", local_hostname()));
+    std::string held = put_stale("w-held", "held");
     std::string stale = put_stale("w-stale");
 
     DaemonProcess& d = start_ready(daemon_args("200ms"));
@@ -992,8 +986,7 @@ TEST_F(E2E, TmuxUnreachableAndRecoveredAreLoggedAndSessionLocksAreKeptMeanwhile)
     // The daemon asks a tmux server that does not exist yet: tmux answers "error connecting ...
     // (No such file or directory)", which may be a wrong socket: unknown, never a removal.
     test::TmuxServerFixture later;
-    std::string held =
-        put_lock("w1", go_lock_json(dead_pid(), rfc3339_now(-5s), "agent-x", local_hostname()));
+    std::string held = put_stale("w1", "agent-x");
     std::vector<std::string> args = daemon_args("200ms");
     for (std::size_t i = 0; i + 1 < args.size(); ++i) {
         if (args[i] == "--tmux-socket") {

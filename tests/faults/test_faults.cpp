@@ -48,7 +48,6 @@ using e2e::DaemonSpec;
 using e2e::LogEvent;
 using hostile::MountGuard;
 using test::Child;
-using test::dead_pid;
 using test::exists;
 using test::go_lock_json;
 using test::local_hostname;
@@ -394,7 +393,7 @@ TEST_F(FullDisk, AcquireFailsWithAClearIoErrorLeavesNoTempFileAndKeepsTheOldLock
     }
     // The old lock: stale (dead PID), so acquire would take it over if it could write.
     const std::string w = m_fs + "/w";
-    const std::string old = go_lock_json(dead_pid(), e2e::rfc3339_now(-5s), "", local_hostname());
+    const std::string old = stale_json();
     write_file(w + "/.runtime/agent.lock", old);
     write_file(w + "/.runtime/agent.lock.flock", "");
     fill(false);
@@ -430,7 +429,7 @@ TEST_F(FullDisk, AcquireFailsCleanlyWhenNoInodeIsLeft) {
         GTEST_SKIP() << "mounting a tmpfs is not permitted here: " << m_skip_reason;
     }
     const std::string w = m_fs + "/w";
-    const std::string old = go_lock_json(dead_pid(), e2e::rfc3339_now(-5s), "", local_hostname());
+    const std::string old = stale_json();
     write_file(w + "/.runtime/agent.lock", old);
     write_file(w + "/.runtime/agent.lock.flock", "");
     fill(true);
@@ -455,7 +454,7 @@ TEST_F(FullDisk, TheDaemonKeepsWorkingOnAFullFileSystem) {
     const std::string live = m_fs + "/w-live/.runtime/agent.lock";
     write_file(live, go_lock_json(owner.pid(), e2e::rfc3339_now(), "", local_hostname()));
     const std::string stale = m_fs + "/w-stale/.runtime/agent.lock";
-    write_file(stale, go_lock_json(dead_pid(), e2e::rfc3339_now(-5s), "", local_hostname()));
+    write_file(stale, stale_json());
     fill(false);
     test::TmuxServerFixture tmux;
     tmux.new_session("anchor");
@@ -582,8 +581,7 @@ TEST_F(Faults, SigtermDuringAPassOverABigTreeExitsCleanlyAndRemovesNothingLive) 
             ASSERT_EQ(::mkdir(w.c_str(), 0755), 0);
             if (j % 40 == 0) {
                 stale.push_back(w + "/.runtime/agent.lock");
-                write_file(stale.back(),
-                           go_lock_json(dead_pid(), e2e::rfc3339_now(-5s), "", local_hostname()));
+                write_file(stale.back(), stale_json());
             } else if (j % 40 == 20) {
                 const Child& o = owners[live.size() % owners.size()];
                 live.push_back(w + "/.runtime/agent.lock");
