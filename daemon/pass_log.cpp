@@ -123,7 +123,6 @@ void PassLogger::end_pass(const PassReport& report, bool cancelled,
                 m_log.log(finding_level(change), change.event(), finding_event_fields(change));
             }
         }
-        const auto& summaries = report.summaries;
         for (const auto& change : m_findings.sweep(unavailable_roots(report))) {
             Fields fields = finding_event_fields(change);
             if (change.event() == "tmux.recovered") {
@@ -134,7 +133,8 @@ void PassLogger::end_pass(const PassReport& report, bool cancelled,
                     fields.emplace_back("tmux_detail", report.tmux.detail);
                 }
             } else if (is_lock_event(change.finding)) {
-                fields = resolved_lock_fields(change, lock_now(summaries, change.finding.key));
+                fields =
+                    resolved_lock_fields(change, lock_now(report.summaries, change.finding.key));
             }
             m_log.log(finding_level(change), change.event(), fields);
         }

@@ -20,8 +20,6 @@ std::string_view to_string(CollisionKind kind) {
     return "stale";
 }
 
-namespace {} // namespace
-
 bool claims_identity(Verdict v) {
     return v == Verdict::live || v == Verdict::orphaned || v == Verdict::held_by_session ||
            v == Verdict::unknown;

@@ -130,21 +130,16 @@ void Walker::adopt(Frame frame, dev_t root_dev) {
 
 void Walker::walk() {
     while (!m_stack.empty()) {
-        if (m_options.cancel != nullptr && m_options.cancel->load(std::memory_order_relaxed)) {
-            m_stats.cancelled = true;
+        const bool cancelled =
+            m_options.cancel != nullptr && m_options.cancel->load(std::memory_order_relaxed);
+        if (cancelled || (m_sink != nullptr && m_sink->stopped())) {
+            m_stats.cancelled = m_stats.cancelled || cancelled;
             m_stack.clear();
             m_held = 0;
             return;
         }
-        if (m_sink != nullptr) {
-            if (m_sink->stopped()) {
-                m_stack.clear();
-                m_held = 0;
-                return;
-            }
-            if (m_sink->wants_work()) {
-                share();
-            }
+        if (m_sink != nullptr && m_sink->wants_work()) {
+            share();
         }
         Frame& parent = m_stack.back();
         if (parent.subdirs.empty()) {

@@ -14,9 +14,8 @@
 namespace agentlock {
 
 /// An immutable path (or other often repeated text, such as a tmux session name) shared through
-/// a process-wide pool: every PathRef made from equal text
-/// points at the same storage, which is freed with the last PathRef. Copies cost a pointer and
-/// an atomic increment. Thread-safe.
+/// a process-wide pool: every PathRef made from equal text points at the same storage, which is
+/// freed with the last PathRef. Copies cost a pointer and an atomic increment. Thread-safe.
 class PathRef {
 public:
     PathRef() = default; ///< the empty path
