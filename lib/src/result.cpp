@@ -13,4 +13,12 @@ Error io_error(std::string_view operation, std::string path, int saved_errno) {
     return e;
 }
 
+Error invalid_input(std::string path, std::string message) {
+    Error e;
+    e.kind = ErrorKind::invalid;
+    e.path = std::move(path);
+    e.message = std::move(message);
+    return e;
+}
+
 } // namespace agentlock

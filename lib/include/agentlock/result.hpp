@@ -14,7 +14,11 @@ enum class ErrorKind {
     locked,       ///< another live agent (or an unverifiable one) holds the lock
     invalid_lock, ///< the lock file exists but cannot be parsed or is not a regular file
     io,           ///< a system call failed; `code` and `path` say which and where
+    invalid,      ///< an input given by the caller (a config, a flag, a path) is not acceptable
 };
+
+/// An `invalid` Error about `path` (a file, a key or a flag); `message` is the whole text.
+Error invalid_input(std::string path, std::string message);
 
 /// A failure: its kind, the OS error if any, the path involved and a full message.
 struct Error {
