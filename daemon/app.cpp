@@ -150,13 +150,8 @@ int agentlockd_main(const std::vector<std::string>& args) {
     }
 
     try {
-        EventSwitches switches;
-        for (const auto& source : cl->events_test_disable) {
-            switches.pidfd = switches.pidfd && source != "pidfd";
-            switches.inotify = switches.inotify && source != "inotify";
-        }
         Service service(*config, config_path, cl->overrides, log, system_backend(read_host_facts()),
-                        {{"nofile", nofile}}, switches);
+                        {{"nofile", nofile}});
         return service.run();
     } catch (const std::exception& e) {
         log.log(LogLevel::error, "daemon.failed", {{"error", e.what()}});

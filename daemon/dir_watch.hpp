@@ -8,6 +8,7 @@
 // us watch the wrong directory, which only costs spurious re-checks (every re-check reaches the
 // lock from its root without following symlinks).
 
+#include <agentlock/monitor.hpp>
 #include <agentlock/path_ref.hpp>
 
 #include <boost/asio/io_context.hpp>
@@ -45,12 +46,6 @@ struct WatchPathLess {
     bool operator()(std::string_view a, const WatchPath& b) const;
 };
 
-/// What a watched directory is to us.
-enum class WatchKind {
-    dir,     ///< a root, or a directory that may lead to workers: new and removed subdirectories
-    runtime, ///< a worker's .runtime: agent.lock created, rewritten, renamed in or removed
-};
-
 /// One inotify record as read from the descriptor.
 struct RawInotifyEvent {
     int wd = -1;
@@ -62,14 +57,6 @@ struct RawInotifyEvent {
 /// Splits the bytes of one read(2) of an inotify descriptor into records; stops at a truncated
 /// record.
 std::vector<RawInotifyEvent> parse_inotify_buffer(const char* data, std::size_t size);
-
-/// One event about a watched directory, with the directory's path.
-struct WatchEvent {
-    std::string dir; ///< the watched directory's path
-    WatchKind kind = WatchKind::dir;
-    std::string name; ///< the entry concerned; empty for the directory itself
-    std::uint32_t mask = 0;
-};
 
 /// The outcome of adding one watch.
 enum class AddWatch {
@@ -84,14 +71,14 @@ enum class AddWatch {
 /// thread-safe (the
 /// worker thread adds watches as it finds directories); open, start and close belong to the
 /// event loop thread.
-class DirWatcher {
+class DirWatcher final : public DirWatchSet {
 public:
     /// Receives, on the loop thread, each batch of events read; `overflow` when the kernel's
     /// queue overflowed and events were lost.
     using OnEvents = std::function<void(std::vector<WatchEvent> events, bool overflow)>;
 
     explicit DirWatcher(boost::asio::io_context& io);
-    ~DirWatcher();
+    ~DirWatcher() override;
     DirWatcher(const DirWatcher&) = delete;
     DirWatcher& operator=(const DirWatcher&) = delete;
 
@@ -106,7 +93,7 @@ public:
     /// Watches `path` as `kind`; `error` (when given) says why on failed and exhausted.
     AddWatch add(const std::string& path, WatchKind kind, std::string* error = nullptr);
     /// Stops watching `path` and every watched directory below it.
-    void remove_under(const std::string& path);
+    void remove_under(const std::string& path) override;
     /// Starts a round of marking: from now on, add() marks each path it adds or finds watched.
     /// Returns the round, for drop_unmarked. (A set of the paths to keep would cost as much as
     /// the watches themselves at fleet scale.)
@@ -118,7 +105,7 @@ public:
     /// Number of watches.
     std::size_t count() const;
     /// The kind `path` is watched as, if it is.
-    std::optional<WatchKind> kind_of(const std::string& path) const;
+    std::optional<WatchKind> kind_of(const std::string& path) const override;
 
 private:
     AddWatch add_locked(const std::string& path, WatchKind kind, std::string* error);

@@ -4,6 +4,7 @@
 #include "event_log.hpp"
 
 #include <agentlock/findings.hpp>
+#include <agentlock/monitor.hpp>
 #include <agentlock/pass.hpp>
 
 #include <chrono>
@@ -15,13 +16,6 @@ namespace agentlock::daemon {
 
 /// How often pass.completed is logged at info level (it is logged at debug after every pass).
 inline constexpr std::chrono::minutes k_pass_summary_every{5};
-
-/// One event-driven re-check of a worker and what triggered it ("pidfd", "inotify", "tmux",
-/// "poll").
-struct CheckOutcome {
-    WorkerCheck check;
-    std::string trigger;
-};
 
 /// Logs what each pass and re-check did and found. Lives on the event loop thread.
 class PassLogger {

@@ -5,6 +5,8 @@
 // again now"; it never decides anything.
 
 #include <agentlock/fd.hpp>
+#include <agentlock/lock_table.hpp>
+#include <agentlock/monitor.hpp>
 #include <agentlock/path_ref.hpp>
 #include <agentlock/process_probe.hpp>
 
@@ -23,14 +25,6 @@
 
 namespace agentlock::daemon {
 
-/// The owner of a lock as it was judged alive (verdict live or orphaned).
-struct Owner {
-    std::int64_t pid = 0;
-    std::optional<std::uint64_t> start_ticks; ///< what the process probe saw when judging
-
-    bool operator==(const Owner&) const = default;
-};
-
 /// Whether a PID still belongs to the owner that was judged, probed right after pidfd_open.
 struct OwnerRecheck {
     bool same = true;
@@ -47,7 +41,7 @@ int open_pidfd(std::int64_t pid);
 
 /// Holds a pidfd for each live owner and reports the workers whose owner exited. Lives on the
 /// event loop thread.
-class PidWatcher {
+class PidWatcher final : public OwnerWatch {
 public:
     /// Called (posted to the loop) with the workers to judge again and the reason.
     using OnExit =
@@ -57,20 +51,20 @@ public:
     /// With `enabled` false no pidfd is ever opened: every owner is left to polling.
     PidWatcher(boost::asio::io_context& io, std::size_t budget, ProcessProbe& probe, OnExit on_exit,
                bool enabled = true);
-    ~PidWatcher();
+    ~PidWatcher() override;
     PidWatcher(const PidWatcher&) = delete;
     PidWatcher& operator=(const PidWatcher&) = delete;
 
     /// Records that `worker`'s lock is owned by `owner`, alive when judged, or by no live owner
     /// (nullopt). Opens a pidfd for a new PID (one per PID, shared by the workers it holds) and
     /// closes the pidfd of a PID that no longer owns anything.
-    void set_owner(const std::string& worker, const std::optional<Owner>& owner);
+    void set_owner(const std::string& worker, const std::optional<Owner>& owner) override;
 
     /// Records that every worker `gone` selects has no live owner any more.
-    void forget_if(const std::function<bool(const std::string& worker)>& gone);
+    void forget_if(const std::function<bool(const std::string& worker)>& gone) override;
 
     /// Workers whose live owner has no pidfd (budget spent, or pidfd_open failed): to be polled.
-    const std::set<std::string>& unwatched() const { return m_unwatched; }
+    const std::set<std::string>& unwatched() const override { return m_unwatched; }
     /// Why the last owner went unwatched (for the log), empty if none ever did.
     const std::string& unwatched_reason() const { return m_unwatched_reason; }
     /// PIDs with an open pidfd.

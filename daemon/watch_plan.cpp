@@ -3,6 +3,7 @@
 #include <agentlock/fd.hpp>
 #include <agentlock/findings.hpp>
 #include <agentlock/lock_file.hpp>
+#include <agentlock/scope.hpp>
 
 #include <algorithm>
 #include <cerrno>
@@ -18,44 +19,12 @@ namespace {
 
 const std::string k_runtime(k_runtime_dir);
 
-bool pruned(const std::vector<std::string>& prune, const std::string& name) {
-    return std::find(prune.begin(), prune.end(), name) != prune.end();
-}
-
 std::string base_name(const std::string& path) {
     const auto slash = path.rfind('/');
     return slash == std::string::npos ? path : path.substr(slash + 1);
 }
 
 } // namespace
-
-std::optional<unsigned> depth_below(const std::string& root, const std::string& path) {
-    if (!path_is_under(path, root)) {
-        return std::nullopt;
-    }
-    unsigned depth = 0;
-    bool in_name = false;
-    for (std::size_t i = root.size(); i < path.size(); ++i) {
-        if (path[i] == '/') {
-            in_name = false;
-        } else if (!in_name) {
-            in_name = true;
-            ++depth;
-        }
-    }
-    return depth;
-}
-
-std::optional<std::string> root_containing(const std::vector<std::string>& roots,
-                                           const std::string& path) {
-    const std::string* best = nullptr;
-    for (const auto& root : roots) {
-        if (path_is_under(path, root) && (best == nullptr || root.size() > best->size())) {
-            best = &root;
-        }
-    }
-    return best == nullptr ? std::nullopt : std::optional<std::string>(*best);
-}
 
 std::map<std::string, WatchKind> watches_to(const std::string& root, const std::string& worker) {
     std::map<std::string, WatchKind> out;
@@ -70,8 +39,7 @@ std::map<std::string, WatchKind> watches_to(const std::string& root, const std::
     return out;
 }
 
-std::vector<std::string> list_subdirs(const std::string& path,
-                                      const std::vector<std::string>& prune) {
+std::vector<std::string> list_subdirs(const std::string& path, const WalkOptions& scope) {
     std::vector<std::string> out;
     const int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) {
@@ -84,7 +52,7 @@ std::vector<std::string> list_subdirs(const std::string& path,
     }
     while (const dirent* entry = ::readdir(dir)) {
         const std::string name(entry->d_name);
-        if (name == "." || name == ".." || pruned(prune, name)) {
+        if (name == "." || name == ".." || is_pruned(scope, name)) {
             continue;
         }
         bool is_dir = entry->d_type == DT_DIR;
@@ -129,7 +97,7 @@ public:
         if (!add(dir, WatchKind::dir)) {
             return;
         }
-        const auto names = list_subdirs(dir, m_walk.prune);
+        const auto names = list_subdirs(dir, m_walk);
         const bool worker = std::find(names.begin(), names.end(), k_runtime) != names.end();
         if (worker) {
             add(join_path(dir, k_runtime), WatchKind::runtime);
@@ -225,7 +193,7 @@ FleetWatch watch_fleet(const std::vector<std::string>& roots,
         w.tree(root, 0, true);
     }
     for (const auto& worker : workers) {
-        if (auto root = root_containing(roots, std::string(worker))) {
+        if (const std::string* root = root_containing(roots, worker)) {
             w.way(*root, worker);
         }
     }

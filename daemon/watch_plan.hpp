@@ -13,6 +13,7 @@
 
 #include "dir_watch.hpp"
 
+#include <agentlock/scope.hpp>
 #include <agentlock/tree_walk.hpp>
 
 #include <map>
@@ -56,15 +57,7 @@ std::map<std::string, WatchKind> watches_to(const std::string& root, const std::
 
 /// Names of the subdirectories of `path`, pruned names left out; `path` itself is opened with
 /// O_NOFOLLOW and symlinks are never listed as directories. Empty when it cannot be read.
-std::vector<std::string> list_subdirs(const std::string& path,
-                                      const std::vector<std::string>& prune);
-
-/// The depth of `path` below `root` (the root is 0), or nullopt when it is not under it.
-std::optional<unsigned> depth_below(const std::string& root, const std::string& path);
-
-/// The configured root `path` lies under (the most specific), or nullopt.
-std::optional<std::string> root_containing(const std::vector<std::string>& roots,
-                                           const std::string& path);
+std::vector<std::string> list_subdirs(const std::string& path, const WalkOptions& scope);
 
 /// What the search of a new directory found.
 struct ScanResult {

@@ -40,19 +40,6 @@ const std::string& FindingChange::event() const {
     return finding.event;
 }
 
-bool path_is_under(std::string_view path, std::string_view root) {
-    while (root.size() > 1 && root.back() == '/') {
-        root.remove_suffix(1);
-    }
-    if (path.substr(0, root.size()) != root) {
-        return false;
-    }
-    if (path.size() == root.size() || root == "/") {
-        return true;
-    }
-    return path[root.size()] == '/';
-}
-
 namespace {
 
 std::string_view lock_suffix() {

@@ -2,6 +2,7 @@
 
 #include <agentlock/fd.hpp>
 #include <agentlock/findings.hpp>
+#include <agentlock/scope.hpp>
 
 #include <algorithm>
 #include <cerrno>
@@ -42,33 +43,31 @@ bool is_local(const LockInfo& info, const HostFacts& host) {
 class LockHandler {
 public:
     LockHandler(const PassOptions& options, ProcessProbe& processes, TmuxProbe& tmux,
-                const TmuxFacts* tmux_facts, const HostFacts& host, PassReport& report,
-                PassSink* sink = nullptr)
+                const TmuxFacts* tmux_facts, const HostFacts& host)
         : m_options(options), m_processes(processes), m_tmux(tmux), m_tmux_facts(tmux_facts),
-          m_host(host), m_report(report), m_sink(sink) {
+          m_host(host) {
         m_not_asked.detail = "not asked: no session to look up";
     }
 
     // The answer tmux gave when it was asked lazily.
     const std::optional<TmuxFacts>& asked() const { return m_asked; }
 
-    void handle(const LockSite& site) {
+    // The lock at `site` as judged and handled; nullopt when it vanished before it was opened.
+    std::optional<LockRecord> handle(const LockSite& site) {
         LockRecord rec;
         rec.worker = site.worker;
         rec.lock_path = site.lock_path;
         LockRead read = read_lock_at(site.runtime_fd, site.lock_path);
         switch (read.state) {
         case LockRead::State::absent:
-            return; // removed between the directory listing and the open
+            return std::nullopt; // removed between the directory listing and the open
         case LockRead::State::io_error:
             rec.judgement = {Verdict::unknown, read.message};
-            keep(std::move(rec));
-            return;
+            return rec;
         case LockRead::State::invalid:
             rec.judgement = {Verdict::invalid, read.message};
             rec.content = std::move(read.bytes);
-            keep(std::move(rec));
-            return;
+            return rec;
         case LockRead::State::ok:
             break;
         }
@@ -83,23 +82,10 @@ public:
             rec.content.clear();
             rec.content.shrink_to_fit();
         }
-        keep(std::move(rec));
+        return rec;
     }
 
 private:
-    // The summary stays in the report; the record goes to the sink, or into the report.
-    void keep(LockRecord&& rec) {
-        m_report.summaries.push_back(summarize(rec));
-        if (rec.action == LockAction::would_remove) {
-            ++m_report.stats.would_remove;
-        }
-        if (m_sink != nullptr) {
-            m_sink->on_lock(std::move(rec));
-        } else {
-            m_report.locks.push_back(std::move(rec));
-        }
-    }
-
     const TmuxFacts& facts_for(const LockInfo& info) {
         if (m_tmux_facts != nullptr) {
             return *m_tmux_facts;
@@ -142,7 +128,6 @@ private:
         case RemovalAction::removed:
             rec.action = LockAction::removed;
             rec.content = std::move(removal.content);
-            ++m_report.stats.removed;
             break;
         case RemovalAction::would_remove:
             rec.action = LockAction::would_remove;
@@ -163,9 +148,20 @@ private:
     std::optional<TmuxFacts> m_asked;
     TmuxFacts m_not_asked;
     const HostFacts& m_host;
-    PassReport& m_report;
-    PassSink* m_sink;
 };
+
+// Keeps what a pass reports of each lock: its summary and counts in the report, its record in
+// the sink, or in the report when there is none.
+void keep(PassReport& report, PassSink* sink, LockRecord&& rec) {
+    report.summaries.push_back(summarize(rec, report.tmux.state));
+    report.stats.removed += rec.action == LockAction::removed ? 1u : 0u;
+    report.stats.would_remove += rec.action == LockAction::would_remove ? 1u : 0u;
+    if (sink != nullptr) {
+        sink->on_lock(std::move(rec));
+    } else {
+        report.locks.push_back(std::move(rec));
+    }
+}
 
 bool summary_before(const LockSummary& a, const LockSummary& b) {
     return a.worker < b.worker;
@@ -192,7 +188,7 @@ PassReport run_pass_into(const PassOptions& options, ProcessProbe& processes, Tm
     if (sink != nullptr) {
         sink->on_tmux(report.tmux);
     }
-    LockHandler handler(options, processes, tmux, &report.tmux, host, report, sink);
+    LockHandler handler(options, processes, tmux, &report.tmux, host);
 
     for (const auto& root : options.roots) {
         RootReport root_report;
@@ -205,8 +201,11 @@ PassReport run_pass_into(const PassOptions& options, ProcessProbe& processes, Tm
         }
         WalkOptions walk = options.walk;
         walk.cancel = options.cancel; // SIGTERM does not wait for the rest of a big tree
-        auto walked =
-            walk_locks(root, walk, [&handler](const LockSite& site) { handler.handle(site); });
+        auto walked = walk_locks(root, walk, [&](const LockSite& site) {
+            if (auto rec = handler.handle(site)) {
+                keep(report, sink, std::move(*rec));
+            }
+        });
         if (!walked) {
             root_report.ok = false;
             root_report.error = walked.error().message;
@@ -242,7 +241,7 @@ PassReport run_pass_into(const PassOptions& options, ProcessProbe& processes, Tm
 
 } // namespace
 
-LockSummary summarize(const LockRecord& record) {
+LockSummary summarize(const LockRecord& record, TmuxState tmux_state) {
     LockSummary s;
     s.worker = PathRef(record.worker);
     if (record.info) {
@@ -254,13 +253,14 @@ LockSummary summarize(const LockRecord& record) {
     s.verdict = record.judgement.verdict;
     s.action = record.action;
     s.owner = record.process.state;
+    s.tmux_state = tmux_state;
     return s;
 }
 
 void summarize_locks(PassReport& report) {
     report.summaries.clear();
     for (const auto& rec : report.locks) {
-        report.summaries.push_back(summarize(rec));
+        report.summaries.push_back(summarize(rec, report.tmux.state));
     }
     std::sort(report.summaries.begin(), report.summaries.end(), summary_before);
 }
@@ -300,49 +300,6 @@ namespace {
 
 constexpr int k_dir_flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK;
 
-// The mount a directory belongs to (statx STATX_MNT_ID, Linux 5.8), when the kernel says.
-// st_dev alone misses a bind mount of another directory of the same file system.
-std::optional<std::uint64_t> mount_id(int fd) {
-    struct statx stx {};
-    if (::statx(fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_MNT_ID, &stx) != 0 ||
-        (stx.stx_mask & STATX_MNT_ID) == 0) {
-        return std::nullopt; // older kernel: st_dev decides alone
-    }
-    return stx.stx_mnt_id;
-}
-
-// The most specific configured root that `worker` lies under, or nullptr.
-const std::string* root_of(const std::string& worker, const std::vector<std::string>& roots) {
-    const std::string* best = nullptr;
-    for (const auto& root : roots) {
-        if (path_is_under(worker, root) && (best == nullptr || root.size() > best->size())) {
-            best = &root;
-        }
-    }
-    return best;
-}
-
-// The names leading from `root` to `worker`; nullopt when one is empty, "." or "..".
-std::optional<std::vector<std::string>> names_below(const std::string& root,
-                                                    const std::string& worker) {
-    std::vector<std::string> names;
-    std::string_view rest(worker);
-    rest.remove_prefix(std::min(root.size(), rest.size()));
-    while (!rest.empty() && rest.front() == '/') {
-        rest.remove_prefix(1);
-    }
-    while (!rest.empty()) {
-        const auto slash = rest.find('/');
-        const std::string_view name = rest.substr(0, slash);
-        if (name.empty() || name == "." || name == "..") {
-            return std::nullopt;
-        }
-        names.emplace_back(name);
-        rest = slash == std::string_view::npos ? std::string_view{} : rest.substr(slash + 1);
-    }
-    return names;
-}
-
 WorkerCheck ended(WorkerCheck check, WorkerCheck::State state, std::string error = {}) {
     check.state = state;
     check.error = std::move(error);
@@ -363,7 +320,7 @@ WorkerCheck check_worker(const std::string& worker_path, const PassOptions& opti
     check.lock_path = lock_path_for(worker);
     using State = WorkerCheck::State;
 
-    const std::string* root = root_of(worker, options.roots);
+    const std::string* root = root_containing(options.roots, worker);
     if (root == nullptr) {
         return ended(std::move(check), State::outside, worker + " is under no configured root");
     }
@@ -376,7 +333,6 @@ WorkerCheck check_worker(const std::string& worker_path, const PassOptions& opti
         return ended(std::move(check), State::outside, worker + " is deeper than max_depth");
     }
     names->emplace_back(k_runtime_dir);
-    const auto& prune = options.walk.prune;
 
     // The root itself is opened as the walk opens it (a configured root may be a symlink);
     // everything below it with O_NOFOLLOW, one name at a time, as the walk would descend.
@@ -388,13 +344,13 @@ WorkerCheck check_worker(const std::string& worker_path, const PassOptions& opti
     if (::fstat(dir.get(), &st) != 0) {
         return ended(std::move(check), State::unreachable, io_error("stat", *root, errno).message);
     }
-    const dev_t root_dev = st.st_dev;
-    const std::optional<std::uint64_t> root_mount = mount_id(dir.get());
+    const MountPlace root_place{st.st_dev,
+                                options.walk.one_file_system ? mount_id_of(dir.get()) : 0};
     std::string path = *root;
     for (const auto& name : *names) {
         path += path.back() == '/' ? "" : "/";
         path += name;
-        if (std::find(prune.begin(), prune.end(), name) != prune.end()) {
+        if (is_pruned(options.walk, name)) {
             return ended(std::move(check), State::outside, path + " is pruned");
         }
         Fd next(::openat(dir.get(), name.c_str(), k_dir_flags));
@@ -409,32 +365,29 @@ WorkerCheck check_worker(const std::string& worker_path, const PassOptions& opti
             return ended(std::move(check), State::unreachable,
                          io_error("stat", path, errno).message);
         }
-        if (options.walk.one_file_system) {
-            const auto mount = root_mount ? mount_id(next.get()) : std::nullopt;
-            if (st.st_dev != root_dev || (mount && *mount != *root_mount)) {
-                return ended(std::move(check), State::outside,
-                             path + " is on another file system or mount");
-            }
+        if (options.walk.one_file_system &&
+            root_place.differs(st.st_dev, root_place.mount != 0 ? mount_id_of(next.get()) : 0)) {
+            return ended(std::move(check), State::outside,
+                         path + " is on another file system or mount");
         }
         dir = std::move(next);
     }
 
-    PassReport report;
-    LockHandler handler(options, processes, tmux, fresh_tmux, host, report);
+    LockHandler handler(options, processes, tmux, fresh_tmux, host);
     LockSite site;
     site.worker = worker;
     site.lock_path = check.lock_path;
     site.runtime_fd = dir.get();
-    handler.handle(site);
+    std::optional<LockRecord> rec = handler.handle(site);
     if (fresh_tmux != nullptr) {
         check.tmux = *fresh_tmux;
     } else if (handler.asked()) {
         check.tmux = handler.asked();
     }
-    if (report.locks.empty()) {
+    if (!rec) {
         return ended(std::move(check), State::absent);
     }
-    check.record = std::move(report.locks.front());
+    check.record = std::move(*rec);
     check.state = State::found;
     return check;
 }

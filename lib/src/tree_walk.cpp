@@ -4,6 +4,7 @@
 
 #include <agentlock/fd.hpp>
 #include <agentlock/lock_file.hpp>
+#include <agentlock/scope.hpp>
 
 #include <algorithm>
 #include <cerrno>
@@ -62,21 +63,6 @@ namespace agentlock {
 
 namespace {
 
-// The mount a directory belongs to (statx STATX_MNT_ID, Linux 5.8); 0 when the kernel does not
-// say (st_dev then decides alone). st_dev alone misses a bind mount of the same file system.
-std::uint64_t mount_of(int fd) {
-    struct statx stx {};
-    if (::statx(fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_MNT_ID, &stx) != 0 ||
-        (stx.stx_mask & STATX_MNT_ID) == 0) {
-        return 0;
-    }
-    return stx.stx_mnt_id;
-}
-
-} // namespace
-
-namespace {
-
 constexpr std::size_t k_dirent_buffer = 32 * 1024;
 constexpr int k_dir_flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK;
 
@@ -114,7 +100,7 @@ Status Walker::start(const std::string& root) {
     top.path = root;
     top.dev = st.st_dev;
     top.ino = st.st_ino;
-    top.mount = m_options.one_file_system ? mount_of(root_fd.get()) : 0;
+    top.mount = m_options.one_file_system ? mount_id_of(root_fd.get()) : 0;
     top.fd = std::move(root_fd);
     m_stack.push_back(std::move(top));
     read_top();
@@ -176,9 +162,9 @@ void Walker::enter(const std::string& name) {
     }
     // Another mount (another file system, or a bind mount of the same one): not entered, and
     // not an error. Every frame on the stack is on the root's mount.
-    const std::uint64_t mount = m_options.one_file_system ? mount_of(fd.get()) : 0;
+    const std::uint64_t mount = m_options.one_file_system ? mount_id_of(fd.get()) : 0;
     if (m_options.one_file_system &&
-        (st.st_dev != m_root_dev || (mount != 0 && parent.mount != 0 && mount != parent.mount))) {
+        MountPlace{m_root_dev, parent.mount}.differs(st.st_dev, mount)) {
         return;
     }
     Frame child;
@@ -275,17 +261,7 @@ bool Walker::is_symlink(const Frame& frame, unsigned char type) const {
 }
 
 bool Walker::may_enter(const Frame& frame, std::string_view name) const {
-    const auto& prune = m_options.prune;
-    if (std::find(prune.begin(), prune.end(), name) != prune.end()) {
-        return false;
-    }
-    if (!m_options.max_depth) {
-        return true;
-    }
-    const unsigned max = *m_options.max_depth;
-    // Directories at depth <= max are read; a .runtime one level deeper is read too, so that
-    // a worker at depth <= max is found; nothing below that .runtime is entered.
-    return frame.depth + 1 <= max || (name == k_runtime_dir && frame.depth <= max);
+    return agentlock::may_enter(m_options, frame.depth, name);
 }
 
 // Makes sure frame `index` has an open fd, re-opening it from the deepest held ancestor

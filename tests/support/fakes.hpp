@@ -1,10 +1,17 @@
 #pragma once
-// Fake probes for unit tests of the rule itself.
+// Fake probes for unit tests of the rule itself, and fake clock and watches for the monitor's.
 
+#include <agentlock/monitor.hpp>
 #include <agentlock/process_probe.hpp>
 #include <agentlock/tmux_probe.hpp>
 
+#include <chrono>
+#include <functional>
 #include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
 
 namespace agentlock::test {
 
@@ -52,5 +59,66 @@ inline TmuxFacts tmux_state(TmuxState state, std::string detail = "") {
     f.detail = std::move(detail);
     return f;
 }
+
+/// A steady clock that moves only when told.
+class FakeClock final : public MonitorClock {
+public:
+    MonoTime now() const override { return m_now; }
+    void advance(std::chrono::milliseconds by) { m_now += by; }
+    void set(MonoTime at) { m_now = at; }
+
+private:
+    MonoTime m_now{std::chrono::hours(1000)};
+};
+
+/// Records the owners the monitor asks to watch. PIDs in `dead` are reported as exited as soon
+/// as they are set, the way the pidfd watcher reports an owner that died before its pidfd was
+/// opened; PIDs in `unwatchable` are left to polling, as beyond the pidfd budget.
+class FakeOwnerWatch final : public OwnerWatch {
+public:
+    void set_owner(const std::string& worker, const std::optional<Owner>& owner) override {
+        m_unwatched.erase(worker);
+        if (!owner) {
+            owners.erase(worker);
+            return;
+        }
+        owners[worker] = *owner;
+        if (unwatchable.count(owner->pid) != 0) {
+            m_unwatched.insert(worker);
+        } else if (dead.count(owner->pid) != 0 && on_exit) {
+            on_exit({worker});
+        }
+    }
+    void forget_if(const std::function<bool(const std::string&)>& gone) override {
+        std::erase_if(owners, [&gone](const auto& entry) { return gone(entry.first); });
+        std::erase_if(m_unwatched, gone);
+    }
+    const std::set<std::string>& unwatched() const override { return m_unwatched; }
+
+    std::map<std::string, Owner> owners;
+    std::set<std::int64_t> dead;
+    std::set<std::int64_t> unwatchable;
+    std::function<void(const std::set<std::string>&)> on_exit;
+
+private:
+    std::set<std::string> m_unwatched;
+};
+
+/// Directory watches as a set of paths with their kinds.
+class FakeDirWatchSet final : public DirWatchSet {
+public:
+    std::optional<WatchKind> kind_of(const std::string& path) const override {
+        auto it = kinds.find(path);
+        return it == kinds.end() ? std::nullopt : std::optional<WatchKind>(it->second);
+    }
+    void remove_under(const std::string& path) override {
+        removed.push_back(path);
+        std::erase_if(kinds, [&path](const auto& entry) {
+            return entry.first == path || entry.first.rfind(path + "/", 0) == 0;
+        });
+    }
+    std::map<std::string, WatchKind> kinds;
+    std::vector<std::string> removed;
+};
 
 } // namespace agentlock::test

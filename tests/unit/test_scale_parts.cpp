@@ -522,7 +522,7 @@ TEST(Summaries, SummarizeLocksSortsByWorkerAndKeepsTheClaim) {
     report.locks.push_back(record("/r/a", 10, "", Verdict::stale, LockAction::removed));
     report.locks.push_back(record("/r/b", std::nullopt, "", Verdict::invalid, LockAction::kept));
     report.locks.push_back(record("/r/ab", 40, "s4", Verdict::live, LockAction::kept));
-    report.summaries.push_back(summarize(record("/r/old", 1, "", Verdict::live, LockAction::kept)));
+    report.summaries.push_back(summarize(record("/r/old", 1, "", Verdict::live, LockAction::kept), TmuxState::ok));
     summarize_locks(report);
 
     ASSERT_EQ(report.summaries.size(), 4u) << "replaces what was there";
@@ -548,7 +548,7 @@ TEST(Summaries, SummarizeLocksSortsByWorkerAndKeepsTheClaim) {
     EXPECT_EQ(b.verdict, Verdict::invalid);
 
     EXPECT_EQ(report.summaries[0].action, LockAction::removed);
-    EXPECT_EQ(report.summaries[0], summarize(report.locks[1]));
+    EXPECT_EQ(report.summaries[0], summarize(report.locks[1], report.tmux.state));
 }
 
 TEST(Summaries, FindSummaryFindsExactWorkersOnly) {

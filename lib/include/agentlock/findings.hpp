@@ -4,6 +4,7 @@
 
 #include <agentlock/pass.hpp>
 #include <agentlock/path_ref.hpp>
+#include <agentlock/scope.hpp>
 
 #include <cstddef>
 #include <cstdint>
@@ -172,8 +173,5 @@ FindingFields lock_record_fields(const LockRecord& record, const TmuxFacts& tmux
 
 /// "alive", "dead", "zombie", "unknown".
 std::string_view process_state_name(ProcessState state);
-
-/// True when `path` is `root` itself or lies below it ("/a/b" is under "/a" and "/a/", not "/ab").
-bool path_is_under(std::string_view path, std::string_view root);
 
 } // namespace agentlock

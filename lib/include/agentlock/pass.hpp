@@ -47,9 +47,9 @@ struct LockRecord {
     std::string detail;   ///< reaper's detail when skipped or failed
 };
 
-/// What a pass keeps of each lock once it has handled it: enough to detect collisions and for
-/// the daemon to watch owners and sessions, a few dozen bytes rather than the whole record
-/// (fleets hold 100,000 locks).
+/// What a pass keeps of each lock once it has handled it, and what the daemon's lock table keeps
+/// between passes: enough to detect collisions and to watch owners and sessions, a few dozen
+/// bytes rather than the whole record (fleets hold 100,000 locks).
 struct LockSummary {
     PathRef worker;       ///< pooled: the daemon's tables share this one copy
     PathRef session_id;   ///< pooled too; empty when absent or when the lock did not parse
@@ -58,13 +58,14 @@ struct LockSummary {
     Verdict verdict = Verdict::unknown;
     LockAction action = LockAction::kept;
     ProcessState owner = ProcessState::unknown; ///< what the process probe saw
+    TmuxState tmux_state = TmuxState::ok;       ///< tmux's state when it was judged
     bool parsed = false;                        ///< pid and session_id come from the lock
 
     bool operator==(const LockSummary&) const = default;
 };
 
-/// The summary of one record.
-LockSummary summarize(const LockRecord& record);
+/// The summary of one record, judged while tmux's state was `tmux_state`.
+LockSummary summarize(const LockRecord& record, TmuxState tmux_state);
 
 /// Receives the locks of a streaming pass as they are handled, so that no record outlives its
 /// moment: the daemon logs each one and keeps only its summary.

@@ -1,9 +1,7 @@
 #pragma once
-// The daemon's current view of every lock: what the last full pass saw, updated by each
+// The supervisor's current view of every lock: what the last full pass saw, updated by each
 // event-driven re-check. It decides nothing; it says which owners to watch, which sessions to
 // look for, and which claims collide now.
-
-#include "pid_watch.hpp"
 
 #include <agentlock/collisions.hpp>
 #include <agentlock/pass.hpp>
@@ -15,7 +13,15 @@
 #include <string>
 #include <vector>
 
-namespace agentlock::daemon {
+namespace agentlock {
+
+/// The owner of a lock as it was judged alive (verdict live or orphaned).
+struct Owner {
+    std::int64_t pid = 0;
+    std::optional<std::uint64_t> start_ticks; ///< what the process probe saw when judging
+
+    bool operator==(const Owner&) const = default;
+};
 
 /// A lock that records a tmux session and waits on it: held-by-session (removable once the
 /// session is gone), or unknown because tmux could not be asked.
@@ -25,19 +31,7 @@ struct SessionWait {
     bool tmux_was_unknown = false; ///< judged while tmux's state was unknown
 };
 
-/// What the daemon keeps of one lock: enough to watch its owner, wait on its session and detect
-/// collisions (a few dozen bytes, not the whole record: fleets hold 100,000 locks).
-struct KnownLock {
-    std::int64_t pid = 0;
-    std::optional<std::uint64_t> start_ticks; ///< the owner's, as probed
-    PathRef session_id;                       ///< pooled
-    Verdict verdict = Verdict::unknown;
-    TmuxState tmux_state = TmuxState::ok; ///< tmux's state when it was judged
-    bool parsed = false;                  ///< the lock parsed: pid and session_id are meaningful
-    bool owner_alive = false;             ///< the process probe saw the owner alive
-};
-
-/// Every lock the daemon knows, by worker. Lives on the event loop thread.
+/// Every lock the supervisor knows, by worker, as the summaries of their last judgements.
 class LockTable {
 public:
     /// Replaces everything with what a full pass saw, taking its summaries (removed locks are
@@ -48,12 +42,14 @@ public:
     void apply(const WorkerCheck& check);
 
     /// The lock of `worker`, if known.
-    const KnownLock* find(const std::string& worker) const;
+    const LockSummary* find(std::string_view worker) const;
     /// The owner to watch for `worker`: set when its lock was judged live or orphaned (owner
     /// alive, on this host).
     std::optional<Owner> owner_of(const std::string& worker) const;
     /// Locks waiting on a tmux session.
     std::vector<SessionWait> session_waits() const;
+    /// Whether any lock waits on a tmux session (session_waits() would not be empty).
+    bool has_session_waits() const;
     /// Known workers under `path` (or equal to it).
     std::vector<std::string> workers_under(const std::string& path) const;
     /// Every known worker.
@@ -76,14 +72,13 @@ private:
     // forgotten worker stays as a tombstone (gone) until the next pass or until a quarter of
     // the entries are tombstones, so that a burst of removals does not shift the vector each.
     struct Entry {
-        PathRef worker; ///< pooled: shared with the watchers and the next pass's summaries
-        KnownLock lock;
+        LockSummary lock; ///< its worker is pooled: shared with the watchers and the next pass
         bool gone = false;
     };
     using Entries = std::vector<Entry>;
 
     void store(const LockRecord& record, TmuxState tmux_state);
-    void forget(const std::string& worker);
+    void forget(std::string_view worker);
     Entries::iterator slot(std::string_view worker);
     Entries::const_iterator slot(std::string_view worker) const;
 
@@ -93,4 +88,4 @@ private:
     std::vector<std::string> m_frozen_roots;
 };
 
-} // namespace agentlock::daemon
+} // namespace agentlock

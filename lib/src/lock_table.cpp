@@ -1,52 +1,37 @@
-#include "lock_table.hpp"
-
-#include "watch_plan.hpp"
-
 #include <agentlock/findings.hpp>
+#include <agentlock/lock_table.hpp>
+#include <agentlock/scope.hpp>
 
 #include <algorithm>
 #include <set>
 
-namespace agentlock::daemon {
-
-namespace {
-
-KnownLock known(const LockSummary& s, TmuxState tmux_state) {
-    KnownLock k;
-    k.verdict = s.verdict;
-    k.parsed = s.parsed;
-    k.pid = s.pid;
-    k.session_id = s.session_id;
-    k.owner_alive = s.owner == ProcessState::alive;
-    k.start_ticks = s.start_ticks;
-    k.tmux_state = tmux_state;
-    return k;
-}
-
-} // namespace
+namespace agentlock {
 
 LockTable::Entries::iterator LockTable::slot(std::string_view worker) {
-    return std::lower_bound(m_locks.begin(), m_locks.end(), worker,
-                            [](const Entry& e, std::string_view w) { return e.worker.view() < w; });
+    return std::lower_bound(
+        m_locks.begin(), m_locks.end(), worker,
+        [](const Entry& e, std::string_view w) { return e.lock.worker.view() < w; });
 }
 
 LockTable::Entries::const_iterator LockTable::slot(std::string_view worker) const {
-    return std::lower_bound(m_locks.begin(), m_locks.end(), worker,
-                            [](const Entry& e, std::string_view w) { return e.worker.view() < w; });
+    return std::lower_bound(
+        m_locks.begin(), m_locks.end(), worker,
+        [](const Entry& e, std::string_view w) { return e.lock.worker.view() < w; });
 }
 
 void LockTable::store(const LockRecord& record, TmuxState tmux_state) {
-    KnownLock k = known(summarize(record), tmux_state);
+    LockSummary k = summarize(record, tmux_state);
     auto it = slot(record.worker);
-    if (it != m_locks.end() && it->worker == std::string_view(record.worker)) {
+    if (it != m_locks.end() && it->lock.worker == std::string_view(record.worker)) {
         if (it->gone) {
             it->gone = false;
             --m_gone;
         }
+        k.worker = it->lock.worker; // the pooled copy already shared with the watchers
         it->lock = std::move(k);
         return;
     }
-    m_locks.insert(it, Entry{PathRef(record.worker), std::move(k), false});
+    m_locks.insert(it, Entry{std::move(k), false});
 }
 
 void LockTable::replace(PassReport& report) {
@@ -59,8 +44,7 @@ void LockTable::replace(PassReport& report) {
     m_locks.reserve(static_cast<std::size_t>(kept));
     for (auto& s : report.summaries) {
         if (s.action != LockAction::removed) {
-            KnownLock k = known(s, report.tmux.state);
-            m_locks.push_back({std::move(s.worker), std::move(k), false}); // already sorted
+            m_locks.push_back({std::move(s), false}); // already sorted
         }
     }
     report.summaries.clear(); // their workers are ours now
@@ -86,13 +70,15 @@ void LockTable::apply(const WorkerCheck& check) {
     store(check.record, check.tmux ? check.tmux->state : m_tmux.state);
 }
 
-void LockTable::forget(const std::string& worker) {
+void LockTable::forget(std::string_view worker) {
     auto it = slot(worker);
-    if (it == m_locks.end() || it->worker != std::string_view(worker) || it->gone) {
+    if (it == m_locks.end() || it->lock.worker != worker || it->gone) {
         return;
     }
     it->gone = true;
-    it->lock = KnownLock{};
+    PathRef pooled = std::move(it->lock.worker);
+    it->lock = LockSummary{};
+    it->lock.worker = std::move(pooled);
     ++m_gone;
     if (m_gone > 64 && m_gone * 4 > m_locks.size()) {
         std::erase_if(m_locks, [](const Entry& e) { return e.gone; });
@@ -100,17 +86,17 @@ void LockTable::forget(const std::string& worker) {
     }
 }
 
-const KnownLock* LockTable::find(const std::string& worker) const {
+const LockSummary* LockTable::find(std::string_view worker) const {
     auto it = slot(worker);
-    if (it == m_locks.end() || it->worker != std::string_view(worker) || it->gone) {
+    if (it == m_locks.end() || it->lock.worker != worker || it->gone) {
         return nullptr;
     }
     return &it->lock;
 }
 
 std::optional<Owner> LockTable::owner_of(const std::string& worker) const {
-    const KnownLock* k = find(worker);
-    if (k == nullptr || !k->parsed || !k->owner_alive) {
+    const LockSummary* k = find(worker);
+    if (k == nullptr || !k->parsed || k->owner != ProcessState::alive) {
         return std::nullopt;
     }
     if (k->verdict != Verdict::live && k->verdict != Verdict::orphaned) {
@@ -119,25 +105,39 @@ std::optional<Owner> LockTable::owner_of(const std::string& worker) const {
     return Owner{k->pid, k->start_ticks};
 }
 
+namespace {
+
+// Whether `k` waits on its tmux session: held by it (removable once it is gone), or unknown for
+// want of tmux.
+bool waits_on_session(const LockSummary& k) {
+    if (!k.parsed || k.session_id.empty()) {
+        return false;
+    }
+    return k.verdict == Verdict::held_by_session ||
+           (k.verdict == Verdict::unknown && k.tmux_state == TmuxState::unknown);
+}
+
+} // namespace
+
 std::vector<SessionWait> LockTable::session_waits() const {
     std::vector<SessionWait> out;
-    for (const auto& [worker, k, gone] : m_locks) {
-        if (gone || !k.parsed || k.session_id.empty()) {
-            continue;
-        }
-        if (k.verdict == Verdict::held_by_session) {
-            out.push_back({worker.str(), k.session_id.str(), false});
-        } else if (k.verdict == Verdict::unknown && k.tmux_state == TmuxState::unknown) {
-            out.push_back({worker.str(), k.session_id.str(), true});
+    for (const auto& [k, gone] : m_locks) {
+        if (!gone && waits_on_session(k)) {
+            out.push_back({k.worker.str(), k.session_id.str(), k.verdict == Verdict::unknown});
         }
     }
     return out;
 }
 
+bool LockTable::has_session_waits() const {
+    return std::any_of(m_locks.begin(), m_locks.end(),
+                       [](const Entry& e) { return !e.gone && waits_on_session(e.lock); });
+}
+
 std::vector<std::string> LockTable::workers_under(const std::string& path) const {
     std::vector<std::string> out;
     for (auto it = slot(path); it != m_locks.end(); ++it) {
-        const std::string_view worker = it->worker.view();
+        const std::string_view worker = it->lock.worker.view();
         if (worker.compare(0, path.size(), path) != 0) {
             break; // past every worker whose path starts with `path`
         }
@@ -151,27 +151,27 @@ std::vector<std::string> LockTable::workers_under(const std::string& path) const
 std::vector<std::string> LockTable::workers() const {
     std::vector<std::string> out;
     out.reserve(size());
-    for (const auto& [worker, k, gone] : m_locks) {
+    for (const auto& [k, gone] : m_locks) {
         if (!gone) {
-            out.push_back(worker.str());
+            out.push_back(k.worker.str());
         }
     }
     return out;
 }
 
 void LockTable::for_each_worker(const std::function<void(const std::string&)>& f) const {
-    for (const auto& [worker, k, gone] : m_locks) {
+    for (const auto& [k, gone] : m_locks) {
         if (!gone) {
-            f(worker.str());
+            f(k.worker.str());
         }
     }
 }
 
 std::vector<Collision> LockTable::collisions() const {
     std::vector<JudgedLock> judged;
-    for (const auto& [worker, k, gone] : m_locks) {
+    for (const auto& [k, gone] : m_locks) {
         if (!gone && k.parsed && claims_identity(k.verdict)) {
-            judged.push_back({worker.view(), k.pid, k.session_id.view(), k.verdict});
+            judged.push_back({k.worker.view(), k.pid, k.session_id.view(), k.verdict});
         }
     }
     return detect_collisions(judged, false); // duplicate claims: the rest are lock findings
@@ -179,16 +179,15 @@ std::vector<Collision> LockTable::collisions() const {
 
 unsigned LockTable::deepest_worker(const std::vector<std::string>& roots) const {
     unsigned deepest = 0;
-    for (const auto& [worker, k, gone] : m_locks) {
+    for (const auto& [k, gone] : m_locks) {
         if (gone) {
             continue;
         }
-        const std::string path = worker.str();
-        if (auto root = root_containing(roots, path)) {
-            deepest = std::max(deepest, depth_below(*root, path).value_or(0));
+        if (const std::string* root = root_containing(roots, k.worker.view())) {
+            deepest = std::max(deepest, depth_below(*root, k.worker.view()).value_or(0));
         }
     }
     return deepest;
 }
 
-} // namespace agentlock::daemon
+} // namespace agentlock

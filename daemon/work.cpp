@@ -1,0 +1,168 @@
+#include "work.hpp"
+
+#include "watch_plan.hpp"
+
+#include <agentlock/scope.hpp>
+#include <agentlock/tmux_probe.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <exception>
+#include <map>
+
+namespace agentlock::daemon {
+
+namespace {
+
+// Logs each lock of a pass as the worker thread handles it, so that no record outlives its
+// moment (the loop thread does not touch the logger while a pass runs).
+class LoggingSink final : public PassSink {
+public:
+    explicit LoggingSink(PassLogger& log) : m_log(log) {}
+    void on_tmux(const TmuxFacts& tmux) override { m_tmux = tmux; }
+    void on_lock(LockRecord&& record) override { m_log.log_lock(record, m_tmux); }
+
+private:
+    PassLogger& m_log;
+    TmuxFacts m_tmux;
+};
+
+} // namespace
+
+PassRunner system_pass_runner(HostFacts host) {
+    return
+        [host = std::move(host)](const PassOptions& options, const Config& config, PassSink& sink) {
+            SystemProcessProbe processes;
+            SystemTmuxProbe tmux(tmux_server_of(config), config.tmux_timeout);
+            return run_pass(options, processes, tmux, host, sink);
+        };
+}
+
+Backend system_backend(const HostFacts& host) {
+    Backend b;
+    b.pass = system_pass_runner(host);
+    b.check = [host](const std::string& worker, const PassOptions& options, const Config& config,
+                     const TmuxFacts* fresh_tmux) {
+        SystemProcessProbe processes;
+        SystemTmuxProbe tmux(tmux_server_of(config), config.tmux_timeout);
+        return check_worker(worker, options, processes, tmux, host, fresh_tmux);
+    };
+    b.tmux = [](const Config& config) {
+        SystemTmuxProbe tmux(tmux_server_of(config), config.tmux_timeout);
+        return tmux.query();
+    };
+    return b;
+}
+
+MonitorSettings monitor_settings_of(const Config& config) {
+    MonitorSettings s;
+    s.roots = config.roots;
+    s.scope = pass_options_of(config).walk;
+    s.interval = config.interval;
+    s.events_pass_period = pass_period(config, true);
+    s.polling_pass_period = pass_period(config, false);
+    return s;
+}
+
+PassOutcome run_full_pass(const Backend& backend, const PassOptions& options, const Config& config,
+                          PassLogger& log, DirWatcher* dirs) {
+    PassOutcome outcome;
+    try {
+        log.begin_pass();
+        LoggingSink sink(log);
+        outcome.report = backend.pass(options, config, sink);
+        // Records the runner kept instead of streaming them: logged now, as if streamed.
+        for (const auto& rec : outcome.report->locks) {
+            log.log_lock(rec, outcome.report->tmux);
+        }
+        if (outcome.report->summaries.empty()) {
+            summarize_locks(*outcome.report);
+        }
+        outcome.report->locks.clear();
+        const bool cancelled = options.cancel != nullptr && options.cancel->load();
+        if (dirs != nullptr && !cancelled) {
+            // Every worker whose .runtime held a lock, removed ones too: the next agent writes
+            // its lock there.
+            std::vector<std::string_view> workers;
+            workers.reserve(outcome.report->summaries.size());
+            unsigned deepest = 0;
+            for (const auto& s : outcome.report->summaries) {
+                workers.emplace_back(s.worker.view());
+                if (const std::string* root = root_containing(options.roots, s.worker.view())) {
+                    deepest = std::max(deepest, depth_below(*root, s.worker.view()).value_or(0));
+                }
+            }
+            const std::uint64_t round = dirs->begin_marking();
+            FleetWatch watched = watch_fleet(options.roots, workers, options.walk,
+                                             watch_depth_for(deepest, options.walk), *dirs);
+            if (watched.worst != AddWatch::exhausted) {
+                dirs->drop_unmarked(round); // what the fleet no longer needs
+            }
+            outcome.watch = watched.worst;
+            outcome.watch_error = watched.error;
+        }
+    } catch (const std::exception& e) {
+        outcome.error = e.what();
+    } catch (...) {
+        outcome.error = "unknown exception";
+    }
+    return outcome;
+}
+
+BatchOutcome run_recheck_batch(const Backend& backend, RecheckBatch batch,
+                               const PassOptions& options, const Config& config, DirWatcher* dirs) {
+    const auto started = std::chrono::steady_clock::now();
+    BatchOutcome out;
+    auto note_watch = [&out](AddWatch r, const std::string& error) {
+        if (r == AddWatch::exhausted && out.watch != AddWatch::exhausted) {
+            out.watch = r;
+            out.watch_error = error;
+        }
+    };
+    try {
+        std::map<std::string, std::string> todo = std::move(batch.checks);
+        if (!batch.session_waits.empty()) {
+            out.tmux = backend.tmux(config);
+            for (auto& worker : workers_to_recheck(batch.session_waits, *out.tmux)) {
+                todo[std::move(worker)] = "tmux";
+            }
+        }
+        const unsigned depth = watch_depth_for(batch.deepest_worker, options.walk);
+        for (const auto& path : batch.scans) {
+            const std::string* root = root_containing(options.roots, path);
+            if (root == nullptr || dirs == nullptr) {
+                continue;
+            }
+            ScanResult found = scan_new_directory(*root, path, options.walk, depth, *dirs);
+            ++out.scans;
+            note_watch(found.watch, found.error);
+            for (const auto& worker : found.workers) {
+                todo.emplace(worker, "inotify");
+            }
+        }
+        for (const auto& [worker, trigger] : todo) {
+            if (options.cancel != nullptr && options.cancel->load()) {
+                break; // stopping: no removal starts now
+            }
+            const TmuxFacts* facts = trigger == "tmux" && out.tmux ? &*out.tmux : nullptr;
+            WorkerCheck check = backend.check(worker, options, config, facts);
+            if (dirs != nullptr && check.state == WorkerCheck::State::found) {
+                // A lock here: watch the way to it, so that its next change is seen.
+                std::string error;
+                note_watch(watch_way(check.root, check.worker, *dirs, &error), error);
+            }
+            out.checks.push_back({std::move(check), trigger});
+        }
+    } catch (const std::exception& e) {
+        out.error = e.what();
+    } catch (...) {
+        out.error = "unknown exception";
+    }
+    out.elapsed_ms =
+        static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                       std::chrono::steady_clock::now() - started)
+                                       .count());
+    return out;
+}
+
+} // namespace agentlock::daemon

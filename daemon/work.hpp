@@ -1,0 +1,87 @@
+#pragma once
+// What agentlockd's worker thread runs, one piece at a time, for the monitor: a full pass
+// (each lock logged as it streams by, then the inotify watches synced with what the pass saw)
+// and a batch of re-checks (tmux asked when some lock waits on it, new directories searched,
+// each worker judged again with check_worker). Both judge with the library's one rule and
+// remove only through its reaper; they never decide what to look at.
+
+#include "config.hpp"
+#include "dir_watch.hpp"
+#include "pass_log.hpp"
+
+#include <agentlock/monitor.hpp>
+#include <agentlock/pass.hpp>
+#include <agentlock/process_probe.hpp>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace agentlock::daemon {
+
+/// Runs one pass with `options` (whose cancel flag is set) for `config`, streaming each lock to
+/// `sink` as it is handled (a runner may instead keep them in the report's `locks`: they are then
+/// logged when it returns). Called on the worker thread, never twice at once.
+using PassRunner =
+    std::function<PassReport(const PassOptions& options, const Config& config, PassSink& sink)>;
+
+/// The real thing: SystemProcessProbe, SystemTmuxProbe on the configured server, run_pass.
+PassRunner system_pass_runner(HostFacts host);
+
+/// Re-checks one worker (check_worker) with `options` for `config`; `fresh_tmux` is a tmux answer
+/// just obtained, or null. Called on the worker thread, never at the same time as a pass.
+using CheckRunner = std::function<WorkerCheck(const std::string& worker, const PassOptions& options,
+                                              const Config& config, const TmuxFacts* fresh_tmux)>;
+
+/// Asks the configured tmux server once. Called on the worker thread.
+using TmuxRunner = std::function<TmuxFacts(const Config& config)>;
+
+/// What the worker thread runs. Without `check` or `tmux`, events are unavailable: the daemon
+/// polls with a pass every interval.
+struct Backend {
+    PassRunner pass;
+    CheckRunner check;
+    TmuxRunner tmux;
+};
+
+/// The real backend: run_pass and check_worker with the system probes.
+Backend system_backend(const HostFacts& host);
+
+/// The monitor's settings for a config.
+MonitorSettings monitor_settings_of(const Config& config);
+
+/// A full pass as run on the worker thread.
+struct PassOutcome {
+    std::optional<PassReport> report; ///< unset when the pass failed
+    std::string error;
+    AddWatch watch = AddWatch::added; ///< syncing the inotify watches after the pass
+    std::string watch_error;
+};
+
+/// Runs a full pass with `backend`, logging each lock through `log` as it is handled; with
+/// `dirs`, then watches the fleet the pass saw (unless `options.cancel` is set). Never throws.
+PassOutcome run_full_pass(const Backend& backend, const PassOptions& options, const Config& config,
+                          PassLogger& log, DirWatcher* dirs);
+
+/// A batch of re-checks as run on the worker thread.
+struct BatchOutcome {
+    std::vector<CheckOutcome> checks;
+    std::optional<TmuxFacts> tmux; ///< the tmux re-poll's answer
+    AddWatch watch = AddWatch::added;
+    std::string watch_error;
+    std::size_t scans = 0; ///< new directories searched
+    std::string error;
+    std::uint64_t elapsed_ms = 0;
+};
+
+/// Runs `batch`: asks tmux when some lock waits on it and adds the workers it frees; with
+/// `dirs`, searches (and watches) the new directories; then judges every worker, stopping
+/// before the next one once `options.cancel` is set. Never throws.
+BatchOutcome run_recheck_batch(const Backend& backend, RecheckBatch batch,
+                               const PassOptions& options, const Config& config, DirWatcher* dirs);
+
+} // namespace agentlock::daemon

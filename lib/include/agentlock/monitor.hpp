@@ -1,0 +1,230 @@
+#pragma once
+// The monitor: the supervisor's policy of what to judge again, and when, between and beside
+// full passes. It keeps the table of known locks, the pending re-checks (debounced, retried),
+// the owner and tmux re-check schedules and the pass schedule. It takes events as plain calls
+// (an owner exited, a directory changed, a pass or a batch of re-checks finished, the time
+// came) and answers with work (a pass, or a batch of workers to judge and directories to
+// search), with owners to watch (through OwnerWatch) and with the time to wake it next.
+//
+// It never judges a lock, touches a file or sleeps: the caller runs the work it hands out, one
+// piece at a time, with the library's one rule and careful reaper, and reports back. Time comes
+// from an injected clock, so that its tests run without sleeping. Not thread-safe: one thread
+// (the daemon's event loop) calls it.
+
+#include <agentlock/lock_table.hpp>
+#include <agentlock/pass.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace agentlock {
+
+using MonoClock = std::chrono::steady_clock;
+using MonoTime = MonoClock::time_point;
+
+/// The monitor's source of steady time.
+class MonitorClock {
+public:
+    virtual ~MonitorClock() = default;
+    virtual MonoTime now() const = 0;
+};
+
+/// std::chrono::steady_clock.
+class SteadyMonitorClock final : public MonitorClock {
+public:
+    MonoTime now() const override { return MonoClock::now(); }
+};
+
+/// Where owner deaths are watched (pidfds in the daemon; a fake in tests).
+class OwnerWatch {
+public:
+    virtual ~OwnerWatch() = default;
+    /// `worker`'s lock is owned by `owner`, alive when judged, or by no live owner (nullopt).
+    virtual void set_owner(const std::string& worker, const std::optional<Owner>& owner) = 0;
+    /// Every worker `gone` selects has no live owner any more.
+    virtual void forget_if(const std::function<bool(const std::string& worker)>& gone) = 0;
+    /// Workers whose live owner cannot be watched: the monitor polls them.
+    virtual const std::set<std::string>& unwatched() const = 0;
+};
+
+/// What a watched directory is to the supervisor.
+enum class WatchKind {
+    dir,     ///< a root, or a directory that may lead to workers: new and removed subdirectories
+    runtime, ///< a worker's .runtime: agent.lock created, rewritten, renamed in or removed
+};
+
+/// One inotify event about a watched directory, with the directory's path.
+struct WatchEvent {
+    std::string dir; ///< the watched directory's path
+    WatchKind kind = WatchKind::dir;
+    std::string name;       ///< the entry concerned; empty for the directory itself
+    std::uint32_t mask = 0; ///< inotify's IN_* bits
+};
+
+/// The directory watches as the monitor consults them.
+class DirWatchSet {
+public:
+    virtual ~DirWatchSet() = default;
+    /// The kind `path` is watched as, if it is.
+    virtual std::optional<WatchKind> kind_of(const std::string& path) const = 0;
+    /// Stops watching `path` and everything below it (its path is wrong now).
+    virtual void remove_under(const std::string& path) = 0;
+};
+
+/// How long the monitor waits before acting on what it hears.
+struct MonitorTimings {
+    /// How often tmux is asked while some lock is held by a session (or unknown for want of
+    /// tmux): short enough that a session's end reaches its locks within 1 s (p99) under load.
+    std::chrono::milliseconds tmux_poll{300};
+    /// ... and after tmux's state was unknown, so that a hanging tmux does not hog the worker.
+    std::chrono::milliseconds tmux_backoff{5000};
+    /// Lock-change events for one worker within this delay lead to one re-check.
+    std::chrono::milliseconds debounce{20};
+    /// A created agent.lock (not yet closed after writing) is judged after this delay, unless
+    /// the writer's close or rename comes first: a half-written lock is judged invalid, never
+    /// removed, but the finding would be noise.
+    std::chrono::milliseconds create_debounce{200};
+};
+
+/// What the monitor is configured with.
+struct MonitorSettings {
+    std::vector<std::string> roots;
+    WalkOptions scope; ///< prune, max_depth, one_file_system, as a pass uses them
+    /// Between re-checks of owners that cannot be watched, and of locks left because they
+    /// changed while being removed; between passes when events are off.
+    std::chrono::milliseconds interval{std::chrono::seconds(30)};
+    /// Between full passes while events (inotify) work.
+    std::chrono::milliseconds events_pass_period{std::chrono::minutes(5)};
+    /// Between full passes without inotify.
+    std::chrono::milliseconds polling_pass_period{std::chrono::seconds(30)};
+    MonitorTimings timings;
+};
+
+/// A waiting lock a fresh tmux answer may release.
+std::vector<std::string> workers_to_recheck(const std::vector<SessionWait>& waits,
+                                            const TmuxFacts& fresh);
+
+/// One re-check as run and its trigger ("pidfd", "inotify", "tmux", "poll").
+struct CheckOutcome {
+    WorkerCheck check;
+    std::string trigger;
+};
+
+/// Re-checks to run together, on the worker thread, between passes.
+struct RecheckBatch {
+    std::map<std::string, std::string> checks; ///< worker -> trigger
+    std::vector<std::string> scans;            ///< new directories to search for workers
+    std::vector<SessionWait> session_waits;    ///< when set, ask tmux and judge those it frees
+    unsigned deepest_worker = 0; ///< for scans: the deepest known worker below its root
+};
+
+/// A piece of work the monitor hands out.
+struct MonitorWork {
+    enum class Kind { pass, recheck };
+    Kind kind = Kind::pass;
+    RecheckBatch batch; ///< for a recheck
+};
+
+/// How a request for a full pass was taken.
+enum class PassWhen {
+    now,           ///< it starts now
+    after_current, ///< it follows the work that is running
+    merged,        ///< one was already asked for: the same pass serves both
+};
+std::string_view to_string(PassWhen when); ///< "now", "after-current", "merged"
+
+/// What a finished pass or batch changed that the caller reports.
+struct MonitorNews {
+    bool inotify_exhausted = false; ///< the watch limit was hit: inotify is given up on now
+};
+
+/// The policy. See the top of this file.
+class Monitor {
+public:
+    Monitor(const MonitorClock& clock, MonitorSettings settings);
+
+    /// Replaces the settings (a reloaded config).
+    void reconfigure(MonitorSettings settings);
+    /// Events on: owners go to `owners`, directory events are read against `dirs` (null when
+    /// inotify is unavailable; then full passes come every polling period). Off (`owners`
+    /// null): everything pending is dropped and only full passes remain.
+    void set_events(OwnerWatch* owners, DirWatchSet* dirs);
+    bool events_on() const { return m_owners != nullptr; }
+    bool inotify_on() const { return m_dirs != nullptr && !m_inotify_exhausted; }
+
+    /// A full pass is wanted (a signal, a reload).
+    PassWhen request_pass();
+    /// The owner of these workers exited: judge them now.
+    void owner_exited(const std::set<std::string>& workers);
+    /// Directory events as inotify read them; `overflow` when the kernel's queue lost some.
+    void dir_events(const std::vector<WatchEvent>& events, bool overflow);
+    /// Stopping: no work is handed out any more.
+    void stop() { m_stopping = true; }
+    bool stopping() const { return m_stopping; }
+
+    /// The work due now, if nothing runs: a pass first, else a batch of re-checks. The caller
+    /// runs it and calls pass_done or batch_done.
+    std::optional<MonitorWork> next_work();
+    /// When next_work may next have something, if ever (nothing runs and nothing is due now).
+    std::optional<MonoTime> next_wake() const;
+
+    /// The pass handed out ended (`report` null when it failed). Takes its summaries.
+    MonitorNews pass_done(PassReport* report, bool watch_exhausted);
+    /// The re-checks handed out ended; `tmux` is the tmux answer when tmux was asked.
+    MonitorNews batch_done(const std::vector<CheckOutcome>& checks,
+                           const std::optional<TmuxFacts>& tmux, bool watch_exhausted);
+
+    bool busy() const { return m_running != Running::nothing; }
+    bool pass_running() const { return m_running == Running::pass; }
+    /// Time between the starts of two full passes, as things stand.
+    std::chrono::milliseconds pass_period() const;
+    /// Full passes the monitor asked for by itself (an overflow, a removed root): why, and how
+    /// each request was taken, for the caller's log.
+    std::vector<std::pair<std::string, PassWhen>> take_pass_requests() {
+        return std::exchange(m_pass_requests, {});
+    }
+    /// The known locks.
+    const LockTable& table() const { return m_table; }
+
+private:
+    enum class Running { nothing, pass, recheck };
+
+    void request_check(const std::string& worker, const char* trigger,
+                       std::chrono::milliseconds delay);
+    void request_scan(const std::string& path);
+    void want_pass(std::string reason);
+    void update_owner(const std::string& worker);
+    void arm_polls();
+    void dir_event(const WatchEvent& ev);
+
+    const MonitorClock& m_clock;
+    MonitorSettings m_settings;
+    OwnerWatch* m_owners = nullptr;
+    DirWatchSet* m_dirs = nullptr;
+    LockTable m_table;
+
+    Running m_running = Running::nothing;
+    bool m_stopping = false;
+    bool m_pass_wanted = true;        ///< the first pass starts at once
+    bool m_tmux_unknown = false;      ///< the last tmux re-poll could not reach tmux
+    bool m_inotify_exhausted = false; ///< the watch limit was hit: new directories go unwatched
+    std::optional<MonoTime> m_pass_started;
+    std::optional<MonoTime> m_tmux_poll_at;
+    std::optional<MonoTime> m_owner_poll_at;
+    struct Pending {
+        MonoTime due;
+        const char* trigger;
+    };
+    std::map<std::string, Pending> m_checks;
+    std::map<std::string, MonoTime> m_scans;
+    std::vector<std::pair<std::string, PassWhen>> m_pass_requests;
+};
+
+} // namespace agentlock
