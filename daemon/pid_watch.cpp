@@ -47,6 +47,16 @@ OwnerRecheck verify_owner(ProcessProbe& probe, const Owner& owner) {
     return {true, {}};
 }
 
+std::string pidfd_unavailable() {
+    Fd probe(open_pidfd(::getpid()));
+    if (probe) {
+        return {};
+    }
+    const int err = errno;
+    return std::string("pidfd_open: ") + std::strerror(err) +
+           (err == ENOSYS ? " (Linux 5.3 or later needed)" : "");
+}
+
 int open_pidfd(std::int64_t pid) {
     if (pid <= 0 || pid > INT32_MAX) {
         errno = EINVAL;

@@ -36,6 +36,9 @@ struct OwnerRecheck {
 /// or an answer that cannot be trusted (unknown, start time unreadable) all mean "judge again".
 OwnerRecheck verify_owner(ProcessProbe& probe, const Owner& owner);
 
+/// Why pidfds cannot be used here (pidfd_open of ourselves fails), or empty when they can.
+std::string pidfd_unavailable();
+
 /// pidfd_open(2) of `pid` (pidfds are always close-on-exec); -1 with errno set on failure.
 int open_pidfd(std::int64_t pid);
 

@@ -3,21 +3,12 @@
 #include "command_line.hpp"
 #include "duration.hpp"
 
-#include "watch_plan.hpp"
-
-#include <agentlock/fd.hpp>
-#include <agentlock/lock_file.hpp>
-#include <agentlock/tmux_probe.hpp>
-
 #include <algorithm>
 #include <boost/asio/post.hpp>
-#include <cerrno>
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
-#include <exception>
 #include <malloc.h>
-#include <sys/inotify.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -26,18 +17,9 @@ namespace agentlock::daemon {
 namespace {
 
 std::string signal_name(int signal_number) {
-    switch (signal_number) {
-    case SIGTERM:
-        return "SIGTERM";
-    case SIGINT:
-        return "SIGINT";
-    case SIGHUP:
-        return "SIGHUP";
-    case SIGUSR1:
-        return "SIGUSR1";
-    default:
-        return "signal " + std::to_string(signal_number);
-    }
+    const char* abbrev = ::sigabbrev_np(signal_number);
+    return abbrev != nullptr ? std::string("SIG") + abbrev
+                             : "signal " + std::to_string(signal_number);
 }
 
 std::string join_names(const std::set<std::string>& names) {
@@ -55,11 +37,6 @@ bool no_root_usable(const PassReport& report) {
 }
 
 } // namespace
-
-Service::Service(Config config, std::string config_path, ConfigOverrides overrides, EventLog& log,
-                 PassRunner runner, Fields start_fields)
-    : Service(std::move(config), std::move(config_path), std::move(overrides), log,
-              Backend{std::move(runner), {}, {}}, std::move(start_fields)) {}
 
 Service::Service(Config config, std::string config_path, ConfigOverrides overrides, EventLog& log,
                  Backend backend, Fields start_fields)
@@ -353,12 +330,7 @@ void Service::reload() {
         } else if (!events_were_on && m_config.events) {
             setup_events();
         }
-        const bool scope_changed = old.roots != m_config.roots || old.prune != m_config.prune ||
-                                   old.max_depth != m_config.max_depth ||
-                                   old.one_file_system != m_config.one_file_system ||
-                                   old.tmux_socket != m_config.tmux_socket ||
-                                   old.tmux_socket_path != m_config.tmux_socket_path;
-        if (m_monitor.events_on() && (!events_were_on || scope_changed)) {
+        if (m_monitor.events_on() && (!events_were_on || scope_differs(old, m_config))) {
             // What is watched and known must follow the new roots, rules and tmux server.
             log_pass_request("reason", "config reloaded", m_monitor.request_pass());
         }
@@ -429,13 +401,7 @@ void Service::setup_events() {
     if (!m_config.events || !m_backend.check || !m_backend.tmux) {
         return;
     }
-    std::string pidfd_problem;
-    Fd probe(open_pidfd(::getpid()));
-    if (!probe) {
-        const int err = errno;
-        pidfd_problem = std::string("pidfd_open: ") + std::strerror(err) +
-                        (err == ENOSYS ? " (Linux 5.3 or later needed)" : "");
-    }
+    const std::string pidfd_problem = pidfd_unavailable();
     m_pidfd_available = pidfd_problem.empty();
     if (!m_pids) {
         m_pids = std::make_unique<PidWatcher>(

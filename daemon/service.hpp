@@ -14,8 +14,6 @@
 #include "work.hpp"
 
 #include <agentlock/monitor.hpp>
-#include <agentlock/pass.hpp>
-#include <agentlock/process_probe.hpp>
 
 #include <atomic>
 #include <boost/asio/executor_work_guard.hpp>
@@ -37,11 +35,9 @@ namespace agentlock::daemon {
 class Service {
 public:
     /// `config` is the validated start-up config; `config_path` (empty for none) and `overrides`
-    /// are kept to reload it on SIGHUP. `start_fields` are added to daemon.started. With only a
-    /// pass runner, the daemon polls (no events).
-    Service(Config config, std::string config_path, ConfigOverrides overrides, EventLog& log,
-            PassRunner runner, Fields start_fields = {});
-    /// The same with a full backend: events as `config.events` says and the kernel allows.
+    /// are kept to reload it on SIGHUP. `start_fields` are added to daemon.started. Events are
+    /// on as `config.events` says and the kernel allows; with only a pass runner in `backend`,
+    /// the daemon polls.
     Service(Config config, std::string config_path, ConfigOverrides overrides, EventLog& log,
             Backend backend, Fields start_fields = {});
     ~Service();

@@ -64,6 +64,12 @@ MonitorSettings monitor_settings_of(const Config& config) {
     return s;
 }
 
+bool scope_differs(const Config& a, const Config& b) {
+    return a.roots != b.roots || a.prune != b.prune || a.max_depth != b.max_depth ||
+           a.one_file_system != b.one_file_system || a.tmux_socket != b.tmux_socket ||
+           a.tmux_socket_path != b.tmux_socket_path;
+}
+
 PassOutcome run_full_pass(const Backend& backend, const PassOptions& options, const Config& config,
                           PassLogger& log, DirWatcher* dirs) {
     PassOutcome outcome;

@@ -54,6 +54,10 @@ Backend system_backend(const HostFacts& host);
 /// The monitor's settings for a config.
 MonitorSettings monitor_settings_of(const Config& config);
 
+/// Whether `b` searches other places than `a` or asks another tmux server: what is watched and
+/// known must then be rebuilt by a full pass.
+bool scope_differs(const Config& a, const Config& b);
+
 /// A full pass as run on the worker thread.
 struct PassOutcome {
     std::optional<PassReport> report; ///< unset when the pass failed

@@ -129,11 +129,8 @@ protected:
     void start(Config c, const std::string& config_path = "", ConfigOverrides overrides = {}) {
         c.log_format = LogFormat::json;
         overrides.log_format = LogFormat::json;
-        m_service =
-            std::make_unique<Service>(std::move(c), config_path, std::move(overrides), *m_log,
-                                      [this](const PassOptions& o, const Config& cfg, PassSink&) {
-                                          return m_pass.run(o, cfg);
-                                      });
+        m_service = std::make_unique<Service>(std::move(c), config_path, std::move(overrides),
+                                              *m_log, polling_backend());
         m_service->set_after_pass([this](const PassReport&) { ++m_passes_logged; });
         m_thread = std::thread([this] { m_exit_code = m_service->run(); });
         ASSERT_TRUE(wait_until([this] { return m_passes_logged.load() >= 1; }));
@@ -143,6 +140,15 @@ protected:
         ::raise(SIGTERM);
         m_thread.join();
         return m_exit_code;
+    }
+
+    // Full passes only, from m_pass: without check and tmux runners the daemon polls.
+    Backend polling_backend() {
+        Backend b;
+        b.pass = [this](const PassOptions& o, const Config& cfg, PassSink&) {
+            return m_pass.run(o, cfg);
+        };
+        return b;
     }
 
     TempDir m_tmp;
@@ -330,9 +336,8 @@ TEST_F(ServiceTest, AStopEndsTheLoopEvenWithAWatchdogPingAlreadyDue) {
 
 TEST_F(ServiceTest, NoUsableRootAtStartExitsTwoWithoutReady) {
     m_pass.m_roots_ok = false;
-    m_service = std::make_unique<Service>(
-        config(), "", ConfigOverrides{}, *m_log,
-        [this](const PassOptions& o, const Config& cfg, PassSink&) { return m_pass.run(o, cfg); });
+    m_service =
+        std::make_unique<Service>(config(), "", ConfigOverrides{}, *m_log, polling_backend());
     EXPECT_EQ(m_service->run(), 2);
     EXPECT_EQ(m_sink->count("\"event\":\"daemon.failed\""), 1u);
     EXPECT_EQ(m_sink->count("\"event\":\"root.unavailable\""), 1u);
