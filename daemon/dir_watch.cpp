@@ -113,21 +113,30 @@ DirWatcher::~DirWatcher() {
     close();
 }
 
-bool DirWatcher::open(std::string& error) {
+Status DirWatcher::open() {
     if (m_fd) {
-        return true;
+        return {};
     }
     const int fd = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
     if (fd < 0) {
-        error = std::string("inotify_init1: ") + std::strerror(errno);
-        return false;
+        Error e = io_error("inotify_init1", "", errno);
+        e.message = std::string("inotify_init1: ") + std::strerror(e.code.value());
+        return e;
     }
     {
         std::lock_guard<std::mutex> lock(m_mutex);
         m_raw_fd = fd;
     }
     m_fd = std::make_unique<boost::asio::posix::stream_descriptor>(m_io, fd);
-    return true;
+    return {};
+}
+
+AddWatch outcome_of(const Result<AddWatch>& added) {
+    if (added) {
+        return *added;
+    }
+    return added.error().code == std::errc::no_space_on_device ? AddWatch::exhausted
+                                                               : AddWatch::failed;
 }
 
 void DirWatcher::start(OnEvents on_events) {
@@ -151,17 +160,16 @@ void DirWatcher::close() {
     }
 }
 
-AddWatch DirWatcher::add(const std::string& path, WatchKind kind, std::string* error) {
+Result<AddWatch> DirWatcher::add(const std::string& path, WatchKind kind) {
     std::lock_guard<std::mutex> lock(m_mutex);
-    return add_locked(path, kind, error);
+    return add_locked(path, kind);
 }
 
-AddWatch DirWatcher::add_locked(const std::string& path, WatchKind kind, std::string* error) {
+Result<AddWatch> DirWatcher::add_locked(const std::string& path, WatchKind kind) {
     if (m_raw_fd < 0) {
-        if (error != nullptr) {
-            *error = "inotify is not open";
-        }
-        return AddWatch::failed;
+        Error e = io_error("inotify_add_watch", path, EBADF);
+        e.message = "inotify_add_watch " + path + ": inotify is not open";
+        return e;
     }
     auto known = m_by_path.find(path);
     if (known != m_by_path.end() && known->second.kind == kind) {
@@ -175,10 +183,7 @@ AddWatch DirWatcher::add_locked(const std::string& path, WatchKind kind, std::st
         if (err == ENOENT || err == ENOTDIR || err == ELOOP) {
             return AddWatch::gone;
         }
-        if (error != nullptr) {
-            *error = "inotify_add_watch " + path + ": " + std::strerror(err);
-        }
-        return err == ENOSPC ? AddWatch::exhausted : AddWatch::failed;
+        return io_error("inotify_add_watch", path, err);
     }
     // The same directory under another path (a bind mount) shares one watch: the newest path
     // names it.

@@ -10,6 +10,7 @@
 
 #include <agentlock/monitor.hpp>
 #include <agentlock/path_ref.hpp>
+#include <agentlock/result.hpp>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
@@ -67,6 +68,10 @@ enum class AddWatch {
     failed,    ///< another error (permission, ...)
 };
 
+/// What an add() came to: its value (added, present, gone), or, for an error, exhausted when the
+/// watch limit was reached (ENOSPC) and failed otherwise.
+AddWatch outcome_of(const Result<AddWatch>& added);
+
 /// An inotify instance and its watches. add, remove_under, the marking, count and kind_of are
 /// thread-safe (the
 /// worker thread adds watches as it finds directories); open, start and close belong to the
@@ -82,16 +87,16 @@ public:
     DirWatcher(const DirWatcher&) = delete;
     DirWatcher& operator=(const DirWatcher&) = delete;
 
-    /// inotify_init1(IN_NONBLOCK|IN_CLOEXEC); false with `error` when inotify is unavailable.
-    bool open(std::string& error);
+    /// inotify_init1(IN_NONBLOCK|IN_CLOEXEC); fails when inotify is unavailable.
+    Status open();
     bool is_open() const { return m_fd != nullptr; }
     /// Starts reading events into `on_events` (once, after open).
     void start(OnEvents on_events);
     /// Removes every watch and closes the descriptor.
     void close();
 
-    /// Watches `path` as `kind`; `error` (when given) says why on failed and exhausted.
-    AddWatch add(const std::string& path, WatchKind kind, std::string* error = nullptr);
+    /// Watches `path` as `kind`: added, present or gone, or the error (see outcome_of).
+    Result<AddWatch> add(const std::string& path, WatchKind kind);
     /// Stops watching `path` and every watched directory below it.
     void remove_under(const std::string& path) override;
     /// Starts a round of marking: from now on, add() marks each path it adds or finds watched.
@@ -108,7 +113,7 @@ public:
     std::optional<WatchKind> kind_of(const std::string& path) const override;
 
 private:
-    AddWatch add_locked(const std::string& path, WatchKind kind, std::string* error);
+    Result<AddWatch> add_locked(const std::string& path, WatchKind kind);
     void remove_locked(const std::string& path);
     void read_more();
 

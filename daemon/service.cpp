@@ -427,8 +427,12 @@ void Service::setup_events() {
     if (!m_dirs) {
         m_dirs = std::make_unique<DirWatcher>(m_io);
     }
-    std::string inotify_problem;
-    if (!m_dirs->is_open() && m_dirs->open(inotify_problem)) {
+    if (m_dirs->is_open()) {
+        // Already open: its events are being read.
+    } else if (Status opened = m_dirs->open(); !opened) {
+        degrade("inotify", opened.error().message,
+                "a full pass every " + format_duration(m_config.interval));
+    } else {
         m_dirs->start([this](const std::vector<WatchEvent>& events, bool overflow) {
             if (!m_monitor.events_on() || m_monitor.stopping()) {
                 return;
@@ -440,10 +444,6 @@ void Service::setup_events() {
             m_monitor.dir_events(events, overflow);
             dispatch();
         });
-    }
-    if (!inotify_problem.empty()) {
-        degrade("inotify", inotify_problem,
-                "a full pass every " + format_duration(m_config.interval));
     }
     m_monitor.set_events(m_pids.get(), m_dirs->is_open() ? m_dirs.get() : nullptr);
 }

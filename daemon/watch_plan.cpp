@@ -157,8 +157,8 @@ public:
         if (m_result.worst == AddWatch::exhausted) {
             return false;
         }
-        std::string error;
-        const AddWatch r = m_watcher.add(path, kind, &error);
+        const Result<AddWatch> added = m_watcher.add(path, kind);
+        const AddWatch r = outcome_of(added);
         if (r == AddWatch::added || r == AddWatch::present) {
             return true;
         }
@@ -166,7 +166,7 @@ public:
             return false;
         }
         if (m_result.error.empty() || r == AddWatch::exhausted) {
-            m_result.error = error;
+            m_result.error = added.error().message;
         }
         if (r == AddWatch::exhausted || m_result.worst == AddWatch::added) {
             m_result.worst = r;
@@ -200,15 +200,11 @@ FleetWatch watch_fleet(const std::vector<std::string>& roots,
     return std::move(w.result());
 }
 
-AddWatch watch_way(const std::string& root, const std::string& worker, DirWatcher& watcher,
-                   std::string* error) {
+FleetWatch watch_way(const std::string& root, const std::string& worker, DirWatcher& watcher) {
     const WalkOptions walk;
     TreeWatcher w(walk, 0, watcher);
     w.way(root, worker);
-    if (error != nullptr) {
-        *error = w.result().error;
-    }
-    return w.result().worst;
+    return std::move(w.result());
 }
 
 ScanResult scan_new_directory(const std::string& root, const std::string& path,

@@ -49,8 +49,7 @@ FleetWatch watch_fleet(const std::vector<std::string>& roots,
 
 /// Watches the way down to `worker`, whose lock was just found: the directories from `root`
 /// (exclusive) to its parent, then its .runtime (or the worker itself while it has none).
-AddWatch watch_way(const std::string& root, const std::string& worker, DirWatcher& watcher,
-                   std::string* error = nullptr);
+FleetWatch watch_way(const std::string& root, const std::string& worker, DirWatcher& watcher);
 
 /// The directories from `root` (exclusive) down to `worker`, and `worker`/.runtime.
 std::map<std::string, WatchKind> watches_to(const std::string& root, const std::string& worker);

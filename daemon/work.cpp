@@ -154,8 +154,8 @@ BatchOutcome run_recheck_batch(const Backend& backend, RecheckBatch batch,
             WorkerCheck check = backend.check(worker, options, config, facts);
             if (dirs != nullptr && check.state == WorkerCheck::State::found) {
                 // A lock here: watch the way to it, so that its next change is seen.
-                std::string error;
-                note_watch(watch_way(check.root, check.worker, *dirs, &error), error);
+                const FleetWatch way = watch_way(check.root, check.worker, *dirs);
+                note_watch(way.worst, way.error);
             }
             out.checks.push_back({std::move(check), trigger});
         }

@@ -235,8 +235,8 @@ TEST(Paths, JoinAndParent) {
 class DirWatcherTest : public ::testing::Test {
 protected:
     void SetUp() override {
-        std::string error;
-        ASSERT_TRUE(m_watcher.open(error)) << error;
+        const Status opened = m_watcher.open();
+        ASSERT_TRUE(opened) << opened.error().message;
         m_watcher.start([this](std::vector<WatchEvent> events, bool overflow) {
             m_overflow = m_overflow || overflow;
             for (auto& e : events) {
@@ -262,10 +262,11 @@ protected:
 TEST_F(DirWatcherTest, ReportsNewDirectoriesAndLockWritesWithTheirPaths) {
     const std::string root = m_tmp.path();
     test::make_dirs(root + "/w1/.runtime");
-    EXPECT_EQ(m_watcher.add(root, WatchKind::dir), AddWatch::added);
-    EXPECT_EQ(m_watcher.add(root, WatchKind::dir), AddWatch::present);
-    EXPECT_EQ(m_watcher.add(root + "/w1/.runtime", WatchKind::runtime), AddWatch::added);
-    EXPECT_EQ(m_watcher.add(root + "/nope", WatchKind::dir), AddWatch::gone);
+    EXPECT_EQ(outcome_of(m_watcher.add(root, WatchKind::dir)), AddWatch::added);
+    EXPECT_EQ(outcome_of(m_watcher.add(root, WatchKind::dir)), AddWatch::present);
+    EXPECT_EQ(outcome_of(m_watcher.add(root + "/w1/.runtime", WatchKind::runtime)),
+              AddWatch::added);
+    EXPECT_EQ(outcome_of(m_watcher.add(root + "/nope", WatchKind::dir)), AddWatch::gone);
     EXPECT_EQ(m_watcher.count(), 2u);
 
     test::make_dirs(root + "/w2");
@@ -289,7 +290,7 @@ TEST_F(DirWatcherTest, ReportsNewDirectoriesAndLockWritesWithTheirPaths) {
 TEST_F(DirWatcherTest, ASymlinkIsNeverWatchedInPlaceOfADirectory) {
     TempDir outside;
     std::filesystem::create_directory_symlink(outside.path(), m_tmp.sub("link"));
-    EXPECT_EQ(m_watcher.add(m_tmp.sub("link"), WatchKind::dir), AddWatch::gone);
+    EXPECT_EQ(outcome_of(m_watcher.add(m_tmp.sub("link"), WatchKind::dir)), AddWatch::gone);
     EXPECT_EQ(m_watcher.count(), 0u);
 }
 
@@ -299,14 +300,15 @@ TEST_F(DirWatcherTest, RemoveUnderAndSync) {
         test::make_dirs(root + d);
     }
     for (const char* d : {"/a", "/a/b", "/a/b/c", "/a/bc", "/x"}) {
-        ASSERT_EQ(m_watcher.add(root + d, WatchKind::dir), AddWatch::added) << d;
+        ASSERT_EQ(outcome_of(m_watcher.add(root + d, WatchKind::dir)), AddWatch::added) << d;
     }
     m_watcher.remove_under(root + "/a/b");
     EXPECT_EQ(m_watcher.count(), 3u);
     EXPECT_TRUE(m_watcher.kind_of(root + "/a/bc")) << "a sibling with the same prefix stays";
     EXPECT_FALSE(m_watcher.kind_of(root + "/a/b/c"));
 
-    EXPECT_EQ(m_watcher.add(root + "/x", WatchKind::runtime), AddWatch::added) << "a new kind";
+    EXPECT_EQ(outcome_of(m_watcher.add(root + "/x", WatchKind::runtime)), AddWatch::added)
+        << "a new kind";
     const std::uint64_t round = m_watcher.begin_marking();
     for (const char* d : {"/x", "/a/bc", "/not-watched"}) {
         m_watcher.add(root + d, std::string(d) == "/x" ? WatchKind::runtime : WatchKind::dir);
@@ -322,11 +324,12 @@ TEST_F(DirWatcherTest, MarkingDropsWhatARoundDidNotAdd) {
     for (const char* d : {"/a", "/b/.runtime", "/c"}) {
         test::make_dirs(root + d);
     }
-    ASSERT_EQ(m_watcher.add(root + "/a", WatchKind::dir), AddWatch::added);
-    ASSERT_EQ(m_watcher.add(root + "/c", WatchKind::dir), AddWatch::added);
+    ASSERT_EQ(outcome_of(m_watcher.add(root + "/a", WatchKind::dir)), AddWatch::added);
+    ASSERT_EQ(outcome_of(m_watcher.add(root + "/c", WatchKind::dir)), AddWatch::added);
     const std::uint64_t round = m_watcher.begin_marking();
-    EXPECT_EQ(m_watcher.add(root + "/a", WatchKind::dir), AddWatch::present) << "met: marked";
-    EXPECT_EQ(m_watcher.add(root + "/b/.runtime", WatchKind::runtime), AddWatch::added);
+    EXPECT_EQ(outcome_of(m_watcher.add(root + "/a", WatchKind::dir)), AddWatch::present)
+        << "met: marked";
+    EXPECT_EQ(outcome_of(m_watcher.add(root + "/b/.runtime", WatchKind::runtime)), AddWatch::added);
     m_watcher.drop_unmarked(round);
     EXPECT_EQ(m_watcher.paths(), (std::vector<std::string>{root + "/a", root + "/b/.runtime"}));
     EXPECT_EQ(m_watcher.kind_of(root + "/b/.runtime"), WatchKind::runtime);
@@ -335,14 +338,14 @@ TEST_F(DirWatcherTest, MarkingDropsWhatARoundDidNotAdd) {
     // The .runtime watch is stored as its worker's pooled path plus the suffix, and ordered by
     // its whole text among plain paths: remove_under finds it by prefix.
     test::make_dirs(root + "/b/.runtimes");
-    ASSERT_EQ(m_watcher.add(root + "/b/.runtimes", WatchKind::dir), AddWatch::added);
+    ASSERT_EQ(outcome_of(m_watcher.add(root + "/b/.runtimes", WatchKind::dir)), AddWatch::added);
     m_watcher.remove_under(root + "/b/.runtime");
     EXPECT_EQ(m_watcher.paths(), (std::vector<std::string>{root + "/a", root + "/b/.runtimes"}));
 }
 
 TEST_F(DirWatcherTest, ADeletedDirectoryIsForgotten) {
     test::make_dirs(m_tmp.sub("w"));
-    ASSERT_EQ(m_watcher.add(m_tmp.sub("w"), WatchKind::dir), AddWatch::added);
+    ASSERT_EQ(outcome_of(m_watcher.add(m_tmp.sub("w"), WatchKind::dir)), AddWatch::added);
     std::filesystem::remove(m_tmp.sub("w"));
     ASSERT_TRUE(run_until(m_io, [&] { return saw(m_tmp.sub("w"), "", IN_DELETE_SELF); }));
     ASSERT_TRUE(run_until(m_io, [&] { return m_watcher.count() == 0; })) << "IN_IGNORED";
@@ -364,8 +367,8 @@ TEST(WatchPlan, TheFleetDownToTheWatchDepthNeverInsideAWorker) {
     TempDir tmp;
     boost::asio::io_context io;
     DirWatcher watcher(io);
-    std::string error;
-    ASSERT_TRUE(watcher.open(error)) << error;
+    const Status opened = watcher.open();
+    ASSERT_TRUE(opened) << opened.error().message;
     const std::string root = tmp.sub("root");
     test::make_dirs(root + "/rig/polecats/w1/.runtime");
     test::make_dirs(root + "/rig/polecats/w1/src/lib");  // a checkout: not watched
@@ -400,7 +403,7 @@ TEST(WatchPlan, TheFleetDownToTheWatchDepthNeverInsideAWorker) {
 
     // The way to a worker found later, without a .runtime yet: the worker itself is watched.
     test::make_dirs(root + "/x/y/w5");
-    EXPECT_EQ(watch_way(root, root + "/x/y/w5", watcher), AddWatch::added);
+    EXPECT_EQ(watch_way(root, root + "/x/y/w5", watcher).worst, AddWatch::added);
     EXPECT_EQ(watcher.kind_of(root + "/x"), WatchKind::dir);
     EXPECT_EQ(watcher.kind_of(root + "/x/y"), WatchKind::dir);
     EXPECT_EQ(watcher.kind_of(root + "/x/y/w5"), WatchKind::dir);
@@ -410,8 +413,8 @@ TEST(ScanNewDirectory, WatchesDownToTheWatchDepthAndFindsLocksAtAnyDepth) {
     TempDir tmp;
     boost::asio::io_context io;
     DirWatcher watcher(io);
-    std::string error;
-    ASSERT_TRUE(watcher.open(error)) << error;
+    const Status opened = watcher.open();
+    ASSERT_TRUE(opened) << opened.error().message;
     const std::string root = tmp.sub("root");
     test::write_file(root + "/rig2/polecats/w1/.runtime/agent.lock", "{}");
     test::write_file(root + "/rig2/polecats/w1/src/deep/w9/.runtime/agent.lock", "{}");
