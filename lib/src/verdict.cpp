@@ -127,11 +127,13 @@ OwnerJudgement judge_owner(const LockInfo& lock, const ProcessFacts& process, co
                                   "), although by today's clock " + times};
     }
     if (reuse.clock.may_predate_a_step(lock.acquired_at)) {
-        const ClockStep& step = *reuse.clock.last_step;
+        const std::string last = reuse.clock.last_step
+                                     ? " (last by " + signed_seconds(reuse.clock.last_step->size) +
+                                           " at " + format_rfc3339(reuse.clock.last_step->at) + ")"
+                                     : "";
         return {Owner::unknown, pid + " is alive and " + times +
-                                    ", but the wall clock was stepped (last by " +
-                                    signed_seconds(step.size) + " at " + format_rfc3339(step.at) +
-                                    ") after the lock may have been written: the start time "
+                                    ", but the wall clock was stepped" + last +
+                                    " after the lock may have been written: the start time "
                                     "cannot be compared with acquired_at"};
     }
     return {Owner::dead, pid + " was reused: " + times};

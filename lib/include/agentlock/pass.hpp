@@ -35,7 +35,8 @@ struct PassOptions {
     /// judged reused by its start time alone.
     ClockFacts clock;
     /// The owner last judged alive for a worker's lock, when the caller keeps them (see
-    /// ReuseFacts::known_owner); empty: none known.
+    /// ReuseFacts::known_owner); empty: none known. Asked once per local lock judged, never
+    /// twice at once.
     std::function<std::optional<KnownOwner>(std::string_view worker)> known_owner;
 };
 
