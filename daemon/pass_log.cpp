@@ -277,7 +277,11 @@ void TextReportWriter::on_lock(LockRecord&& rec) {
         }
     }
     m_out << ": " << rec.judgement.reason;
-    if (!rec.detail.empty() && rec.detail != rec.judgement.reason) {
+    // On removal (or a dry run's would-remove) the reaper's detail is the re-check's reason: the
+    // same words again, bar a start time recomputed a moment later.
+    const bool restates_reason =
+        rec.action == LockAction::removed || rec.action == LockAction::would_remove;
+    if (!restates_reason && !rec.detail.empty() && rec.detail != rec.judgement.reason) {
         m_out << " (" << rec.detail << ")";
     }
     m_out << '\n';

@@ -165,7 +165,12 @@ Judgement Lock::judge(const LockInfo& info) {
     if (!info.session_id.empty()) {
         facts = tmux.query();
     }
-    return judge_lock(info, processes.probe(info.pid), facts, host());
+    const ProcessFacts process = processes.probe(info.pid);
+    ReuseFacts reuse;
+    if (needs_pid_table(info, process)) {
+        reuse.pid_table = processes.pid_table(); // after the probe, as the rule needs
+    }
+    return judge_lock(info, process, facts, host(), reuse);
 }
 
 Lock::Probes& Lock::probes() {

@@ -73,7 +73,7 @@ public:
         }
         rec.info = *read.info;
         rec.content = read.bytes;
-        rec.judgement = judge(*rec.info, &rec.process, facts_for(*rec.info));
+        rec.judgement = judge(site.worker, *rec.info, &rec.process, facts_for(*rec.info));
         if (is_removable(rec.judgement.verdict) && !cancelled(m_options)) {
             reap(site, rec);
         }
@@ -99,27 +99,36 @@ private:
         return *m_asked;
     }
 
-    Judgement judge(const LockInfo& info, ProcessFacts* evidence, const TmuxFacts& tmux) {
+    Judgement judge(const std::string& worker, const LockInfo& info, ProcessFacts* evidence,
+                    const TmuxFacts& tmux) {
         ProcessFacts process;
+        ReuseFacts reuse;
         if (is_local(info, m_host)) {
             process = m_processes.probe(info.pid);
+            if (needs_pid_table(info, process)) {
+                reuse.pid_table = m_processes.pid_table(); // after the probe, as the rule needs
+            }
         } else {
             process.detail = "not probed: the lock belongs to another host";
         }
         if (evidence != nullptr) {
             *evidence = process;
         }
-        return judge_lock(info, process, tmux, m_host);
+        reuse.clock = m_options.clock;
+        if (m_options.known_owner) {
+            reuse.known_owner = m_options.known_owner(worker);
+        }
+        return judge_lock(info, process, tmux, m_host, reuse);
     }
 
     void reap(const LockSite& site, LockRecord& rec) {
         // The re-check asks tmux again when a session is recorded: it may have appeared since
         // the pass's query, and a live session's lock must never go.
-        auto rejudge = [this](const LockInfo& again) {
+        auto rejudge = [this, &site](const LockInfo& again) {
             if (again.session_id.empty()) {
-                return judge(again, nullptr, facts_for(again));
+                return judge(site.worker, again, nullptr, facts_for(again));
             }
-            return judge(again, nullptr, m_tmux.query());
+            return judge(site.worker, again, nullptr, m_tmux.query());
         };
         RemovalResult removal = remove_if_unchanged(site.runtime_fd, site.lock_path, rec.content,
                                                     rejudge, m_options.dry_run);

@@ -23,6 +23,8 @@ constexpr int k_start_field_after_comm = 20;
 // Start times more than this many seconds after boot are not real; clamping keeps the
 // nanosecond arithmetic below from overflowing on a corrupt or fake stat file.
 constexpr std::uint64_t k_max_seconds_since_boot = 100ULL * 365 * 24 * 3600;
+// /proc/stat grows with CPUs and interrupt lines; a few hundred KiB on the largest hosts.
+constexpr std::size_t k_max_proc_stat_bytes = 4 * 1024 * 1024;
 
 std::string errno_text(int saved_errno) {
     return std::strerror(saved_errno);
@@ -134,6 +136,75 @@ ProcessFacts SystemProcessProbe::probe(std::int64_t pid) {
     f.start_ticks = fields->start_ticks;
     f.start_time = ticks_to_wall_time(fields->start_ticks);
     return f;
+}
+
+PidTableFacts SystemProcessProbe::pid_table() {
+    PidTableFacts table;
+    const std::string stat_path = m_proc_root + "/stat";
+    int err = 0;
+    if (auto text = read_small_file(stat_path, k_max_proc_stat_bytes, err)) {
+        const ProcStatTotals totals = parse_proc_stat_totals(*text);
+        table.forks_since_boot = totals.processes;
+        if (totals.btime) {
+            table.boot_time = Timestamp(std::chrono::seconds(*totals.btime));
+        }
+        if (!totals.processes || !totals.btime) {
+            table.detail = "parse " + stat_path + ": no processes or btime line";
+        }
+    } else {
+        table.detail = "read " + stat_path + ": " + errno_text(err);
+    }
+    const std::string pid_max_path = m_proc_root + "/sys/kernel/pid_max";
+    if (auto text = read_small_file(pid_max_path, 64, err)) {
+        std::string_view digits = *text;
+        while (!digits.empty() && (digits.back() == '\n' || digits.back() == ' ')) {
+            digits.remove_suffix(1);
+        }
+        std::uint64_t value = 0;
+        auto [ptr, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
+        if (ec == std::errc() && ptr == digits.data() + digits.size() && value > 0) {
+            table.pid_max = value;
+        } else {
+            table.detail += (table.detail.empty() ? "" : "; ") + std::string("parse ") +
+                            pid_max_path + ": not a number";
+        }
+    } else {
+        table.detail += (table.detail.empty() ? "" : "; ") + std::string("read ") + pid_max_path +
+                        ": " + errno_text(err);
+    }
+    return table;
+}
+
+ProcStatTotals parse_proc_stat_totals(std::string_view text) {
+    // "key value" at the start of a line; nullopt unless the value is all digits.
+    auto value_of = [](std::string_view line,
+                       std::string_view key) -> std::optional<std::uint64_t> {
+        if (line.size() <= key.size() + 1 || line.substr(0, key.size()) != key ||
+            line[key.size()] != ' ') {
+            return std::nullopt;
+        }
+        const std::string_view digits = line.substr(key.size() + 1);
+        std::uint64_t value = 0;
+        auto [ptr, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
+        if (ec != std::errc() || ptr != digits.data() + digits.size()) {
+            return std::nullopt;
+        }
+        return value;
+    };
+    ProcStatTotals totals;
+    while (!text.empty()) {
+        const std::size_t end = text.find('\n');
+        const std::string_view line = text.substr(0, end);
+        if (auto processes = value_of(line, "processes")) {
+            totals.processes = processes;
+        } else if (auto btime = value_of(line, "btime")) {
+            if (*btime <= k_max_seconds_since_boot * 10) { // about year 5000: a real epoch time
+                totals.btime = static_cast<std::int64_t>(*btime);
+            }
+        }
+        text = end == std::string_view::npos ? std::string_view{} : text.substr(end + 1);
+    }
+    return totals;
 }
 
 std::optional<StatFields> parse_proc_stat(std::string_view text) {

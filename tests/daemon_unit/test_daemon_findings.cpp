@@ -510,5 +510,51 @@ TEST(StatusLine, OneLineSummary) {
         "pass 13: 340 locks, 3 removed, tmux unknown, 2 collisions, 1 of 2 roots unavailable");
 }
 
+// The --once text report: one line per lock, its reason said once. On removal (and a dry run's
+// would-remove) the reaper's detail is the re-check's restatement of that reason; other details
+// (why a removal was skipped or failed) still follow it.
+std::size_t occurrences(const std::string& text, const std::string& what) {
+    std::size_t n = 0;
+    for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) {
+        ++n;
+    }
+    return n;
+}
+
+TEST(TextReport, AReusedPidVerdictPrintsItsReasonOnce) {
+    const std::string reason = "PID 4242 was reused: the process started at "
+                               "2026-11-27T05:01:00.123456789Z, after the lock was acquired at "
+                               "2026-11-27T05:00:00Z";
+    // The re-check computed the start time a moment later, so its words differ a little.
+    const std::string recheck = "PID 4242 was reused: the process started at "
+                                "2026-11-27T05:01:00.123456812Z, after the lock was acquired at "
+                                "2026-11-27T05:00:00Z";
+    for (LockAction action : {LockAction::would_remove, LockAction::removed}) {
+        LockRecord rec = record("/srv/w", Verdict::stale, action, 4242);
+        rec.judgement.reason = reason;
+        rec.detail = recheck;
+        const std::string text = daemon::format_report_text(report_with({rec}));
+        EXPECT_EQ(occurrences(text, "was reused"), 1u) << text;
+        EXPECT_NE(text.find(std::string(to_string(action)) +
+                            " stale /srv/w/.runtime/agent.lock "
+                            "pid=4242: " +
+                            reason + "\n"),
+                  std::string::npos)
+            << text;
+    }
+    LockRecord skipped = record("/srv/w", Verdict::stale, LockAction::skipped_changed, 4242);
+    skipped.judgement.reason = reason;
+    skipped.detail = "lock changed since it was judged";
+    const std::string text = daemon::format_report_text(report_with({skipped}));
+    EXPECT_NE(text.find(reason + " (lock changed since it was judged)\n"), std::string::npos)
+        << text;
+    LockRecord failed = record("/srv/w", Verdict::stale, LockAction::kept, 4242);
+    failed.judgement.reason = reason;
+    failed.detail = "unlink /srv/w/.runtime/agent.lock: Permission denied";
+    EXPECT_NE(daemon::format_report_text(report_with({failed}))
+                  .find(reason + " (unlink /srv/w/.runtime/agent.lock: Permission denied)\n"),
+              std::string::npos);
+}
+
 } // namespace
 } // namespace agentlock

@@ -28,8 +28,14 @@ public:
         }
         return it->second;
     }
+    PidTableFacts pid_table() override {
+        ++table_reads;
+        return table;
+    }
     std::map<std::int64_t, ProcessFacts> facts;
+    PidTableFacts table; ///< unset by default: "a PID may have been reused"
     int calls = 0;
+    int table_reads = 0;
 };
 
 /// Returns `facts` on every query and counts the queries.

@@ -16,6 +16,7 @@
 #include <fstream>
 #include <grp.h>
 #include <limits>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <sys/prctl.h>
@@ -428,6 +429,86 @@ TEST(HostFacts, HostnameAndBootId) {
     }
     ASSERT_EQ(boot_id.size(), 36u);
     EXPECT_EQ(h.boot_id, boot_id);
+}
+
+// --- the PID table (issue 14) -------------------------------------------------------------------
+
+struct TotalsCase {
+    const char* name;
+    std::string text;
+    std::optional<std::uint64_t> processes;
+    std::optional<std::int64_t> btime;
+};
+
+class ParseProcStatTotals : public ::testing::TestWithParam<TotalsCase> {};
+
+TEST_P(ParseProcStatTotals, Table) {
+    const TotalsCase& c = GetParam();
+    const ProcStatTotals t = parse_proc_stat_totals(c.text);
+    EXPECT_EQ(t.processes, c.processes);
+    EXPECT_EQ(t.btime, c.btime);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Cases, ParseProcStatTotals,
+    ::testing::Values(
+        TotalsCase{"real_shape",
+                   "cpu  1 2 3\ncpu0 1 2 3\nintr 5 0 0\nctxt 9\nbtime 1796609622\n"
+                   "processes 8527\nprocs_running 4\nprocs_blocked 0\nsoftirq 1 2\n",
+                   8527, 1796609622},
+        TotalsCase{"last_line_without_newline", "btime 7\nprocesses 12", 12, 7},
+        TotalsCase{"absent", "cpu 1 2 3\nctxt 9\n", std::nullopt, std::nullopt},
+        TotalsCase{"not_at_line_start", "xprocesses 5\n btime 6\n", std::nullopt, std::nullopt},
+        TotalsCase{"prefix_of_another_key", "processes_x 5\nbtimes 6\n", std::nullopt,
+                   std::nullopt},
+        TotalsCase{"trailing_garbage", "processes 5x\nbtime 6 7\n", std::nullopt, std::nullopt},
+        TotalsCase{"negative_or_empty", "processes -5\nbtime \n", std::nullopt, std::nullopt},
+        TotalsCase{"overflow", "processes 99999999999999999999999\n", std::nullopt, std::nullopt}),
+    [](const ::testing::TestParamInfo<TotalsCase>& p) { return std::string(p.param.name); });
+
+TEST(PidTable, RealProcAgreesWithItself) {
+    SystemProcessProbe probe;
+    const PidTableFacts t = probe.pid_table();
+    ASSERT_TRUE(t.forks_since_boot.has_value()) << t.detail;
+    ASSERT_TRUE(t.pid_max.has_value()) << t.detail;
+    ASSERT_TRUE(t.boot_time.has_value()) << t.detail;
+    EXPECT_TRUE(t.detail.empty()) << t.detail;
+    EXPECT_EQ(*t.pid_max, std::stoull(slurp("/proc/sys/kernel/pid_max")));
+    // This process and its parents were forked since boot.
+    EXPECT_GE(*t.forks_since_boot, static_cast<std::uint64_t>(1));
+    const std::uint64_t before = *t.forks_since_boot;
+    test::spawn_sleeper().kill_and_reap();
+    EXPECT_GT(*probe.pid_table().forks_since_boot, before);
+    EXPECT_LT(abs_diff(*t.boot_time, ticks_to_wall_time(0)), std::chrono::seconds(2));
+}
+
+TEST_F(FakeProcTest, PidTableFromAPreparedRoot) {
+    test::write_file(m_proc.sub("stat"), "cpu 1 2\nbtime 1000\nprocesses 4242\n");
+    test::write_file(m_proc.sub("sys/kernel/pid_max"), "32768\n");
+    const PidTableFacts t = SystemProcessProbe(m_proc.path()).pid_table();
+    EXPECT_EQ(t.forks_since_boot, std::optional<std::uint64_t>(4242));
+    EXPECT_EQ(t.pid_max, std::optional<std::uint64_t>(32768));
+    EXPECT_EQ(t.boot_time, std::optional<Timestamp>(Timestamp(std::chrono::seconds(1000))));
+    EXPECT_TRUE(t.detail.empty()) << t.detail;
+}
+
+TEST_F(FakeProcTest, UnreadablePidTableFactsAreUnsetWithTheReason) {
+    PidTableFacts t = SystemProcessProbe(m_proc.path()).pid_table();
+    EXPECT_FALSE(t.forks_since_boot.has_value());
+    EXPECT_FALSE(t.pid_max.has_value());
+    EXPECT_FALSE(t.boot_time.has_value());
+    EXPECT_NE(t.detail.find("read " + m_proc.sub("stat") + ": No such file"), std::string::npos)
+        << t.detail;
+    EXPECT_NE(t.detail.find("read " + m_proc.sub("sys/kernel/pid_max")), std::string::npos)
+        << t.detail;
+
+    test::write_file(m_proc.sub("stat"), "cpu 1 2\n");
+    test::write_file(m_proc.sub("sys/kernel/pid_max"), "lots\n");
+    t = SystemProcessProbe(m_proc.path()).pid_table();
+    EXPECT_FALSE(t.forks_since_boot.has_value());
+    EXPECT_FALSE(t.pid_max.has_value());
+    EXPECT_NE(t.detail.find("no processes or btime line"), std::string::npos) << t.detail;
+    EXPECT_NE(t.detail.find("not a number"), std::string::npos) << t.detail;
 }
 
 } // namespace

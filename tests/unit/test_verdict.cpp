@@ -5,6 +5,10 @@
 
 #include <gtest/gtest.h>
 
+#include <optional>
+#include <string>
+#include <vector>
+
 namespace agentlock {
 namespace {
 
@@ -169,6 +173,238 @@ TEST(Verdict, SessionMatchedByIdAndPaneId) {
 TEST(Verdict, ReasonsNameThePid) {
     auto j = judge_lock(lock(4242), state(ProcessState::dead), tmux_ok({}), k_host);
     EXPECT_NE(j.reason.find("4242"), std::string::npos) << j.reason;
+}
+
+// Issue 14: a clock step must never make a live owner look like a reused PID. The table below
+// crosses the facts that settle reuse without the wall clock (the PID table, ticks seen before)
+// with the steps seen, for a Go-style lock (no start ticks, no boot id) whose live owner's start
+// time, by today's clock, reads 60 s after acquired_at.
+
+constexpr std::uint64_t k_pid_max = 32768;
+
+PidTableFacts pid_table(std::optional<std::uint64_t> forks,
+                        std::optional<Timestamp> boot = k_acquired - 1h,
+                        std::optional<std::uint64_t> pid_max = k_pid_max) {
+    PidTableFacts t;
+    t.forks_since_boot = forks;
+    t.pid_max = pid_max;
+    t.boot_time = boot;
+    return t;
+}
+
+// A step of +60 s seen at `at` (after the step).
+ClockFacts stepped_at(Timestamp at) {
+    ClockFacts c;
+    c.record(ClockStep{at, 60s});
+    return c;
+}
+
+enum class Forks { unset, below, above };
+enum class Step { none, after_acquire, before_acquire };
+enum class Ticks { none, same, other, other_pid };
+
+struct ReuseCase {
+    Forks forks;
+    Step step;
+    Ticks ticks;
+    Verdict expected;
+};
+
+std::string case_name(const ReuseCase& c) {
+    const char* forks[] = {"ForksUnknown", "ForksBelowPidMax", "ForksAbovePidMax"};
+    const char* steps[] = {"NoStep", "StepAfterAcquire", "StepBeforeAcquire"};
+    const char* ticks[] = {"NoTicksKnown", "SameTicks", "OtherTicks", "TicksOfAnotherPid"};
+    return std::string(forks[static_cast<int>(c.forks)]) + steps[static_cast<int>(c.step)] +
+           ticks[static_cast<int>(c.ticks)];
+}
+
+Judgement judge_case(const ReuseCase& c) {
+    ReuseFacts reuse;
+    switch (c.forks) {
+    case Forks::unset:
+        break;
+    case Forks::below:
+        reuse.pid_table = pid_table(k_pid_max - k_reserved_pids - 1);
+        break;
+    case Forks::above:
+        reuse.pid_table = pid_table(k_pid_max - k_reserved_pids);
+        break;
+    }
+    switch (c.step) {
+    case Step::none:
+        break;
+    case Step::after_acquire:
+        reuse.clock = stepped_at(k_acquired + 30s);
+        break;
+    case Step::before_acquire:
+        reuse.clock = stepped_at(k_acquired - 10s);
+        break;
+    }
+    switch (c.ticks) {
+    case Ticks::none:
+        break;
+    case Ticks::same:
+        reuse.known_owner = KnownOwner{10, 500};
+        break;
+    case Ticks::other:
+        reuse.known_owner = KnownOwner{10, 499};
+        break;
+    case Ticks::other_pid:
+        reuse.known_owner = KnownOwner{11, 500};
+        break;
+    }
+    return judge_lock(lock(10), alive(k_acquired + 60s, 500), tmux_ok({}), k_host, reuse);
+}
+
+class ReuseTruthTable : public ::testing::TestWithParam<ReuseCase> {};
+
+TEST_P(ReuseTruthTable, Verdict) {
+    const ReuseCase& c = GetParam();
+    const Judgement j = judge_case(c);
+    EXPECT_EQ(j.verdict, c.expected) << j.reason;
+    switch (c.expected) {
+    case Verdict::stale:
+        EXPECT_NE(j.reason.find("was reused"), std::string::npos) << j.reason;
+        break;
+    case Verdict::unknown:
+        EXPECT_NE(j.reason.find("the wall clock was stepped (last by +60.000s"), std::string::npos)
+            << j.reason;
+        EXPECT_NE(j.reason.find("cannot be compared"), std::string::npos) << j.reason;
+        break;
+    default:
+        EXPECT_EQ(j.reason.find("reused"), std::string::npos) << j.reason;
+        break;
+    }
+}
+
+std::vector<ReuseCase> reuse_cases() {
+    std::vector<ReuseCase> cases;
+    for (Forks f : {Forks::unset, Forks::below, Forks::above}) {
+        for (Step s : {Step::none, Step::after_acquire, Step::before_acquire}) {
+            for (Ticks t : {Ticks::none, Ticks::same, Ticks::other, Ticks::other_pid}) {
+                Verdict expected = Verdict::stale; // the time rule, as before
+                if (t == Ticks::same || f == Forks::below) {
+                    expected = Verdict::live; // settled without the wall clock
+                } else if (s == Step::after_acquire) {
+                    expected = Verdict::unknown; // the two times cannot be compared
+                }
+                cases.push_back({f, s, t, expected});
+            }
+        }
+    }
+    return cases;
+}
+
+INSTANTIATE_TEST_SUITE_P(Issue14, ReuseTruthTable, ::testing::ValuesIn(reuse_cases()),
+                         [](const ::testing::TestParamInfo<ReuseCase>& p) {
+                             return case_name(p.param);
+                         });
+
+TEST(ReuseTruthTable, TheTableHoldsEachOutcome) {
+    // The table is built by a rule of its own; spot-check it against the issue's words.
+    EXPECT_EQ(judge_case({Forks::below, Step::none, Ticks::none, {}}).verdict, Verdict::live);
+    EXPECT_EQ(judge_case({Forks::above, Step::after_acquire, Ticks::none, {}}).verdict,
+              Verdict::unknown);
+    EXPECT_EQ(judge_case({Forks::above, Step::after_acquire, Ticks::same, {}}).verdict,
+              Verdict::live);
+    EXPECT_EQ(judge_case({Forks::above, Step::after_acquire, Ticks::other, {}}).verdict,
+              Verdict::unknown);
+    EXPECT_EQ(judge_case({Forks::above, Step::none, Ticks::none, {}}).verdict, Verdict::stale);
+    EXPECT_EQ(judge_case({Forks::unset, Step::before_acquire, Ticks::other, {}}).verdict,
+              Verdict::stale);
+}
+
+TEST(PidTable, TheBoundIsForksPlusTheReservedRangeBelowPidMax) {
+    EXPECT_TRUE(pid_table_rules_out_reuse(pid_table(0)));
+    EXPECT_TRUE(pid_table_rules_out_reuse(pid_table(k_pid_max - k_reserved_pids - 1)));
+    EXPECT_FALSE(pid_table_rules_out_reuse(pid_table(k_pid_max - k_reserved_pids)));
+    EXPECT_FALSE(pid_table_rules_out_reuse(pid_table(k_pid_max)));
+    EXPECT_FALSE(pid_table_rules_out_reuse(pid_table(~std::uint64_t{0})));
+    // A pid_max no larger than the reserved range leaves no room: never "no reuse".
+    EXPECT_FALSE(pid_table_rules_out_reuse(pid_table(0, k_acquired, k_reserved_pids)));
+    EXPECT_FALSE(pid_table_rules_out_reuse(pid_table(0, k_acquired, 0)));
+    EXPECT_FALSE(pid_table_rules_out_reuse(pid_table(std::nullopt)));
+    EXPECT_FALSE(pid_table_rules_out_reuse(pid_table(5, k_acquired, std::nullopt)));
+}
+
+TEST(PidTable, OnlyALockWrittenThisBootIsSettledByIt) {
+    const ProcessFacts owner = alive(k_acquired + 60s);
+    ReuseFacts reuse;
+    // btime is truncated to the second: a lock within the second after it may predate the boot.
+    reuse.pid_table = pid_table(1000, k_acquired);
+    EXPECT_EQ(judge_lock(lock(10), owner, tmux_ok({}), k_host, reuse).verdict, Verdict::stale);
+    reuse.pid_table = pid_table(1000, k_acquired - 999ms);
+    EXPECT_EQ(judge_lock(lock(10), owner, tmux_ok({}), k_host, reuse).verdict, Verdict::stale);
+    reuse.pid_table = pid_table(1000, k_acquired - 1s);
+    EXPECT_EQ(judge_lock(lock(10), owner, tmux_ok({}), k_host, reuse).verdict, Verdict::live);
+    reuse.pid_table = pid_table(1000, std::nullopt);
+    EXPECT_EQ(judge_lock(lock(10), owner, tmux_ok({}), k_host, reuse).verdict, Verdict::stale);
+    // Our writer's boot id says "this boot" whatever the clocks say.
+    LockInfo ours = lock(10);
+    ours.boot_id = "boot-1";
+    reuse.pid_table = pid_table(1000, k_acquired + 1h);
+    EXPECT_EQ(judge_lock(ours, owner, tmux_ok({}), k_host, reuse).verdict, Verdict::live);
+    ours.boot_id = "boot-0";
+    EXPECT_EQ(judge_lock(ours, owner, tmux_ok({}), k_host, reuse).verdict, Verdict::stale);
+}
+
+TEST(PidTable, ReuseProvenByRecordedStartTicksStillCounts) {
+    LockInfo l = lock(10);
+    l.pid_start_ticks = 400;
+    ReuseFacts reuse;
+    reuse.pid_table = pid_table(1000);
+    reuse.clock = stepped_at(k_acquired + 30s);
+    reuse.known_owner = KnownOwner{10, 500};
+    const Judgement j = judge_lock(l, alive(k_acquired - 1h, 500), tmux_ok({}), k_host, reuse);
+    EXPECT_EQ(j.verdict, Verdict::stale) << j.reason;
+    EXPECT_NE(j.reason.find("start ticks 500, lock recorded 400"), std::string::npos) << j.reason;
+}
+
+TEST(PidTable, NeededOnlyWhenTheStartTimeSaysReused) {
+    EXPECT_TRUE(needs_pid_table(lock(10), alive(k_acquired + 60s)));
+    EXPECT_FALSE(needs_pid_table(lock(10), alive(k_acquired + 1s)));
+    EXPECT_FALSE(needs_pid_table(lock(10), state(ProcessState::dead)));
+    EXPECT_FALSE(needs_pid_table(lock(10), state(ProcessState::alive)));
+    LockInfo ticks = lock(10);
+    ticks.pid_start_ticks = 500;
+    EXPECT_FALSE(needs_pid_table(ticks, alive(k_acquired + 60s)));
+}
+
+TEST(ClockStepRule, ABackwardStepCoversLocksUpToTheTimeBeforeIt) {
+    // Stepped back by 60 s, seen at T: the clock read T + 60 s just before, so a lock acquired
+    // at T + 30 s was written before the step.
+    ClockFacts c;
+    const Timestamp seen = k_acquired - 30s;
+    c.record(ClockStep{seen, -60s});
+    EXPECT_EQ(c.last_step->before(), k_acquired + 30s);
+    EXPECT_TRUE(c.may_predate_a_step(k_acquired));
+    EXPECT_TRUE(c.may_predate_a_step(k_acquired + 30s - 1ns));
+    EXPECT_FALSE(c.may_predate_a_step(k_acquired + 30s));
+    ReuseFacts reuse;
+    reuse.clock = c;
+    EXPECT_EQ(judge_lock(lock(10), alive(k_acquired + 60s), tmux_ok({}), k_host, reuse).verdict,
+              Verdict::unknown);
+}
+
+TEST(ClockStepRule, EveryStepSeenCountsNotOnlyTheLast) {
+    ClockFacts c;
+    c.record(ClockStep{k_acquired + 10s, 5s});
+    c.record(ClockStep{k_acquired - 1h, -2h}); // a later step back: it read k_acquired + 1h before
+    EXPECT_TRUE(c.may_predate_a_step(k_acquired + 30min));
+    c = ClockFacts{};
+    c.record(ClockStep{k_acquired + 10s, 5s});
+    c.record(ClockStep{k_acquired - 1h, 1s}); // seen "earlier" by the stepped clock
+    EXPECT_EQ(*c.stepped_until, k_acquired + 10s);
+    EXPECT_TRUE(c.may_predate_a_step(k_acquired));
+    EXPECT_FALSE(ClockFacts{}.may_predate_a_step(k_acquired));
+}
+
+TEST(ClockStepRule, AnUnknownOwnerStaysUnknownWithASession) {
+    ReuseFacts reuse;
+    reuse.clock = stepped_at(k_acquired + 30s);
+    const Judgement j =
+        judge_lock(lock(10, "s1"), alive(k_acquired + 60s), tmux_ok({}), k_host, reuse);
+    EXPECT_EQ(j.verdict, Verdict::unknown) << j.reason;
 }
 
 } // namespace

@@ -13,6 +13,7 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <optional>
 #include <ostream>
 #include <string>
@@ -30,6 +31,13 @@ struct PassOptions {
     /// Whether `collisions` holds the seed's per-lock kinds (stale, orphaned) besides the
     /// duplicate claims. The daemon reports those locks as findings and leaves them out.
     bool per_lock_collisions = true;
+    /// Wall-clock steps seen while running (ClockWatch): a lock written before one is never
+    /// judged reused by its start time alone.
+    ClockFacts clock;
+    /// The owner last judged alive for a worker's lock, when the caller keeps them (see
+    /// ReuseFacts::known_owner); empty: none known. Asked once per local lock judged, never
+    /// twice at once.
+    std::function<std::optional<KnownOwner>(std::string_view worker)> known_owner;
 };
 
 enum class LockAction { kept, removed, would_remove, skipped_changed };

@@ -31,19 +31,35 @@ struct HostFacts {
     std::string boot_id; ///< empty when unreadable
 };
 
+/// What the kernel says of this boot's PID allocation. Each fact is unset when unreadable.
+struct PidTableFacts {
+    /// `processes` in /proc/stat: every fork and clone since boot, threads included.
+    std::optional<std::uint64_t> forks_since_boot;
+    /// /proc/sys/kernel/pid_max: PIDs are handed out below it.
+    std::optional<std::uint64_t> pid_max;
+    /// `btime` in /proc/stat: boot time by today's wall clock, truncated to the second.
+    std::optional<Timestamp> boot_time;
+    std::string detail; ///< what could not be read, for reasons and logs
+};
+
 /// Asks the OS about processes. Real and fake implementations exist.
 class ProcessProbe {
 public:
     virtual ~ProcessProbe() = default;
     /// Liveness and start time of `pid`.
     virtual ProcessFacts probe(std::int64_t pid) = 0;
+    /// The PID table facts, read now. A probe that cannot tell returns them unset, which the
+    /// judge reads as "a PID may have been reused".
+    virtual PidTableFacts pid_table() { return {}; }
 };
 
-/// The real probe: kill(pid, 0), then `<proc_root>/<pid>/stat` for state and start time.
+/// The real probe: kill(pid, 0), then `<proc_root>/<pid>/stat` for state and start time;
+/// `<proc_root>/stat` and `<proc_root>/sys/kernel/pid_max` for the PID table.
 class SystemProcessProbe final : public ProcessProbe {
 public:
     explicit SystemProcessProbe(std::string proc_root = "/proc");
     ProcessFacts probe(std::int64_t pid) override;
+    PidTableFacts pid_table() override;
 
 private:
     std::string m_proc_root;
@@ -62,6 +78,13 @@ struct StatFields {
     std::uint64_t start_ticks = 0;
 };
 std::optional<StatFields> parse_proc_stat(std::string_view text);
+
+/// The `processes` and `btime` lines of /proc/stat's text; each unset when absent or malformed.
+struct ProcStatTotals {
+    std::optional<std::uint64_t> processes;
+    std::optional<std::int64_t> btime; ///< seconds since the epoch
+};
+ProcStatTotals parse_proc_stat_totals(std::string_view text);
 
 /// Converts a start time in ticks since boot to wall-clock time.
 Timestamp ticks_to_wall_time(std::uint64_t start_ticks);

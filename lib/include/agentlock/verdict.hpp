@@ -1,11 +1,14 @@
 #pragma once
 // The one staleness rule, used by acquire, check, status and the cleaner alike.
 
+#include <agentlock/clock_watch.hpp>
 #include <agentlock/lock_file.hpp>
 #include <agentlock/process_probe.hpp>
 #include <agentlock/tmux_probe.hpp>
 
 #include <chrono>
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -30,12 +33,45 @@ struct Judgement {
 };
 
 /// How much later than acquired_at a process may appear to have started and still be the owner
-/// (start ticks and boot time are coarse).
+/// (start ticks and boot time are coarse). Only for locks without start ticks; it covers ticks and
+/// clock reads, not a step of the wall clock since the lock was written.
 inline constexpr std::chrono::milliseconds k_start_time_margin{2000};
+
+/// The lowest PID the kernel hands out again once PIDs have wrapped past pid_max
+/// (RESERVED_PIDS in the kernel's kernel/pid.c).
+inline constexpr std::uint64_t k_reserved_pids = 300;
+
+/// Whether no PID can have been handed out twice since boot: forks_since_boot + k_reserved_pids
+/// < pid_max. The kernel hands out PIDs 1, 2, ... pid_max - 1 in turn, and only the allocation
+/// after pid_max - 1 wraps (to k_reserved_pids), so fewer than pid_max allocations leave every
+/// PID given at most once; forks_since_boot counts threads and kernel threads too, and the
+/// reserved range is kept as slack. False when a fact is unset.
+bool pid_table_rules_out_reuse(const PidTableFacts& table);
+
+/// The owner a supervisor last judged alive for this same worker's lock, by PID and start ticks.
+/// Ticks count from boot, so a wall-clock step does not move them.
+struct KnownOwner {
+    std::int64_t pid = 0;
+    std::uint64_t start_ticks = 0;
+};
+
+/// What settles "was this PID reused?" beyond the lock and its owner's probe. Every fact defaults
+/// to "not known", which only ever leaves the older rule in place.
+struct ReuseFacts {
+    PidTableFacts pid_table; ///< read after the owner was probed (see needs_pid_table)
+    ClockFacts clock;        ///< wall-clock steps seen while running
+    std::optional<KnownOwner> known_owner; ///< from an earlier judgement of this lock, this boot
+};
+
+/// Whether judging `lock` with `process` may use ReuseFacts::pid_table: only a lock without start
+/// ticks whose live owner's start time reads later than acquired_at plus the margin. Callers read
+/// the PID table (ProcessProbe::pid_table) after the probe and only then: /proc/stat is too dear
+/// to read for every lock.
+bool needs_pid_table(const LockInfo& lock, const ProcessFacts& process);
 
 /// Judges one parsed lock. Pure: every fact is passed in.
 Judgement judge_lock(const LockInfo& lock, const ProcessFacts& process, const TmuxFacts& tmux,
-                     const HostFacts& host);
+                     const HostFacts& host, const ReuseFacts& reuse = {});
 
 /// Only a stale lock may ever be removed.
 inline bool is_removable(Verdict verdict) {
