@@ -1,10 +1,10 @@
 #include "service.hpp"
 
 #include "command_line.hpp"
-#include "duration.hpp"
 
 #include "watch_plan.hpp"
 
+#include <agentlock/duration.hpp>
 #include <agentlock/fd.hpp>
 #include <agentlock/lock_file.hpp>
 #include <agentlock/tmux_probe.hpp>
@@ -344,12 +344,13 @@ void Service::schedule_next_pass() {
 
 void Service::reload() {
     check_notify(m_notifier.reloading());
-    std::string error;
-    auto fresh = resolve_config(m_config_path, m_overrides, error);
+    auto fresh = resolve_config(m_config_path, m_overrides);
     const std::string config_name = m_config_path.empty() ? "none" : m_config_path;
     if (!fresh) {
         m_log.log(LogLevel::error, "config.rejected",
-                  {{"config", config_name}, {"error", error}, {"kept", "previous config"}});
+                  {{"config", config_name},
+                   {"error", fresh.error().message},
+                   {"kept", "previous config"}});
     } else {
         Fields fields = {{"config", config_name}};
         for (auto& f : config_changes(m_config, *fresh)) {

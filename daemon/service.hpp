@@ -5,13 +5,13 @@
 // event-driven re-checks alike, one at a time, so that no two removals ever race inside the
 // daemon and the loop stays responsive. The loop only dispatches and logs.
 
-#include "config.hpp"
 #include "dir_watch.hpp"
 #include "event_log.hpp"
 #include "lock_table.hpp"
 #include "notify.hpp"
 #include "pass_log.hpp"
 #include "pid_watch.hpp"
+#include <agentlock/config.hpp>
 
 #include <agentlock/pass.hpp>
 #include <agentlock/process_probe.hpp>

@@ -17,7 +17,6 @@ enum class ErrorKind {
     invalid,      ///< an input given by the caller (a config, a flag, a path) is not acceptable
 };
 
-
 /// A failure: its kind, the OS error if any, the path involved and a full message.
 struct Error {
     ErrorKind kind = ErrorKind::io;
