@@ -175,7 +175,8 @@ int run_main(const Args& args) {
         return fail(k_exit_io, io_error("fork", "", saved).message);
     }
     if (child == 0) {
-        (void)go.release(); // the parent's end: never closed twice, gone at exec (O_CLOEXEC)
+        // The parent's end must be closed here, or the read below would never see its EOF.
+        go.reset();
         child_main(go_read.get(), old_mask, args.command);
     }
     go_read.reset();
