@@ -161,14 +161,14 @@ agentlockd walks worker roots for <worker>/.runtime/agent.lock files written by
 coding agents, judges each lock against the live processes and tmux sessions,
 removes the stale ones and logs every finding to the journal with structured
 fields. A live agent's lock is never removed. The agentlock command takes and
-releases locks from shells and launchers (agentlock run WORKER -- CMD) and lists
-them as the daemon judges them.
+releases locks from shells and launchers (agentlock run WORKER -- CMD) and
+lists them as the daemon judges them.
 
 The service is installed but neither enabled nor started: set the worker root
 (a drop-in with ReadWritePaths= and User=, and the roots in
-/etc/agentlockd/agentlockd.json), then run systemctl enable --now agentlockd. To run it as yourself instead:
-~/.config/agentlockd/agentlockd.json, then systemctl --user enable --now
-agentlockd.")
+/etc/agentlockd/agentlockd.json), then run systemctl enable --now agentlockd.
+To run it as yourself instead, write ~/.config/agentlockd/agentlockd.json and
+run systemctl --user enable --now agentlockd.")
 set(CPACK_DEBIAN_DAEMON_PACKAGE_CONTROL_EXTRA
     "${PROJECT_SOURCE_DIR}/packaging/debian/conffiles"
     "${PROJECT_SOURCE_DIR}/packaging/debian/postinst"
