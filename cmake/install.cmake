@@ -5,6 +5,10 @@
 #
 # Layout, relative to the prefix unless absolute:
 #   bin/agentlockd                                 component daemon
+#   bin/agentlock                                  component daemon
+#   lib/systemd/user/agentlockd.service            component daemon  (AGENTLOCK_SYSTEMD_USER_UNIT_DIR)
+#   share/man/man1/agentlock.1.gz                  component daemon
+#   share/bash-completion/completions/agentlock    component daemon
 #   lib/systemd/system/agentlockd.service          component daemon  (AGENTLOCK_SYSTEMD_UNIT_DIR)
 #   lib/sysusers.d/agentlock.conf                  component daemon  (AGENTLOCK_SYSUSERS_DIR)
 #   /etc/agentlockd/agentlockd.json                component daemon  (prefix /usr or /: /etc;
@@ -23,6 +27,8 @@ include(CMakePackageConfigHelpers)
 
 set(AGENTLOCK_SYSTEMD_UNIT_DIR "lib/systemd/system"
     CACHE STRING "Where the systemd unit is installed (relative: under the prefix)")
+set(AGENTLOCK_SYSTEMD_USER_UNIT_DIR "lib/systemd/user"
+    CACHE STRING "Where the systemd user unit is installed (relative: under the prefix)")
 set(AGENTLOCK_SYSUSERS_DIR "lib/sysusers.d"
     CACHE STRING "Where the sysusers.d entry is installed (relative: under the prefix)")
 
@@ -50,6 +56,12 @@ endif()
 
 # --- the daemon and what runs it -------------------------------------------------------------
 install(TARGETS agentlockd RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT daemon)
+install(TARGETS agentlock_cli RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT daemon)
+install(FILES "${PROJECT_SOURCE_DIR}/systemd/user/agentlockd.service"
+        DESTINATION ${AGENTLOCK_SYSTEMD_USER_UNIT_DIR} COMPONENT daemon)
+install(FILES "${PROJECT_SOURCE_DIR}/cli/agentlock.bash"
+        DESTINATION ${CMAKE_INSTALL_DATAROOTDIR}/bash-completion/completions RENAME agentlock
+        COMPONENT daemon)
 install(FILES "${_agentlock_unit}" DESTINATION ${AGENTLOCK_SYSTEMD_UNIT_DIR} COMPONENT daemon
         OPTIONAL)
 install(FILES "${_agentlock_config}" DESTINATION ${_agentlock_config_dir} COMPONENT daemon
@@ -63,7 +75,7 @@ endif()
 # package is reproducible).
 set(_agentlock_gz_dir "${PROJECT_BINARY_DIR}/packaging")
 set(_agentlock_gz_files)
-foreach(_src IN ITEMS docs/agentlockd.8 packaging/changelog)
+foreach(_src IN ITEMS docs/agentlockd.8 docs/agentlock.1 packaging/changelog)
   get_filename_component(_name "${_src}" NAME)
   set(_out "${_agentlock_gz_dir}/${_name}.gz")
   add_custom_command(
@@ -78,6 +90,8 @@ endforeach()
 add_custom_target(agentlock_install_docs ALL DEPENDS ${_agentlock_gz_files})
 install(FILES "${_agentlock_gz_dir}/agentlockd.8.gz"
         DESTINATION ${CMAKE_INSTALL_MANDIR}/man8 COMPONENT daemon)
+install(FILES "${_agentlock_gz_dir}/agentlock.1.gz"
+        DESTINATION ${CMAKE_INSTALL_MANDIR}/man1 COMPONENT daemon)
 
 # The changelog's newest entry must name this version.
 file(STRINGS "${PROJECT_SOURCE_DIR}/packaging/changelog" _agentlock_changelog_head LIMIT_COUNT 1)
@@ -146,11 +160,15 @@ set(CPACK_COMPONENT_DAEMON_DESCRIPTION "supervisor that keeps coding agents' wor
 agentlockd walks worker roots for <worker>/.runtime/agent.lock files written by
 coding agents, judges each lock against the live processes and tmux sessions,
 removes the stale ones and logs every finding to the journal with structured
-fields. A live agent's lock is never removed.
+fields. A live agent's lock is never removed. The agentlock command takes and
+releases locks from shells and launchers (agentlock run WORKER -- CMD) and
+lists them as the daemon judges them.
 
 The service is installed but neither enabled nor started: set the worker root
 (a drop-in with ReadWritePaths= and User=, and the roots in
-/etc/agentlockd/agentlockd.json), then run systemctl enable --now agentlockd.")
+/etc/agentlockd/agentlockd.json), then run systemctl enable --now agentlockd.
+To run it as yourself instead, write ~/.config/agentlockd/agentlockd.json and
+run systemctl --user enable --now agentlockd.")
 set(CPACK_DEBIAN_DAEMON_PACKAGE_CONTROL_EXTRA
     "${PROJECT_SOURCE_DIR}/packaging/debian/conffiles"
     "${PROJECT_SOURCE_DIR}/packaging/debian/postinst"

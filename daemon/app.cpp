@@ -1,10 +1,10 @@
 #include "app.hpp"
 
 #include "command_line.hpp"
-#include "config.hpp"
 #include "event_log.hpp"
 #include "pass_log.hpp"
 #include "service.hpp"
+#include <agentlock/config.hpp>
 
 #include <agentlock/pass.hpp>
 #include <agentlock/process_probe.hpp>
@@ -122,9 +122,9 @@ int agentlockd_main(const std::vector<std::string>& args) {
 
     const std::string config_path =
         cl->config_path.empty() ? default_config_path_if_present() : cl->config_path;
-    auto config = resolve_config(config_path, cl->overrides, error);
+    auto config = resolve_config(config_path, cl->overrides);
     if (!config) {
-        return usage_error(error);
+        return usage_error(config.error().message);
     }
     if (cl->mode == Mode::check_config) {
         std::cout << "agentlockd: config OK ("

@@ -1,6 +1,6 @@
 #include "command_line.hpp"
 
-#include "duration.hpp"
+#include <agentlock/duration.hpp>
 
 #include <charconv>
 #include <climits>
@@ -78,12 +78,12 @@ std::optional<CommandLine> parse_command_line(const std::vector<std::string>& ar
             if (!text) {
                 return std::nullopt;
             }
-            std::string why;
-            auto d = parse_duration(*text, why);
+            auto d = parse_duration(*text);
             if (!d) {
-                error = flag + ": " + why;
+                error = flag + ": " + d.error().message;
+                return std::nullopt;
             }
-            return d;
+            return *d;
         };
         auto no_value = [&]() {
             if (cursor.has_inline_value()) {

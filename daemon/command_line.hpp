@@ -1,7 +1,7 @@
 #pragma once
 // agentlockd's command line.
 
-#include "config.hpp"
+#include <agentlock/config.hpp>
 
 #include <optional>
 #include <string>

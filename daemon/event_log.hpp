@@ -2,6 +2,8 @@
 // Structured log events, the operators' interface: one line per event in logfmt text, JSON, or
 // native journal entries with every field as a journal field.
 
+#include <agentlock/log_level.hpp>
+
 #include <atomic>
 #include <chrono>
 #include <memory>
@@ -21,18 +23,10 @@ class sink;
 
 namespace agentlock::daemon {
 
-/// Ordered key=value pairs of one event; keys are lowercase identifiers.
-using Fields = std::vector<std::pair<std::string, std::string>>;
-
-enum class LogLevel { trace, debug, info, warn, error };
-enum class LogFormat { automatic, text, json, journal };
-
-std::string_view to_string(LogLevel level);   ///< "trace", "debug", "info", "warn", "error"
-std::string_view to_string(LogFormat format); ///< "auto", "text", "json", "journal"
-/// Parses a level name as written in the config and on the command line.
-std::optional<LogLevel> parse_log_level(std::string_view text);
-/// Parses "auto", "text", "json" or "journal".
-std::optional<LogFormat> parse_log_format(std::string_view text);
+// The daemon's code and tests name these as daemon::LogLevel and so on.
+using agentlock::Fields;
+using agentlock::LogFormat;
+using agentlock::LogLevel;
 
 /// syslog(3) priority of a level, for the journal's PRIORITY= field.
 int syslog_priority(LogLevel level);

@@ -1,7 +1,8 @@
 #include "service.hpp"
 
 #include "command_line.hpp"
-#include "duration.hpp"
+
+#include <agentlock/duration.hpp>
 
 #include <algorithm>
 #include <boost/asio/post.hpp>
@@ -307,12 +308,13 @@ void Service::after_work(const MonitorNews& news, const std::string& watch_error
 
 void Service::reload() {
     check_notify(m_notifier.reloading());
-    std::string error;
-    auto fresh = resolve_config(m_config_path, m_overrides, error);
+    auto fresh = resolve_config(m_config_path, m_overrides);
     const std::string config_name = m_config_path.empty() ? "none" : m_config_path;
     if (!fresh) {
         m_log.log(LogLevel::error, "config.rejected",
-                  {{"config", config_name}, {"error", error}, {"kept", "previous config"}});
+                  {{"config", config_name},
+                   {"error", fresh.error().message},
+                   {"kept", "previous config"}});
     } else {
         Fields fields = {{"config", config_name}};
         for (auto& f : config_changes(m_config, *fresh)) {

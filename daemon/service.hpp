@@ -5,13 +5,13 @@
 // out (full passes and batches of re-checks), one at a time, so that no two removals ever race
 // inside the daemon and the loop stays responsive. The loop only dispatches and logs.
 
-#include "config.hpp"
 #include "dir_watch.hpp"
 #include "event_log.hpp"
 #include "notify.hpp"
 #include "pass_log.hpp"
 #include "pid_watch.hpp"
 #include "work.hpp"
+#include <agentlock/config.hpp>
 
 #include <agentlock/monitor.hpp>
 

@@ -5,9 +5,9 @@
 // each worker judged again with check_worker). Both judge with the library's one rule and
 // remove only through its reaper; they never decide what to look at.
 
-#include "config.hpp"
 #include "dir_watch.hpp"
 #include "pass_log.hpp"
+#include <agentlock/config.hpp>
 
 #include <agentlock/monitor.hpp>
 #include <agentlock/pass.hpp>

@@ -184,18 +184,36 @@ const HostFacts& Lock::host() {
     return probes().host;
 }
 
+std::int64_t Lock::owner_pid() const {
+    return m_options.owner_pid != 0 ? m_options.owner_pid : static_cast<std::int64_t>(::getpid());
+}
+
 bool Lock::is_ours(const LockInfo& info) {
-    return info.pid == ::getpid() && (info.hostname.empty() || info.hostname == host().hostname);
+    return info.pid == owner_pid() && (info.hostname.empty() || info.hostname == host().hostname);
 }
 
 Status Lock::write_ours(int runtime_fd, std::string_view session_id) {
     LockInfo info;
-    info.pid = ::getpid();
+    info.pid = owner_pid();
     info.acquired_at =
         std::chrono::time_point_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now());
     info.session_id = std::string(session_id);
     info.hostname = host().hostname;
-    info.pid_start_ticks = own_start_ticks();
+    if (m_options.owner_pid == 0 || m_options.owner_pid == ::getpid()) {
+        info.pid_start_ticks = own_start_ticks();
+    } else {
+        // Another process's lock must record its start time, or a reused PID would keep it.
+        ProcessProbe& processes = m_options.process_probe != nullptr
+                                      ? *m_options.process_probe
+                                      : static_cast<ProcessProbe&>(probes().process);
+        const ProcessFacts owner = processes.probe(info.pid);
+        if (owner.state != ProcessState::alive) {
+            return make_error(ErrorKind::invalid, m_lock_path,
+                              "cannot lock " + m_lock_path + " for PID " +
+                                  std::to_string(info.pid) + ": it is not running");
+        }
+        info.pid_start_ticks = owner.start_ticks;
+    }
     if (!host().boot_id.empty()) {
         info.boot_id = host().boot_id;
     }
@@ -341,6 +359,56 @@ Status Lock::force_release() {
         return {};
     }
     return unlink_lock(held->runtime.get(), m_lock_path);
+}
+
+namespace {
+
+// Whether a verdict leaves room for a running agent: its process runs here (live, orphaned),
+// its tmux session does (held-by-session), or that could not be established (unknown).
+bool may_belong_to_running_agent(Verdict verdict) {
+    return verdict == Verdict::live || verdict == Verdict::orphaned ||
+           verdict == Verdict::held_by_session || verdict == Verdict::unknown;
+}
+
+} // namespace
+
+Result<ForcedRelease> Lock::force_release_judged(bool even_if_live) {
+    auto held = hold_runtime(m_worker_dir, m_lock_path, false);
+    if (!held) {
+        return held.error();
+    }
+    ForcedRelease out;
+    if (!held->runtime) {
+        return out;
+    }
+    const Fd& rt = held->runtime;
+    LockRead current = read_lock_at(rt.get(), m_lock_path);
+    switch (current.state) {
+    case LockRead::State::absent:
+        return out;
+    case LockRead::State::io_error:
+        return read_error(current, m_lock_path);
+    case LockRead::State::invalid:
+        out.judgement = {Verdict::invalid, current.message};
+        break;
+    case LockRead::State::ok:
+        out.info = std::move(current.info);
+        out.judgement = judge(*out.info);
+        if (may_belong_to_running_agent(out.judgement.verdict) && !even_if_live) {
+            return make_error(ErrorKind::locked, m_lock_path,
+                              m_lock_path + " may belong to a running agent: " +
+                                  std::string(to_string(out.judgement.verdict)) + ": " +
+                                  out.judgement.reason);
+        }
+        break;
+    }
+    // Writers change the lock only under the flock we hold, so these are the bytes removed.
+    out.content = std::move(current.bytes);
+    if (Status s = unlink_lock(rt.get(), m_lock_path); !s) {
+        return s.error();
+    }
+    out.removed = true;
+    return out;
 }
 
 } // namespace agentlock

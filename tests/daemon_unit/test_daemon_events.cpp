@@ -4,11 +4,11 @@
 // partial finding updates and how re-checks are logged, and the new config keys and flags.
 
 #include "command_line.hpp"
-#include "config.hpp"
 #include "dir_watch.hpp"
 #include "pass_log.hpp"
 #include "pid_watch.hpp"
 #include "watch_plan.hpp"
+#include <agentlock/config.hpp>
 #include <agentlock/lock_table.hpp>
 
 #include "asio_wait.hpp"
@@ -746,16 +746,18 @@ TEST_F(LogChecksTest, AnUnreachableWorkerChangesNothing) {
 TEST(EventsConfig, KeysFlagsAndThePassPeriod) {
     std::string why;
     auto c = parse_config(R"({"roots": ["/a"], "events": false, "full_pass_interval": "10m"})",
-                          "t.json", why);
-    ASSERT_TRUE(c) << why;
+                          "t.json");
+    ASSERT_TRUE(c) << c.error().message;
     EXPECT_FALSE(c->events);
     EXPECT_EQ(c->full_pass_interval, 10min);
     EXPECT_FALSE(c->interval_set);
     EXPECT_TRUE(c->full_pass_interval_set);
-    EXPECT_FALSE(parse_config(R"({"events": "yes"})", "t.json", why));
-    EXPECT_NE(why.find("\"events\""), std::string::npos) << why;
-    EXPECT_FALSE(parse_config(R"({"full_pass_interval": 5})", "t.json", why));
-    EXPECT_NE(why.find("\"full_pass_interval\""), std::string::npos) << why;
+    auto bad_events = parse_config(R"({"events": "yes"})", "t.json");
+    ASSERT_FALSE(bad_events);
+    EXPECT_NE(bad_events.error().message.find("\"events\""), std::string::npos);
+    auto bad_full = parse_config(R"({"full_pass_interval": 5})", "t.json");
+    ASSERT_FALSE(bad_full);
+    EXPECT_NE(bad_full.error().message.find("\"full_pass_interval\""), std::string::npos);
 
     Config d;
     EXPECT_TRUE(d.events) << "events are on by default";
@@ -769,8 +771,8 @@ TEST(EventsConfig, KeysFlagsAndThePassPeriod) {
     EXPECT_EQ(pass_period(d, true), 1h);
     EXPECT_EQ(pass_period(d, false), 2s);
     auto both = parse_config(R"({"roots": ["/a"], "interval": "2s", "full_pass_interval": "1h"})",
-                             "t.json", why);
-    ASSERT_TRUE(both) << why;
+                             "t.json");
+    ASSERT_TRUE(both) << both.error().message;
     EXPECT_EQ(pass_period(*both, true), 1h);
 
     auto cl = parse_command_line({"--root", "/a", "--no-events", "--full-pass-interval", "1h",
@@ -788,8 +790,9 @@ TEST(EventsConfig, KeysFlagsAndThePassPeriod) {
     EXPECT_FALSE(parse_command_line({"--no-events=1"}, why));
     e.full_pass_interval = 1ms;
     e.roots = {"/a"};
-    EXPECT_FALSE(finish_config(e, why));
-    EXPECT_NE(why.find("full_pass_interval"), std::string::npos) << why;
+    Status finished = finish_config(e);
+    ASSERT_FALSE(finished);
+    EXPECT_NE(finished.error().message.find("full_pass_interval"), std::string::npos);
 
     Fields fields = config_fields(Config{});
     EXPECT_EQ(fields[fields.size() - 2], (std::pair<std::string, std::string>{"events", "true"}));

@@ -259,9 +259,8 @@ TEST_F(ServiceTest, FlagsStillWinAfterAReload) {
     write_file(path, "{\"roots\": [\"" + m_tmp.path() + "\"], \"tmux_socket\": \"file\"}");
     ConfigOverrides o;
     o.tmux_socket = "flagsocket";
-    std::string error;
-    auto c = resolve_config(path, o, error);
-    ASSERT_TRUE(c) << error;
+    auto c = resolve_config(path, o);
+    ASSERT_TRUE(c) << c.error().message;
     start(*c, path, o);
     EXPECT_EQ(m_pass.tmux_socket(), "flagsocket");
     write_file(path, "{\"roots\": [\"" + m_tmp.path() + "\"], \"tmux_socket\": \"other-file\"}");

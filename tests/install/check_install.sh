@@ -36,6 +36,10 @@ expect bin/agentlockd
 expect lib/systemd/system/agentlockd.service
 expect "$etc/agentlockd/agentlockd.json"
 expect share/man/man8/agentlockd.8.gz
+expect bin/agentlock
+expect lib/systemd/user/agentlockd.service
+expect share/man/man1/agentlock.1.gz
+expect share/bash-completion/completions/agentlock
 expect share/doc/agentlock/copyright
 expect include/agentlock/lock.hpp
 expect include/agentlock/result.hpp
@@ -54,6 +58,10 @@ else
 fi
 if ! zcat "$root/share/man/man8/agentlockd.8.gz" | grep -q '^\.TH AGENTLOCKD 8'; then
   echo "  the man page is not a troff page of section 8" >&2
+  fail=1
+fi
+if ! zcat "$root/share/man/man1/agentlock.1.gz" | grep -q '^\.TH AGENTLOCK 1'; then
+  echo "  agentlock's man page is not a troff page of section 1" >&2
   fail=1
 fi
 ((fail == 0)) || { echo "FAIL: the installed layout is incomplete" >&2; exit 1; }

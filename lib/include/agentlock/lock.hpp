@@ -7,7 +7,9 @@
 #include <agentlock/tmux_probe.hpp>
 #include <agentlock/verdict.hpp>
 
+#include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -15,9 +17,21 @@ namespace agentlock {
 
 struct LockOptions {
     TmuxServer tmux; ///< which tmux server decides whether a recorded session lives
+    /// The process the lock names and that "ours" means: 0 is the calling process. A launcher
+    /// that runs the agent as its child names the child, so the lock lives as long as the agent
+    /// does, even when the launcher is killed.
+    std::int64_t owner_pid = 0;
     /// Optional seams for tests; the real probes are used when null. Not owned.
     ProcessProbe* process_probe = nullptr;
     TmuxProbe* tmux_probe = nullptr;
+};
+
+/// What force_release_judged found and removed.
+struct ForcedRelease {
+    bool removed = false;         ///< false when there was no lock
+    std::string content;          ///< the removed file's bytes
+    std::optional<LockInfo> info; ///< unset when the lock did not parse
+    Judgement judgement;          ///< the verdict it had when removed (invalid when unparseable)
 };
 
 /// An agent identity lock for one worker directory.
@@ -28,9 +42,10 @@ public:
     Lock(Lock&&) noexcept;
     Lock& operator=(Lock&&) noexcept;
 
-    /// Claims the worker for this process under the sidecar flock. Refreshes a lock that is ours
-    /// (our PID) or that records the same session; takes over a stale lock; otherwise fails with
-    /// ErrorKind::locked "worker is locked by another agent: PID n (session: s, acquired: t)".
+    /// Claims the worker for the owner (this process unless LockOptions::owner_pid) under the
+    /// sidecar flock; an owner that is not running is an `invalid` Error. Refreshes a lock that is
+    /// ours (our PID) or that records the same session; takes over a stale lock; otherwise fails
+    /// with ErrorKind::locked "worker is locked by another agent: PID n (session: s, acquired: t)".
     Status acquire(std::string_view session_id);
 
     /// Removes the lock if this process holds it; a missing lock is fine. Fails with
@@ -50,6 +65,15 @@ public:
 
     /// Removes the lock whoever holds it (for operators' repair tools).
     Status force_release();
+
+    /// Like force_release, but reads and judges the lock under the sidecar flock first and says
+    /// what it removed. A lock that may belong to a running agent (live, orphaned,
+    /// held-by-session, unknown) is kept, with ErrorKind::locked, unless `even_if_live`; stale,
+    /// foreign and invalid locks are removed.
+    Result<ForcedRelease> force_release_judged(bool even_if_live);
+
+    /// The pid the lock is written for and that "ours" means.
+    std::int64_t owner_pid() const;
 
     const std::string& worker_dir() const { return m_worker_dir; }
     const std::string& lock_path() const { return m_lock_path; }

@@ -9,6 +9,8 @@
 //	    session_id and hostname on four lines; exit status 1 on any error
 //	agentlock-interop marshal <pid> <rfc3339> <session> <hostname>
 //	    prints json.MarshalIndent of that LockInfo with acquired_at in UTC, without a newline
+//	agentlock-interop hold <path> <session> <hostname>
+//	    writes a lock for this process as write does, then holds it: sleeps until killed
 package main
 
 import (
@@ -88,9 +90,14 @@ func main() {
 		write(args[1], args[2], args[3])
 	case len(args) == 2 && args[0] == "read":
 		read(args[1])
+	case len(args) == 4 && args[0] == "hold":
+		write(args[1], args[2], args[3])
+		for {
+			time.Sleep(time.Hour)
+		}
 	case len(args) == 5 && args[0] == "marshal":
 		marshal(args[1], args[2], args[3], args[4])
 	default:
-		fail("usage: write <path> <session> <hostname> | read <path> | marshal <pid> <rfc3339> <session> <hostname>")
+		fail("usage: write <path> <session> <hostname> | hold <path> <session> <hostname> | read <path> | marshal <pid> <rfc3339> <session> <hostname>")
 	}
 }

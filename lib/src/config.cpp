@@ -1,18 +1,16 @@
-#include "config.hpp"
-
-#include "duration.hpp"
+#include <agentlock/config.hpp>
+#include <agentlock/duration.hpp>
 
 #include <algorithm>
 #include <boost/json.hpp>
 #include <cerrno>
 #include <climits>
-#include <cstring>
 #include <fcntl.h>
 #include <filesystem>
 #include <sys/stat.h>
 #include <unistd.h>
 
-namespace agentlock::daemon {
+namespace agentlock {
 
 namespace {
 
@@ -48,12 +46,15 @@ std::string describe_kind(const boost::json::value& v) {
 // Reads values of one config object, naming the file and key in every error.
 class KeyReader {
 public:
-    KeyReader(const std::string& origin, std::string& error) : m_origin(origin), m_error(error) {}
+    explicit KeyReader(const std::string& origin) : m_origin(origin) {}
 
     bool fail(std::string_view key, const std::string& what) {
-        m_error = "config " + m_origin + ": key " + quote(key) + " " + what;
+        m_message = "config " + m_origin + ": key " + quote(key) + " " + what;
         return false;
     }
+
+    /// The error of the last failed read.
+    Error error() const { return invalid_input(m_origin, m_message); }
 
     bool wrong_type(std::string_view key, const boost::json::value& v, std::string_view want) {
         return fail(key, "must be " + std::string(want) + ", not " + describe_kind(v));
@@ -80,10 +81,9 @@ public:
         if (!v.is_string()) {
             return wrong_type(key, v, "a duration string such as \"30s\"");
         }
-        std::string why;
-        auto d = parse_duration(std::string_view(v.get_string()), why);
+        auto d = parse_duration(std::string_view(v.get_string()));
         if (!d) {
-            return fail(key, "is not a duration: " + why);
+            return fail(key, "is not a duration: " + d.error().message);
         }
         out = *d;
         return true;
@@ -133,7 +133,7 @@ public:
 
 private:
     const std::string& m_origin;
-    std::string& m_error;
+    std::string m_message;
 };
 
 // Line and column (1-based) of a byte offset, for JSON syntax errors.
@@ -160,8 +160,7 @@ std::string strip_trailing_slashes(std::string path) {
 
 } // namespace
 
-std::optional<Config> parse_config(std::string_view json, const std::string& origin,
-                                   std::string& error) {
+Result<Config> parse_config(std::string_view json, const std::string& origin) {
     boost::json::stream_parser parser;
     boost::system::error_code ec;
     const std::size_t consumed = parser.write(json.data(), json.size(), ec);
@@ -172,19 +171,19 @@ std::optional<Config> parse_config(std::string_view json, const std::string& ori
     }
     if (ec) {
         const auto [line, column] = line_and_column(json, where);
-        error = "config " + origin + ": not valid JSON at line " + std::to_string(line) +
-                ", column " + std::to_string(column) + ": " + ec.message();
-        return std::nullopt;
+        return invalid_input(origin, "config " + origin + ": not valid JSON at line " +
+                                         std::to_string(line) + ", column " +
+                                         std::to_string(column) + ": " + ec.message());
     }
     const boost::json::value doc = parser.release();
     if (!doc.is_object()) {
-        error =
-            "config " + origin + ": the top level must be a JSON object, not " + describe_kind(doc);
-        return std::nullopt;
+        return invalid_input(origin, "config " + origin +
+                                         ": the top level must be a JSON object, not " +
+                                         describe_kind(doc));
     }
 
     Config config;
-    KeyReader reader(origin, error);
+    KeyReader reader(origin);
     for (const auto& [raw_key, v] : doc.get_object()) {
         const std::string_view key(raw_key.data(), raw_key.size());
         bool ok = true;
@@ -239,23 +238,22 @@ std::optional<Config> parse_config(std::string_view json, const std::string& ori
                                   "full_pass_interval)");
         }
         if (!ok) {
-            return std::nullopt;
+            return reader.error();
         }
     }
     if (!config.tmux_socket.empty() && !config.tmux_socket_path.empty()) {
-        error = "config " + origin +
-                ": keys \"tmux_socket\" and \"tmux_socket_path\" are both set; use one";
-        return std::nullopt;
+        return invalid_input(origin, "config " + origin +
+                                         ": keys \"tmux_socket\" and \"tmux_socket_path\" are "
+                                         "both set; use one");
     }
     return config;
 }
 
-std::optional<Config> load_config_file(const std::string& path, std::string& error) {
+Result<Config> load_config_file(const std::string& path) {
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) {
         const int saved = errno;
-        error = "open config " + path + ": " + std::strerror(saved);
-        return std::nullopt;
+        return io_error("open config", path, saved);
     }
     struct Closer {
         int fd;
@@ -264,12 +262,10 @@ std::optional<Config> load_config_file(const std::string& path, std::string& err
     struct stat st {};
     if (::fstat(fd, &st) != 0) {
         const int saved = errno;
-        error = "stat config " + path + ": " + std::strerror(saved);
-        return std::nullopt;
+        return io_error("stat config", path, saved);
     }
     if (!S_ISREG(st.st_mode)) {
-        error = "config " + path + ": not a regular file";
-        return std::nullopt;
+        return invalid_input(path, "config " + path + ": not a regular file");
     }
     std::string text;
     char buf[8192];
@@ -280,20 +276,18 @@ std::optional<Config> load_config_file(const std::string& path, std::string& err
             if (saved == EINTR) {
                 continue;
             }
-            error = "read config " + path + ": " + std::strerror(saved);
-            return std::nullopt;
+            return io_error("read config", path, saved);
         }
         if (n == 0) {
             break;
         }
         text.append(buf, static_cast<std::size_t>(n));
         if (text.size() > k_max_config_bytes) {
-            error =
-                "config " + path + ": larger than " + std::to_string(k_max_config_bytes) + " bytes";
-            return std::nullopt;
+            return invalid_input(path, "config " + path + ": larger than " +
+                                           std::to_string(k_max_config_bytes) + " bytes");
         }
     }
-    return parse_config(text, path, error);
+    return parse_config(text, path);
 }
 
 void apply_overrides(Config& config, const ConfigOverrides& o) {
@@ -342,22 +336,20 @@ void apply_overrides(Config& config, const ConfigOverrides& o) {
     }
 }
 
-bool finish_config(Config& config, std::string& error) {
+Status finish_config(Config& config) {
     if (config.roots.empty()) {
-        error = "no worker root given: set \"roots\" in the config file or pass --root DIR";
-        return false;
+        return invalid_input(
+            "roots", "no worker root given: set \"roots\" in the config file or pass --root DIR");
     }
     std::vector<std::string> roots;
     for (const auto& root : config.roots) {
         if (root.empty()) {
-            error = "a worker root is an empty string";
-            return false;
+            return invalid_input("roots", "a worker root is an empty string");
         }
         std::error_code ec;
         std::string absolute = std::filesystem::absolute(root, ec).string();
         if (ec) {
-            error = "make root " + root + " absolute: " + ec.message();
-            return false;
+            return invalid_input("roots", "make root " + root + " absolute: " + ec.message());
         }
         absolute = strip_trailing_slashes(std::move(absolute));
         if (std::find(roots.begin(), roots.end(), absolute) == roots.end()) {
@@ -366,51 +358,52 @@ bool finish_config(Config& config, std::string& error) {
     }
     config.roots = std::move(roots);
     if (!config.tmux_socket.empty() && !config.tmux_socket_path.empty()) {
-        error = "tmux_socket and tmux_socket_path are both set; use one";
-        return false;
+        return invalid_input("tmux_socket_path",
+                             "tmux_socket and tmux_socket_path are both set; use one");
     }
     if (config.tmux_socket.find('/') != std::string::npos) {
-        error = "tmux socket name " + quote(config.tmux_socket) +
-                " contains '/': use tmux_socket_path (--tmux-socket-path) for a path";
-        return false;
+        return invalid_input(
+            "tmux_socket",
+            "tmux socket name " + quote(config.tmux_socket) +
+                " contains '/': use tmux_socket_path (--tmux-socket-path) for a path");
     }
     if (config.interval < k_min_interval) {
-        error = "interval " + format_duration(config.interval) + " is too short (at least " +
-                format_duration(k_min_interval) + ")";
-        return false;
+        return invalid_input("interval", "interval " + format_duration(config.interval) +
+                                             " is too short (at least " +
+                                             format_duration(k_min_interval) + ")");
     }
     if (config.full_pass_interval < k_min_interval) {
-        error = "full_pass_interval " + format_duration(config.full_pass_interval) +
-                " is too short (at least " + format_duration(k_min_interval) + ")";
-        return false;
+        return invalid_input("full_pass_interval", "full_pass_interval " +
+                                                       format_duration(config.full_pass_interval) +
+                                                       " is too short (at least " +
+                                                       format_duration(k_min_interval) + ")");
     }
     if (config.tmux_timeout < k_min_interval) {
-        error = "tmux_timeout " + format_duration(config.tmux_timeout) +
-                " is too short (at least " + format_duration(k_min_interval) + ")";
-        return false;
+        return invalid_input(
+            "tmux_timeout", "tmux_timeout " + format_duration(config.tmux_timeout) +
+                                " is too short (at least " + format_duration(k_min_interval) + ")");
     }
     for (const auto& name : config.prune) {
         if (name.empty() || name.find('/') != std::string::npos || name == "." || name == "..") {
-            error = "prune entry " + quote(name) + " is not a directory name";
-            return false;
+            return invalid_input("prune",
+                                 "prune entry " + quote(name) + " is not a directory name");
         }
     }
-    return true;
+    return {};
 }
 
-std::optional<Config> resolve_config(const std::string& path, const ConfigOverrides& overrides,
-                                     std::string& error) {
+Result<Config> resolve_config(const std::string& path, const ConfigOverrides& overrides) {
     Config config;
     if (!path.empty()) {
-        auto loaded = load_config_file(path, error);
+        auto loaded = load_config_file(path);
         if (!loaded) {
-            return std::nullopt;
+            return loaded.error();
         }
         config = std::move(*loaded);
     }
     apply_overrides(config, overrides);
-    if (!finish_config(config, error)) {
-        return std::nullopt;
+    if (Status finished = finish_config(config); !finished) {
+        return finished.error();
     }
     return config;
 }
@@ -508,4 +501,4 @@ PassOptions pass_options_of(const Config& config) {
     return options;
 }
 
-} // namespace agentlock::daemon
+} // namespace agentlock

@@ -2,9 +2,9 @@
 // agentlockd's configuration: the JSON file, command-line overrides, validation, and what a
 // reload changed.
 
-#include "event_log.hpp"
-
+#include <agentlock/log_level.hpp>
 #include <agentlock/pass.hpp>
+#include <agentlock/result.hpp>
 #include <agentlock/tmux_probe.hpp>
 #include <agentlock/tree_walk.hpp>
 
@@ -14,7 +14,7 @@
 #include <string_view>
 #include <vector>
 
-namespace agentlock::daemon {
+namespace agentlock {
 
 /// Where the installed config lives; used when --config is not given and the file exists.
 inline constexpr std::string_view k_default_config_path = "/etc/agentlockd/agentlockd.json";
@@ -64,25 +64,25 @@ struct ConfigOverrides {
     std::optional<LogFormat> log_format;
 };
 
-/// Parses the text of a config file over the defaults. `origin` (the file name) starts every
-/// error: `config FILE: key "intervall" is unknown`. Roots are not checked for existence.
-std::optional<Config> parse_config(std::string_view json, const std::string& origin,
-                                   std::string& error);
+/// Parses the text of a config file over the defaults. A failure is an `invalid` Error about
+/// `origin` (the file name), whose message starts with it: `config FILE: key "intervall" is
+/// unknown`. Roots are not checked for existence.
+Result<Config> parse_config(std::string_view json, const std::string& origin);
 
-/// Reads and parses a config file.
-std::optional<Config> load_config_file(const std::string& path, std::string& error);
+/// Reads and parses a config file; an `io` Error when it cannot be read.
+Result<Config> load_config_file(const std::string& path);
 
 /// Lays the command-line values over `config`. A tmux socket flag replaces both socket keys.
 void apply_overrides(Config& config, const ConfigOverrides& overrides);
 
 /// Checks a merged config: at least one root, not both tmux socket options, sane durations,
-/// valid prune names. Makes roots absolute and drops trailing slashes and duplicates.
-bool finish_config(Config& config, std::string& error);
+/// valid prune names. Makes roots absolute and drops trailing slashes and duplicates. A failure
+/// is an `invalid` Error whose path is the key at fault.
+Status finish_config(Config& config);
 
 /// The config as the daemon uses it: the file at `path` (none when empty), then the overrides,
 /// then finish_config. Used at start-up and on every reload.
-std::optional<Config> resolve_config(const std::string& path, const ConfigOverrides& overrides,
-                                     std::string& error);
+Result<Config> resolve_config(const std::string& path, const ConfigOverrides& overrides);
 
 /// The config file to use when --config is not given: the default path if it exists, else none.
 std::string default_config_path_if_present();
@@ -112,4 +112,4 @@ PassOptions pass_options_of(const Config& config);
 /// Joins paths or names with ',' for a log field.
 std::string join_list(const std::vector<std::string>& items);
 
-} // namespace agentlock::daemon
+} // namespace agentlock

@@ -1,11 +1,11 @@
-#include "duration.hpp"
+#include <agentlock/duration.hpp>
 
 #include <cstdint>
 #include <limits>
 
-namespace agentlock::daemon {
+namespace agentlock {
 
-std::optional<std::chrono::milliseconds> parse_duration(std::string_view text, std::string& error) {
+Result<std::chrono::milliseconds> parse_duration(std::string_view text) {
     const std::string quoted = "\"" + std::string(text) + "\"";
     std::size_t i = 0;
     std::uint64_t number = 0;
@@ -20,8 +20,9 @@ std::optional<std::chrono::milliseconds> parse_duration(std::string_view text, s
         ++i;
     }
     if (i == 0) {
-        error = quoted + ": expected a number followed by a unit (ms, s, m, h), e.g. \"30s\"";
-        return std::nullopt;
+        return invalid_input(
+            std::string(text),
+            quoted + ": expected a number followed by a unit (ms, s, m, h), e.g. \"30s\"");
     }
     const std::string_view unit = text.substr(i);
     std::uint64_t factor = 0;
@@ -34,16 +35,16 @@ std::optional<std::chrono::milliseconds> parse_duration(std::string_view text, s
     } else if (unit == "h") {
         factor = 60 * 60 * 1000;
     } else if (unit.empty()) {
-        error = quoted + ": missing unit (ms, s, m, h), e.g. \"30s\"";
-        return std::nullopt;
+        return invalid_input(std::string(text),
+                             quoted + ": missing unit (ms, s, m, h), e.g. \"30s\"");
     } else {
-        error = quoted + ": unknown unit \"" + std::string(unit) + "\" (use ms, s, m or h)";
-        return std::nullopt;
+        return invalid_input(std::string(text), quoted + ": unknown unit \"" + std::string(unit) +
+                                                    "\" (use ms, s, m or h)");
     }
     const auto max_ms = static_cast<std::uint64_t>(k_max_duration.count());
     if (overflow || number > max_ms / factor) {
-        error = quoted + ": too large (at most " + format_duration(k_max_duration) + ")";
-        return std::nullopt;
+        return invalid_input(std::string(text), quoted + ": too large (at most " +
+                                                    format_duration(k_max_duration) + ")");
     }
     return std::chrono::milliseconds(static_cast<std::int64_t>(number * factor));
 }
@@ -62,4 +63,4 @@ std::string format_duration(std::chrono::milliseconds duration) {
     return std::to_string(ms) + "ms";
 }
 
-} // namespace agentlock::daemon
+} // namespace agentlock
