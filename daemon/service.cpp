@@ -45,7 +45,19 @@ Service::Service(Config config, std::string config_path, ConfigOverrides overrid
       m_overrides(std::move(overrides)), m_log(log), m_backend(std::move(backend)),
       m_start_fields(std::move(start_fields)), m_pass_log(log),
       m_monitor(m_clock, monitor_settings_of(m_config)), m_wake_timer(m_io), m_watchdog_timer(m_io),
-      m_signals(m_io) {
+      m_signals(m_io),
+      m_clock_steps(
+          m_io,
+          [this](const ClockStep& step) {
+              m_log.log(
+                  LogLevel::warn, "clock.stepped",
+                  {{"size_ms",
+                    std::to_string(
+                        std::chrono::duration_cast<std::chrono::milliseconds>(step.size).count())},
+                   {"at", format_rfc3339(step.at)}});
+              m_monitor.clock_stepped(step);
+          },
+          [this](const std::string& why) { clock_unwatched(why); }) {
     rlimit lim{};
     const std::uint64_t nofile =
         ::getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur != RLIM_INFINITY ? lim.rlim_cur
@@ -85,6 +97,9 @@ int Service::run() {
     m_log.log(LogLevel::info, "daemon.started", fields);
 
     arm_watchdog();
+    if (Status watching = m_clock_steps.start(); !watching) {
+        clock_unwatched(watching.error().message);
+    }
     setup_events();
     dispatch();
     m_io.run();
@@ -165,9 +180,17 @@ void Service::arm_wake() {
     });
 }
 
-void Service::start_pass() {
+PassOptions Service::work_options() {
+    m_clock_steps.poll(); // a step the loop has not read yet must count for this judgement
     PassOptions options = pass_options_of(m_config);
     options.cancel = &m_cancel;
+    options.clock = m_monitor.clock_facts();
+    options.known_owner = [this](std::string_view worker) { return m_monitor.known_owner(worker); };
+    return options;
+}
+
+void Service::start_pass() {
+    PassOptions options = work_options();
     options.per_lock_collisions = false; // the locks' own findings say it
     DirWatcher* dirs = m_monitor.inotify_on() ? m_dirs.get() : nullptr;
     m_work_guard.emplace(m_io.get_executor());
@@ -237,8 +260,7 @@ void Service::on_pass_done(PassOutcome outcome) {
 
 void Service::start_batch(RecheckBatch batch) {
     m_work_guard.emplace(m_io.get_executor());
-    PassOptions options = pass_options_of(m_config);
-    options.cancel = &m_cancel;
+    PassOptions options = work_options();
     DirWatcher* dirs = m_monitor.inotify_on() ? m_dirs.get() : nullptr;
     boost::asio::post(m_worker, [this, batch = std::move(batch), options = std::move(options),
                                  config = m_config, dirs]() mutable {
@@ -367,6 +389,7 @@ void Service::finish_stop() {
     m_stopped = true;
     m_wake_timer.cancel();
     m_watchdog_timer.cancel();
+    m_clock_steps.close();
     close_events();
     boost::system::error_code ec;
     m_signals.cancel(ec);
@@ -458,6 +481,12 @@ void Service::close_events() {
     if (m_dirs) {
         m_dirs->close();
     }
+}
+
+void Service::clock_unwatched(const std::string& why) {
+    m_log.log(LogLevel::warn, "clock.unwatched",
+              {{"error", why},
+               {"consequence", "wall-clock steps go unseen: the start-time rule stands alone"}});
 }
 
 void Service::degrade(const std::string& source, const std::string& reason,

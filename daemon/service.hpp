@@ -5,6 +5,7 @@
 // out (full passes and batches of re-checks), one at a time, so that no two removals ever race
 // inside the daemon and the loop stays responsive. The loop only dispatches and logs.
 
+#include "clock_steps.hpp"
 #include "dir_watch.hpp"
 #include "event_log.hpp"
 #include "notify.hpp"
@@ -69,6 +70,8 @@ private:
     void dispatch();
     void arm_wake();
     void log_pass_request(const char* key, const std::string& cause, PassWhen when);
+    /// The options of the next piece of work, with the clock steps and owners known now.
+    PassOptions work_options();
     void start_pass();
     void on_pass_done(PassOutcome outcome);
     void start_batch(RecheckBatch batch);
@@ -80,6 +83,7 @@ private:
     void check_notify(bool sent);
     void setup_events();
     void close_events();
+    void clock_unwatched(const std::string& why);
     void degrade(const std::string& source, const std::string& reason, const std::string& fallback);
     void after_work(const MonitorNews& news, const std::string& watch_error);
 
@@ -122,6 +126,7 @@ private:
     SystemProcessProbe m_owner_probe;
     std::unique_ptr<PidWatcher> m_pids;
     std::unique_ptr<DirWatcher> m_dirs;
+    ClockStepWatcher m_clock_steps;
 
     // Last member: destroyed (joined) first, before anything its pass could post to.
     boost::asio::thread_pool m_worker{1};

@@ -94,7 +94,7 @@ const LockSummary* LockTable::find(std::string_view worker) const {
     return &it->lock;
 }
 
-std::optional<Owner> LockTable::owner_of(const std::string& worker) const {
+std::optional<Owner> LockTable::owner_of(std::string_view worker) const {
     const LockSummary* k = find(worker);
     if (k == nullptr || !k->parsed || k->owner != ProcessState::alive) {
         return std::nullopt;

@@ -80,6 +80,14 @@ std::chrono::milliseconds Monitor::pass_period() const {
     return m_settings.events_pass_period;
 }
 
+std::optional<KnownOwner> Monitor::known_owner(std::string_view worker) const {
+    const std::optional<Owner> owner = m_table.owner_of(worker);
+    if (!owner || !owner->start_ticks) {
+        return std::nullopt;
+    }
+    return KnownOwner{owner->pid, *owner->start_ticks};
+}
+
 PassWhen Monitor::request_pass() {
     const PassWhen when =
         !busy() ? PassWhen::now : (m_pass_wanted ? PassWhen::merged : PassWhen::after_current);

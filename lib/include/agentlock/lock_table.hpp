@@ -45,7 +45,7 @@ public:
     const LockSummary* find(std::string_view worker) const;
     /// The owner to watch for `worker`: set when its lock was judged live or orphaned (owner
     /// alive, on this host).
-    std::optional<Owner> owner_of(const std::string& worker) const;
+    std::optional<Owner> owner_of(std::string_view worker) const;
     /// Locks waiting on a tmux session.
     std::vector<SessionWait> session_waits() const;
     /// Whether any lock waits on a tmux session (session_waits() would not be empty).

@@ -11,6 +11,7 @@
 // from an injected clock, so that its tests run without sleeping. Not thread-safe: one thread
 // (the daemon's event loop) calls it.
 
+#include <agentlock/clock_watch.hpp>
 #include <agentlock/lock_table.hpp>
 #include <agentlock/pass.hpp>
 
@@ -165,6 +166,15 @@ public:
     void owner_exited(const std::set<std::string>& workers);
     /// Directory events as inotify read them; `overflow` when the kernel's queue lost some.
     void dir_events(const std::vector<WatchEvent>& events, bool overflow);
+    /// The wall clock was stepped: every lock written before it is no longer judged reused by
+    /// its start time alone (see ClockFacts), for as long as the monitor runs.
+    void clock_stepped(const ClockStep& step) { m_clock_facts.record(step); }
+    /// The steps seen so far, for the work to judge with.
+    const ClockFacts& clock_facts() const { return m_clock_facts; }
+    /// The owner last judged alive for `worker`'s lock, with the start ticks the probe saw then:
+    /// after a clock step, a PID with the same ticks is still that owner. The table does not
+    /// change while a piece of work runs, so the work may ask this from its own thread.
+    std::optional<KnownOwner> known_owner(std::string_view worker) const;
     /// Stopping: no work is handed out any more.
     void stop() { m_stopping = true; }
     bool stopping() const { return m_stopping; }
@@ -225,6 +235,7 @@ private:
     std::map<std::string, Pending> m_checks;
     std::map<std::string, MonoTime> m_scans;
     std::vector<std::pair<std::string, PassWhen>> m_pass_requests;
+    ClockFacts m_clock_facts;
 };
 
 } // namespace agentlock
