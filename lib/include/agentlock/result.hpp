@@ -2,6 +2,7 @@
 // Error and result types returned at the library boundary.
 
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <utility>
 #include <variant>
@@ -17,9 +18,6 @@ enum class ErrorKind {
     invalid,      ///< an input given by the caller (a config, a flag, a path) is not acceptable
 };
 
-/// An `invalid` Error about `path` (a file, a key or a flag); `message` is the whole text.
-Error invalid_input(std::string path, std::string message);
-
 /// A failure: its kind, the OS error if any, the path involved and a full message.
 struct Error {
     ErrorKind kind = ErrorKind::io;
@@ -30,6 +28,9 @@ struct Error {
 
 /// Builds an io Error from a saved errno: message reads "<operation> <path>: <strerror>".
 Error io_error(std::string_view operation, std::string path, int saved_errno);
+
+/// An `invalid` Error about `path` (a file, a key or a flag); `message` is the whole text.
+Error invalid_input(std::string path, std::string message);
 
 /// A value or an Error (std::expected is C++23 only in g++ 12).
 template <typename T> class Result {
