@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# agentlockd under a real systemd as PID 1 (issue 6, item 3).
+# agentlockd under a real systemd as PID 1: the packaged unit file, sd_notify, the watchdog and
+# the sandboxing are only proven there.
 #
 # Set-up: a Debian 12 rootfs made by debootstrap (minbase, systemd, dbus, procps, tmux, plus the
 # package's runtime Depends so that no network is needed per run), cached outside the build folder
