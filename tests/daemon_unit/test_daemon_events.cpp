@@ -12,6 +12,7 @@
 #include "watch_plan.hpp"
 
 #include "asio_wait.hpp"
+#include "daemon_test_support.hpp"
 #include "fakes.hpp"
 #include "test_support.hpp"
 
@@ -34,6 +35,7 @@ namespace {
 
 namespace json = boost::json;
 using namespace std::chrono_literals;
+using agentlock::daemon::test::finding;
 using agentlock::test::Child;
 using agentlock::test::TempDir;
 
@@ -597,15 +599,6 @@ TEST(LockTable, CollisionsAmongTheKnownLocks) {
 
 // ---------------------------------------------------------------------------------------------
 // FindingTracker::update_some
-
-Finding finding(const std::string& event, const std::string& key, const std::string& print = "") {
-    Finding f;
-    f.event = event;
-    f.key = key;
-    f.fingerprint = print;
-    f.paths = {key};
-    return f;
-}
 
 TEST(FindingTrackerSome, OnlyTheScopeIsComparedTheRestStays) {
     FindingTracker t;
