@@ -93,7 +93,10 @@ private:
 
 /// How to start the daemon.
 struct DaemonSpec {
-    std::vector<std::string> args;          ///< arguments after argv[0]
+    std::vector<std::string> args; ///< arguments after argv[0]
+    /// A command that runs the daemon, given before its path: {launcher, its args...}; its last
+    /// argument is followed by daemon_path() and `args` (e.g. tests/support/without_syscalls).
+    std::vector<std::string> launcher;
     std::string notify_socket;              ///< NOTIFY_SOCKET; empty leaves it unset
     std::optional<long long> watchdog_usec; ///< sets WATCHDOG_USEC and WATCHDOG_PID=<daemon pid>
     std::vector<std::string> extra_env;     ///< more "KEY=VALUE" entries
@@ -127,7 +130,8 @@ struct LogEvent {
 /// directory. Killed (SIGKILL) and reaped on destruction if it still runs.
 class DaemonProcess {
 public:
-    /// Forks and execs daemon_path() with `spec`; output goes to `<dir>/daemon-N.{out,err}`.
+    /// Forks and execs daemon_path() (through `spec.launcher`, if any) with `spec`; output goes to
+    /// `<dir>/daemon-N.{out,err}`.
     DaemonProcess(const std::string& dir, const DaemonSpec& spec);
     ~DaemonProcess();
     DaemonProcess(const DaemonProcess&) = delete;
