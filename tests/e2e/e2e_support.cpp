@@ -658,7 +658,9 @@ std::string WorkerRoot::stale_json(const std::string& session) {
 
 RunResult run_daemon(const std::string& dir, const std::vector<std::string>& args,
                      std::chrono::milliseconds timeout) {
-    DaemonProcess d(dir, DaemonSpec{args, "", std::nullopt, {}});
+    DaemonSpec spec;
+    spec.args = args;
+    DaemonProcess d(dir, spec);
     RunResult r;
     auto st = d.wait_exit(timeout);
     if (!st) {

@@ -93,16 +93,16 @@ private:
 
 /// How to start the daemon.
 struct DaemonSpec {
-    std::vector<std::string> args; ///< arguments after argv[0]
-    /// A command that runs the daemon, given before its path: {launcher, its args...}; its last
-    /// argument is followed by daemon_path() and `args` (e.g. tests/support/without_syscalls).
-    std::vector<std::string> launcher;
+    std::vector<std::string> args;          ///< arguments after argv[0]
     std::string notify_socket;              ///< NOTIFY_SOCKET; empty leaves it unset
     std::optional<long long> watchdog_usec; ///< sets WATCHDOG_USEC and WATCHDOG_PID=<daemon pid>
     std::vector<std::string> extra_env;     ///< more "KEY=VALUE" entries
     /// Sets JOURNAL_STREAM to the device and inode of the daemon's stderr, as systemd does when
     /// stderr is connected to the journal.
     bool journal_stream_is_stderr = false;
+    /// A command that runs the daemon, given before its path: {launcher, its args...}; its last
+    /// argument is followed by daemon_path() and `args` (e.g. tests/support/without_syscalls).
+    std::vector<std::string> launcher;
 };
 
 /// How a child process ended.
