@@ -1,4 +1,4 @@
-# Install rules and the Debian package (issue 6). Included last from the top-level CMakeLists.txt.
+# Install rules and the Debian package. Included last from the top-level CMakeLists.txt.
 #
 #   cmake --install <build> [--prefix P]     (or DESTDIR=... for a staged install)
 #   scripts/package.sh                       (the .deb files, through CPack)

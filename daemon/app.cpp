@@ -84,32 +84,29 @@ int run_once(const Config& config, bool json, EventLog& log) {
 
 } // namespace
 
-std::string raise_nofile_limit(bool& ok) {
+Result<std::string> raise_nofile_limit() {
     rlimit lim{};
     if (::getrlimit(RLIMIT_NOFILE, &lim) != 0) {
         const int saved = errno;
-        ok = false;
-        return std::string("getrlimit RLIMIT_NOFILE: ") + std::strerror(saved);
+        return io_error("getrlimit", "RLIMIT_NOFILE", saved);
     }
     if (lim.rlim_cur < lim.rlim_max) {
         const rlim_t before = lim.rlim_cur;
         lim.rlim_cur = lim.rlim_max;
         if (::setrlimit(RLIMIT_NOFILE, &lim) != 0) {
             const int saved = errno;
-            ok = false;
-            return "setrlimit RLIMIT_NOFILE " + std::to_string(lim.rlim_max) + ": " +
-                   std::strerror(saved) + " (staying at " + std::to_string(before) + ")";
+            Error e = io_error("setrlimit", "RLIMIT_NOFILE " + std::to_string(lim.rlim_max), saved);
+            e.message += " (staying at " + std::to_string(before) + ")";
+            return e;
         }
     }
-    ok = true;
-    return lim.rlim_cur == RLIM_INFINITY ? "unlimited" : std::to_string(lim.rlim_cur);
+    return lim.rlim_cur == RLIM_INFINITY ? std::string("unlimited") : std::to_string(lim.rlim_cur);
 }
 
 int agentlockd_main(const std::vector<std::string>& args) {
-    std::string error;
-    auto cl = parse_command_line(args, error);
+    auto cl = parse_command_line(args);
     if (!cl) {
-        return usage_error(error + " (try --help)");
+        return usage_error(cl.error().message + " (try --help)");
     }
     if (cl->mode == Mode::help) {
         std::cout << help_text();
@@ -139,11 +136,11 @@ int agentlockd_main(const std::vector<std::string>& args) {
     // only for an invalid signal number, which SIGPIPE is not.)
     (void)std::signal(SIGPIPE, SIG_IGN);
     EventLog log(config->log_format, config->log_level);
-    bool nofile_ok = false;
-    const std::string nofile = raise_nofile_limit(nofile_ok);
-    if (!nofile_ok) {
-        log.log(LogLevel::warn, "daemon.nofile", {{"error", nofile}});
+    const Result<std::string> raised = raise_nofile_limit();
+    if (!raised) {
+        log.log(LogLevel::warn, "daemon.nofile", {{"error", raised.error().message}});
     }
+    const std::string nofile = raised ? *raised : raised.error().message;
 
     if (cl->mode == Mode::once) {
         return run_once(*config, cl->json, log);

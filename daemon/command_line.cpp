@@ -4,6 +4,8 @@
 
 #include <charconv>
 #include <climits>
+#include <optional>
+#include <utility>
 
 #ifndef AGENTLOCK_VERSION
 #define AGENTLOCK_VERSION "0.0.0"
@@ -36,15 +38,35 @@ public:
 
     bool has_inline_value() const { return m_inline.has_value(); }
 
-    std::optional<std::string> value(const std::string& flag, std::string& error) {
+    Result<std::string> value(const std::string& flag) {
         if (m_inline) {
-            return std::exchange(m_inline, std::nullopt);
+            return *std::exchange(m_inline, std::nullopt);
         }
         if (done()) {
-            error = flag + " needs a value";
-            return std::nullopt;
+            return invalid_input(flag, flag + " needs a value");
         }
         return m_args[m_next++];
+    }
+
+    // A duration (500ms, 30s, 5m, 1h) as the flag's value.
+    Result<std::chrono::milliseconds> duration(const std::string& flag) {
+        auto text = value(flag);
+        if (!text) {
+            return text.error();
+        }
+        auto d = parse_duration(*text);
+        if (!d) {
+            return invalid_input(flag, flag + ": " + d.error().message);
+        }
+        return *d;
+    }
+
+    // Fails when a flag that takes no value was given one (--dry-run=yes).
+    Status no_value(const std::string& flag) const {
+        if (has_inline_value()) {
+            return invalid_input(flag, flag + " takes no value");
+        }
+        return {};
     }
 
 private:
@@ -53,199 +75,182 @@ private:
     std::optional<std::string> m_inline;
 };
 
-bool set_mode(CommandLine& cl, Mode mode, const std::string& flag, std::string& error) {
+Status set_mode(CommandLine& cl, Mode mode, const std::string& flag) {
     if (cl.mode != Mode::run && cl.mode != mode) {
-        error = flag + " cannot be combined with another of --once, --check-config, --version, "
-                       "--help";
-        return false;
+        return invalid_input(flag, flag + " cannot be combined with another of --once, "
+                                          "--check-config, --version, --help");
     }
     cl.mode = mode;
-    return true;
+    return {};
+}
+
+// Stores a value that parsed into `out`, or passes the failure on.
+template <typename T, typename Out> Status store(Result<T> parsed, Out& out) {
+    if (!parsed) {
+        return parsed.error();
+    }
+    out = std::move(*parsed);
+    return {};
+}
+
+// Applies one flag (with its value, taken from `cursor`) to `cl`.
+Status apply_flag(CommandLine& cl, ArgCursor& cursor, const std::string& flag) {
+    ConfigOverrides& o = cl.overrides;
+    if (flag == "--config") {
+        auto v = cursor.value(flag);
+        if (!v) {
+            return v.error();
+        }
+        if (v->empty()) {
+            return invalid_input(flag, "--config needs a file name");
+        }
+        cl.config_path = *v;
+        return {};
+    }
+    if (flag == "--root") {
+        auto v = cursor.value(flag);
+        if (!v) {
+            return v.error();
+        }
+        if (!o.roots) {
+            o.roots.emplace();
+        }
+        o.roots->push_back(*v);
+        return {};
+    }
+    if (flag == "--interval") {
+        return store(cursor.duration(flag), o.interval);
+    }
+    if (flag == "--full-pass-interval") {
+        return store(cursor.duration(flag), o.full_pass_interval);
+    }
+    if (flag == "--events" || flag == "--no-events") {
+        Status s = cursor.no_value(flag);
+        if (s) {
+            o.events = flag == "--events";
+        }
+        return s;
+    }
+    if (flag == "--tmux-timeout") {
+        return store(cursor.duration(flag), o.tmux_timeout);
+    }
+    if (flag == "--tmux-socket") {
+        return store(cursor.value(flag), o.tmux_socket);
+    }
+    if (flag == "--tmux-socket-path") {
+        return store(cursor.value(flag), o.tmux_socket_path);
+    }
+    if (flag == "--dry-run" || flag == "--no-dry-run") {
+        Status s = cursor.no_value(flag);
+        if (s) {
+            o.dry_run = flag == "--dry-run";
+        }
+        return s;
+    }
+    if (flag == "--prune") {
+        auto v = cursor.value(flag);
+        if (!v) {
+            return v.error();
+        }
+        if (!o.prune) {
+            o.prune.emplace();
+        }
+        o.prune->push_back(*v);
+        return {};
+    }
+    if (flag == "--no-prune") {
+        Status s = cursor.no_value(flag);
+        if (s) {
+            o.prune.emplace();
+        }
+        return s;
+    }
+    if (flag == "--max-depth") {
+        auto v = cursor.value(flag);
+        if (!v) {
+            return v.error();
+        }
+        unsigned depth = 0;
+        const char* end = v->data() + v->size();
+        auto [ptr, ec] = std::from_chars(v->data(), end, depth);
+        if (ec != std::errc() || ptr != end || v->empty()) {
+            return invalid_input(flag, "--max-depth: \"" + *v +
+                                           "\" is not a whole number from 0 to " +
+                                           std::to_string(UINT_MAX));
+        }
+        o.max_depth = depth;
+        return {};
+    }
+    if (flag == "--one-file-system" || flag == "--no-one-file-system") {
+        Status s = cursor.no_value(flag);
+        if (s) {
+            o.one_file_system = flag == "--one-file-system";
+        }
+        return s;
+    }
+    if (flag == "--log-level") {
+        auto v = cursor.value(flag);
+        if (!v) {
+            return v.error();
+        }
+        if (!(o.log_level = parse_log_level(*v))) {
+            return invalid_input(flag, "--log-level: \"" + *v +
+                                           "\" is not one of trace, debug, info, warn, error");
+        }
+        return {};
+    }
+    if (flag == "--log-format") {
+        auto v = cursor.value(flag);
+        if (!v) {
+            return v.error();
+        }
+        if (!(o.log_format = parse_log_format(*v))) {
+            return invalid_input(flag, "--log-format: \"" + *v +
+                                           "\" is not one of auto, text, json, journal");
+        }
+        return {};
+    }
+    if (flag == "--json") {
+        Status s = cursor.no_value(flag);
+        if (s) {
+            cl.json = true;
+        }
+        return s;
+    }
+    const std::pair<const char*, Mode> modes[] = {{"--once", Mode::once},
+                                                  {"--check-config", Mode::check_config},
+                                                  {"--version", Mode::version},
+                                                  {"--help", Mode::help},
+                                                  {"-h", Mode::help}};
+    for (const auto& [name, mode] : modes) {
+        if (flag == name) {
+            Status s = cursor.no_value(flag);
+            return s ? set_mode(cl, mode, flag) : s;
+        }
+    }
+    if (flag.rfind('-', 0) == 0) {
+        return invalid_input(flag, "unknown option " + flag + " (see --help)");
+    }
+    return invalid_input(flag, "unexpected argument \"" + flag + "\" (see --help)");
 }
 
 } // namespace
 
-std::optional<CommandLine> parse_command_line(const std::vector<std::string>& args,
-                                              std::string& error) {
+Result<CommandLine> parse_command_line(const std::vector<std::string>& args) {
     CommandLine cl;
-    ConfigOverrides& o = cl.overrides;
     ArgCursor cursor(args);
     while (!cursor.done()) {
         const std::string flag = cursor.next_flag();
-        auto take = [&]() { return cursor.value(flag, error); };
-        auto take_duration = [&]() -> std::optional<std::chrono::milliseconds> {
-            auto text = take();
-            if (!text) {
-                return std::nullopt;
-            }
-            auto d = parse_duration(*text);
-            if (!d) {
-                error = flag + ": " + d.error().message;
-                return std::nullopt;
-            }
-            return *d;
-        };
-        auto no_value = [&]() {
-            if (cursor.has_inline_value()) {
-                error = flag + " takes no value";
-                return false;
-            }
-            return true;
-        };
-
-        if (flag == "--config") {
-            auto v = take();
-            if (!v) {
-                return std::nullopt;
-            }
-            if (v->empty()) {
-                error = "--config needs a file name";
-                return std::nullopt;
-            }
-            cl.config_path = *v;
-        } else if (flag == "--root") {
-            auto v = take();
-            if (!v) {
-                return std::nullopt;
-            }
-            if (!o.roots) {
-                o.roots.emplace();
-            }
-            o.roots->push_back(*v);
-        } else if (flag == "--interval") {
-            if (!(o.interval = take_duration())) {
-                return std::nullopt;
-            }
-        } else if (flag == "--full-pass-interval") {
-            if (!(o.full_pass_interval = take_duration())) {
-                return std::nullopt;
-            }
-        } else if (flag == "--events" || flag == "--no-events") {
-            if (!no_value()) {
-                return std::nullopt;
-            }
-            o.events = flag == "--events";
-        } else if (flag == "--events-test-disable") {
-            auto v = take();
-            if (!v) {
-                return std::nullopt;
-            }
-            std::string_view rest(*v);
-            while (!rest.empty()) {
-                const auto comma = rest.find(',');
-                const std::string name(rest.substr(0, comma));
-                if (name != "pidfd" && name != "inotify") {
-                    error = "--events-test-disable: \"" + name + "\" is not pidfd or inotify";
-                    return std::nullopt;
-                }
-                cl.events_test_disable.push_back(name);
-                rest =
-                    comma == std::string_view::npos ? std::string_view{} : rest.substr(comma + 1);
-            }
-        } else if (flag == "--tmux-timeout") {
-            if (!(o.tmux_timeout = take_duration())) {
-                return std::nullopt;
-            }
-        } else if (flag == "--tmux-socket") {
-            if (!(o.tmux_socket = take())) {
-                return std::nullopt;
-            }
-        } else if (flag == "--tmux-socket-path") {
-            if (!(o.tmux_socket_path = take())) {
-                return std::nullopt;
-            }
-        } else if (flag == "--dry-run" || flag == "--no-dry-run") {
-            if (!no_value()) {
-                return std::nullopt;
-            }
-            o.dry_run = flag == "--dry-run";
-        } else if (flag == "--prune") {
-            auto v = take();
-            if (!v) {
-                return std::nullopt;
-            }
-            if (!o.prune) {
-                o.prune.emplace();
-            }
-            o.prune->push_back(*v);
-        } else if (flag == "--no-prune") {
-            if (!no_value()) {
-                return std::nullopt;
-            }
-            o.prune.emplace();
-        } else if (flag == "--max-depth") {
-            auto v = take();
-            if (!v) {
-                return std::nullopt;
-            }
-            unsigned depth = 0;
-            const char* end = v->data() + v->size();
-            auto [ptr, ec] = std::from_chars(v->data(), end, depth);
-            if (ec != std::errc() || ptr != end || v->empty()) {
-                error = "--max-depth: \"" + *v + "\" is not a whole number from 0 to " +
-                        std::to_string(UINT_MAX);
-                return std::nullopt;
-            }
-            o.max_depth = depth;
-        } else if (flag == "--one-file-system" || flag == "--no-one-file-system") {
-            if (!no_value()) {
-                return std::nullopt;
-            }
-            o.one_file_system = flag == "--one-file-system";
-        } else if (flag == "--log-level") {
-            auto v = take();
-            if (!v) {
-                return std::nullopt;
-            }
-            if (!(o.log_level = parse_log_level(*v))) {
-                error = "--log-level: \"" + *v + "\" is not one of trace, debug, info, warn, error";
-                return std::nullopt;
-            }
-        } else if (flag == "--log-format") {
-            auto v = take();
-            if (!v) {
-                return std::nullopt;
-            }
-            if (!(o.log_format = parse_log_format(*v))) {
-                error = "--log-format: \"" + *v + "\" is not one of auto, text, json, journal";
-                return std::nullopt;
-            }
-        } else if (flag == "--once") {
-            if (!no_value() || !set_mode(cl, Mode::once, flag, error)) {
-                return std::nullopt;
-            }
-        } else if (flag == "--json") {
-            if (!no_value()) {
-                return std::nullopt;
-            }
-            cl.json = true;
-        } else if (flag == "--check-config") {
-            if (!no_value() || !set_mode(cl, Mode::check_config, flag, error)) {
-                return std::nullopt;
-            }
-        } else if (flag == "--version") {
-            if (!no_value() || !set_mode(cl, Mode::version, flag, error)) {
-                return std::nullopt;
-            }
-        } else if (flag == "--help" || flag == "-h") {
-            if (!no_value() || !set_mode(cl, Mode::help, flag, error)) {
-                return std::nullopt;
-            }
-        } else if (flag.rfind('-', 0) == 0) {
-            error = "unknown option " + flag + " (see --help)";
-            return std::nullopt;
-        } else {
-            error = "unexpected argument \"" + flag + "\" (see --help)";
-            return std::nullopt;
+        if (Status s = apply_flag(cl, cursor, flag); !s) {
+            return s.error();
         }
     }
     if (cl.json && cl.mode != Mode::once) {
-        error = "--json works only with --once";
-        return std::nullopt;
+        return invalid_input("--json", "--json works only with --once");
     }
     if (cl.overrides.tmux_socket && cl.overrides.tmux_socket_path) {
-        error = "--tmux-socket and --tmux-socket-path cannot be used together";
-        return std::nullopt;
+        return invalid_input("--tmux-socket-path",
+                             "--tmux-socket and --tmux-socket-path cannot be used together");
     }
     return cl;
 }

@@ -3,7 +3,8 @@
 
 #include <agentlock/config.hpp>
 
-#include <optional>
+#include <agentlock/result.hpp>
+
 #include <string>
 #include <vector>
 
@@ -28,16 +29,13 @@ struct CommandLine {
     bool json = false;       ///< --once --json
     std::string config_path; ///< --config FILE; empty when not given
     ConfigOverrides overrides;
-    /// Hidden, for tests: event sources to treat as unavailable ("pidfd", "inotify"), as if
-    /// the kernel lacked them (--events-test-disable=pidfd,inotify).
-    std::vector<std::string> events_test_disable;
 };
 
 /// Parses the arguments after argv[0]. Flags take their value as the next argument or after '='
 /// (--interval=5s). Unknown flags, missing or bad values, conflicting modes and stray arguments
-/// are errors; `error` then says which.
-std::optional<CommandLine> parse_command_line(const std::vector<std::string>& args,
-                                              std::string& error);
+/// are `invalid` errors whose path is the flag (or argument) at fault and whose message says
+/// what is wrong with it.
+Result<CommandLine> parse_command_line(const std::vector<std::string>& args);
 
 /// The --help text.
 std::string help_text();

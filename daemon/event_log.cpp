@@ -175,22 +175,6 @@ std::optional<std::int64_t> parse_int64(std::string_view text) {
 
 } // namespace
 
-std::string sanitize_utf8(std::string_view text) {
-    std::string out;
-    out.reserve(text.size());
-    for (std::size_t i = 0; i < text.size();) {
-        const std::size_t len = utf8_sequence_length(text, i);
-        if (len == 0) {
-            append_hex_escape(out, static_cast<unsigned char>(text[i]));
-            ++i;
-        } else {
-            out.append(text.substr(i, len));
-            i += len;
-        }
-    }
-    return out;
-}
-
 std::string format_logfmt(std::string_view event, const Fields& fields) {
     std::string out(event);
     for (const auto& [key, value] : fields) {
@@ -217,16 +201,16 @@ std::string format_json_line(std::chrono::system_clock::time_point t, LogLevel l
     boost::json::object obj;
     obj["ts"] = format_log_timestamp(t);
     obj["level"] = to_string(level);
-    obj["event"] = sanitize_utf8(event);
+    obj["event"] = escape_invalid_utf8(event);
     for (const auto& [key, value] : fields) {
         std::optional<std::int64_t> number;
         if (is_numeric_field(key)) {
             number = parse_int64(value);
         }
         if (number) {
-            obj[sanitize_utf8(key)] = *number;
+            obj[escape_invalid_utf8(key)] = *number;
         } else {
-            obj[sanitize_utf8(key)] = sanitize_utf8(value);
+            obj[escape_invalid_utf8(key)] = escape_invalid_utf8(value);
         }
     }
     return boost::json::serialize(obj);
@@ -257,9 +241,9 @@ std::vector<std::string> journal_entry(LogLevel level, std::string_view event,
     entry.push_back("MESSAGE=" + format_logfmt(event, fields));
     entry.push_back("PRIORITY=" + std::to_string(syslog_priority(level)));
     entry.emplace_back("SYSLOG_IDENTIFIER=agentlockd");
-    entry.push_back("AGENTLOCK_EVENT=" + sanitize_utf8(event));
+    entry.push_back("AGENTLOCK_EVENT=" + escape_invalid_utf8(event));
     for (const auto& [key, value] : fields) {
-        entry.push_back(journal_field_name(key) + "=" + sanitize_utf8(value));
+        entry.push_back(journal_field_name(key) + "=" + escape_invalid_utf8(value));
     }
     return entry;
 }

@@ -34,10 +34,6 @@ int syslog_priority(LogLevel level);
 /// RFC 3339 in UTC with milliseconds: 2026-11-27T05:15:43.123Z.
 std::string format_log_timestamp(std::chrono::system_clock::time_point t);
 
-/// Replaces every byte that is not part of valid UTF-8 with the four characters `\xNN`, so the
-/// text is valid UTF-8 (JSON and journal readers require it) and the byte stays visible.
-std::string sanitize_utf8(std::string_view text);
-
 /// `event key=value ...` in logfmt. A value is quoted when it is empty or holds a space, '=',
 /// '"', '\\', a control character or invalid UTF-8; inside quotes \" \\ \n \r \t are escaped and
 /// other control or invalid bytes become \xNN.

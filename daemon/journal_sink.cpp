@@ -1,5 +1,7 @@
 #include "journal_sink.hpp"
 
+#include <agentlock/text.hpp>
+
 #include <cerrno>
 #include <string>
 #include <sys/stat.h>
@@ -75,7 +77,7 @@ void JournalSink::sink_it_(const spdlog::details::log_msg& msg) {
         entry = journal_entry(t_current->level, t_current->event, *t_current->fields);
     } else {
         const std::string_view text(msg.payload.data(), msg.payload.size());
-        entry = {"MESSAGE=" + sanitize_utf8(text),
+        entry = {"MESSAGE=" + escape_invalid_utf8(text),
                  "PRIORITY=" + std::to_string(syslog_priority(level_of(msg.level))),
                  "SYSLOG_IDENTIFIER=agentlockd"};
     }

@@ -21,8 +21,8 @@ if grep -q 'agentlockd_systemd .*Skipped' "$build/ctest.log"; then
     echo "##   (see: ctest -R agentlockd_systemd -V)"
   echo "################################################################################"
 fi
-# Issue 5 (docs/testing.md): the fuzzers (30 s a target), the whole suite under ASan+UBSan and
-# the concurrent parts under TSan, clang-tidy. Each runs even after a failure; all count.
+# The checks beyond ctest (docs/testing.md): the fuzzers (30 s a target), the whole suite under
+# ASan+UBSan and the concurrent parts under TSan, clang-tidy. Each runs even after a failure; all count.
 for step in fuzz.sh sanitize.sh tidy.sh; do
   "$here/scripts/$step" || status=1
 done

@@ -9,9 +9,11 @@
 #include <unistd.h>
 
 // The reaper never resolves a path: everything goes through the `.runtime` directory fd the walk
-// opened (flaw 10). It never creates anything in a worker tree, not even the sidecar, because
-// the cleaner may run as another user and a sidecar it created could lock the agents out
-// (flaw 15). It removes only what it can show is unchanged and still stale (flaw 9):
+// opened, so a `.runtime` swapped for a symlink cannot send the unlink outside the tree (which
+// matters when the cleaner runs as root). It never creates anything in a worker tree, not even
+// the sidecar, because the cleaner may run as another user and a sidecar it created could lock
+// the agents out. It removes only what it can show is unchanged and still stale, since a lock
+// re-acquired between the judgement and the removal must survive:
 //
 //   1. flock the sidecar non-blocking, if the sidecar exists, and hold it to the end: an
 //      acquirer that follows the protocol (Go or C++) is either done or waits for us;

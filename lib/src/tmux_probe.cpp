@@ -44,7 +44,7 @@ namespace agentlock {
 // a misconfiguration, not a server that ended). "no current target" is a server that answered
 // and has no sessions: ok, with empty sets. Everything else is unknown. ENOENT is deliberately NOT
 // no-server: a wrong socket name or path produces exactly the same words, and reading that as "no
-// sessions" is how upstream deleted the locks of live sessions (NOTES.md flaw 7). Since a normally
+// sessions" is how upstream deleted the locks of live sessions. Since a normally
 // ended server leaves its socket behind, this costs little: only after /tmp is wiped (a reboot) and
 // before any server starts on that socket do dead-PID locks that record a session stay "unknown"
 // instead of "stale".
@@ -202,7 +202,8 @@ bool TmuxFacts::has(std::string_view session_id) const {
     }
     const std::string key(session_id);
     // Exact matches only: "$N" is a session id and "%N" a pane id; they are different
-    // numbering spaces and never alias each other (NOTES.md flaw 8).
+    // numbering spaces and never alias each other. Agents often record $TMUX_PANE ("%N") as
+    // their session_id, so "%N" must match a real pane, never the session "$N".
     return session_names.count(key) != 0 || session_ids.count(key) != 0 || pane_ids.count(key) != 0;
 }
 

@@ -20,7 +20,9 @@
 #include <thread>
 #include <unistd.h>
 
-// How the walk works (flaws 10 and 11 of the seed):
+// How the walk works: it must never follow a symlink out of the tree (a removal through one
+// would land outside it), and it must stay fast on huge trees (no stat per file, no descent into
+// .git or node_modules) while counting, not swallowing, the directories it cannot read.
 //
 // Depth-first with an explicit stack of frames, one per directory on the current path from the
 // root, so nesting depth costs heap, not call stack. A frame holds the directory's display path,

@@ -12,6 +12,15 @@
 
 namespace agentlock::daemon::test {
 
+Finding finding(const std::string& event, const std::string& key, const std::string& fingerprint) {
+    Finding f;
+    f.event = event;
+    f.key = key;
+    f.fingerprint = fingerprint;
+    f.paths = {key};
+    return f;
+}
+
 NotifySocket::NotifySocket(std::string path) : m_path(std::move(path)) {
     m_fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (m_fd < 0) {

@@ -1,6 +1,9 @@
 #pragma once
 // Helpers for agentlockd's unit tests: a datagram socket standing in for systemd's notify socket,
-// and an spdlog sink that keeps log lines for inspection from another thread.
+// an spdlog sink that keeps log lines for inspection from another thread, and findings to feed
+// a FindingTracker.
+
+#include <agentlock/findings.hpp>
 
 #include <chrono>
 #include <mutex>
@@ -9,6 +12,11 @@
 #include <vector>
 
 namespace agentlock::daemon::test {
+
+/// A finding `event` about `key` (also its only path), with `fingerprint` standing for its
+/// content: a different fingerprint under the same event and key is a changed finding.
+Finding finding(const std::string& event, const std::string& key,
+                const std::string& fingerprint = "");
 
 /// A bound AF_UNIX datagram socket; set NOTIFY_SOCKET to path() and read what arrives.
 class NotifySocket {

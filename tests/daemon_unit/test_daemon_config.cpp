@@ -15,11 +15,10 @@ using namespace std::chrono_literals;
 // ---------------------------------------------------------------------------------------------
 // The command line
 
-std::optional<CommandLine> cli(std::vector<std::string> args, std::string* why = nullptr) {
-    std::string error;
-    auto cl = parse_command_line(args, error);
+Result<CommandLine> cli(std::vector<std::string> args, std::string* why = nullptr) {
+    auto cl = parse_command_line(args);
     if (why != nullptr) {
-        *why = error;
+        *why = cl ? std::string() : cl.error().message;
     }
     return cl;
 }
@@ -102,6 +101,24 @@ TEST(CommandLine, ErrorsSayWhat) {
     EXPECT_NE(why.find("stray"), std::string::npos) << why;
     EXPECT_FALSE(cli({"--dry-run=yes"}, &why));
     EXPECT_FALSE(cli({"--config", ""}, &why));
+}
+
+// A bad command line is the caller's input: an `invalid` error whose path is the flag at fault.
+TEST(CommandLine, ErrorsAreInvalidInputAboutTheFlag) {
+    for (const auto& [args, flag] : std::vector<std::pair<std::vector<std::string>, std::string>>{
+             {{"--root", "/a", "--interval", "soon"}, "--interval"},
+             {{"--max-depth", "3x"}, "--max-depth"},
+             {{"--dry-run=yes"}, "--dry-run"},
+             {{"--once", "--check-config"}, "--check-config"},
+             {{"--root", "/a", "stray"}, "stray"},
+             {{"--no-such-flag"}, "--no-such-flag"},
+         }) {
+        auto cl = parse_command_line(args);
+        ASSERT_FALSE(cl) << flag;
+        EXPECT_EQ(cl.error().kind, ErrorKind::invalid) << cl.error().message;
+        EXPECT_EQ(cl.error().path, flag) << cl.error().message;
+        EXPECT_NE(cl.error().message.find(flag), std::string::npos) << cl.error().message;
+    }
 }
 
 TEST(CommandLine, HelpDocumentsTheContract) {

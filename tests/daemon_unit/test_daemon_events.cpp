@@ -12,6 +12,7 @@
 #include <agentlock/lock_table.hpp>
 
 #include "asio_wait.hpp"
+#include "daemon_test_support.hpp"
 #include "fakes.hpp"
 #include "test_support.hpp"
 
@@ -34,6 +35,7 @@ namespace {
 
 namespace json = boost::json;
 using namespace std::chrono_literals;
+using agentlock::daemon::test::finding;
 using agentlock::test::Child;
 using agentlock::test::TempDir;
 
@@ -50,14 +52,14 @@ ProcessFacts alive(std::uint64_t ticks) {
 // verify_owner: the PID may die or be reused between the judgement and pidfd_open
 
 TEST(VerifyOwner, TheSameProcessPasses) {
-    test::FakeProcessProbe probe;
+    agentlock::test::FakeProcessProbe probe;
     probe.facts[42] = alive(1000);
     EXPECT_TRUE(verify_owner(probe, Owner{42, 1000}).same);
     EXPECT_EQ(probe.calls, 1);
 }
 
 TEST(VerifyOwner, AReusedPidIsCaughtByItsStartTicks) {
-    test::FakeProcessProbe probe;
+    agentlock::test::FakeProcessProbe probe;
     probe.facts[42] = alive(2000); // another process got PID 42 before the pidfd was opened
     OwnerRecheck r = verify_owner(probe, Owner{42, 1000});
     EXPECT_FALSE(r.same);
@@ -66,7 +68,7 @@ TEST(VerifyOwner, AReusedPidIsCaughtByItsStartTicks) {
 }
 
 TEST(VerifyOwner, DeadZombieUnknownAndUnreadableAskForARecheck) {
-    test::FakeProcessProbe probe; // 7 is not in the table: dead
+    agentlock::test::FakeProcessProbe probe; // 7 is not in the table: dead
     EXPECT_FALSE(verify_owner(probe, Owner{7, 1000}).same);
     probe.facts[8].state = ProcessState::zombie;
     EXPECT_FALSE(verify_owner(probe, Owner{8, 1000}).same);
@@ -115,7 +117,7 @@ protected:
 };
 
 TEST_F(PidWatcherTest, AnExitedOwnerReportsItsWorkers) {
-    Child a = test::spawn_sleeper();
+    Child a = agentlock::test::spawn_sleeper();
     auto w = make();
     w->set_owner("/r/w1", owner_of(a));
     w->set_owner("/r/w2", owner_of(a)); // duplicate-pid: one pidfd for both
@@ -136,8 +138,8 @@ TEST_F(PidWatcherTest, AnExitedOwnerReportsItsWorkers) {
 }
 
 TEST_F(PidWatcherTest, APidfdIsClosedWhenItsLastLockGoes) {
-    Child a = test::spawn_sleeper();
-    Child b = test::spawn_sleeper();
+    Child a = agentlock::test::spawn_sleeper();
+    Child b = agentlock::test::spawn_sleeper();
     auto w = make();
     w->set_owner("/r/w1", owner_of(a));
     w->set_owner("/r/w2", owner_of(a));
@@ -157,7 +159,7 @@ TEST_F(PidWatcherTest, APidfdIsClosedWhenItsLastLockGoes) {
 
 TEST_F(PidWatcherTest, AnOwnerDeadBeforeTheOpenIsReportedAtOnce) {
     auto w = make();
-    w->set_owner("/r/w1", Owner{test::dead_pid(), 1234});
+    w->set_owner("/r/w1", Owner{agentlock::test::dead_pid(), 1234});
     ASSERT_TRUE(run_until(m_io, [this] { return m_exited.size() == 1; }));
     EXPECT_EQ(m_exited[0], "/r/w1");
 }
@@ -165,7 +167,7 @@ TEST_F(PidWatcherTest, AnOwnerDeadBeforeTheOpenIsReportedAtOnce) {
 TEST_F(PidWatcherTest, APidReusedBeforeTheOpenIsReportedAtOnce) {
     // The lock was judged for a process with other start ticks: the pidfd opened now refers to
     // another process, so the lock must be judged again instead of waiting on it.
-    Child a = test::spawn_sleeper();
+    Child a = agentlock::test::spawn_sleeper();
     Owner judged = owner_of(a);
     ASSERT_TRUE(judged.start_ticks.has_value());
     judged.start_ticks = *judged.start_ticks - 1;
@@ -176,8 +178,8 @@ TEST_F(PidWatcherTest, APidReusedBeforeTheOpenIsReportedAtOnce) {
 }
 
 TEST_F(PidWatcherTest, BeyondTheBudgetOwnersAreLeftToPolling) {
-    Child a = test::spawn_sleeper();
-    Child b = test::spawn_sleeper();
+    Child a = agentlock::test::spawn_sleeper();
+    Child b = agentlock::test::spawn_sleeper();
     auto w = make(1);
     w->set_owner("/r/w1", owner_of(a));
     w->set_owner("/r/w2", owner_of(b));
@@ -189,7 +191,7 @@ TEST_F(PidWatcherTest, BeyondTheBudgetOwnersAreLeftToPolling) {
 }
 
 TEST_F(PidWatcherTest, DisabledLeavesEveryOwnerToPolling) {
-    Child a = test::spawn_sleeper();
+    Child a = agentlock::test::spawn_sleeper();
     PidWatcher w(
         m_io, 100, m_probe, [](const std::set<std::string>&, const std::string&) {}, false);
     w.set_owner("/r/w1", owner_of(a));
@@ -261,7 +263,7 @@ protected:
 
 TEST_F(DirWatcherTest, ReportsNewDirectoriesAndLockWritesWithTheirPaths) {
     const std::string root = m_tmp.path();
-    test::make_dirs(root + "/w1/.runtime");
+    agentlock::test::make_dirs(root + "/w1/.runtime");
     EXPECT_EQ(outcome_of(m_watcher.add(root, WatchKind::dir)), AddWatch::added);
     EXPECT_EQ(outcome_of(m_watcher.add(root, WatchKind::dir)), AddWatch::present);
     EXPECT_EQ(outcome_of(m_watcher.add(root + "/w1/.runtime", WatchKind::runtime)),
@@ -269,8 +271,8 @@ TEST_F(DirWatcherTest, ReportsNewDirectoriesAndLockWritesWithTheirPaths) {
     EXPECT_EQ(outcome_of(m_watcher.add(root + "/nope", WatchKind::dir)), AddWatch::gone);
     EXPECT_EQ(m_watcher.count(), 2u);
 
-    test::make_dirs(root + "/w2");
-    test::write_file(root + "/w1/.runtime/agent.lock", "{}");
+    agentlock::test::make_dirs(root + "/w2");
+    agentlock::test::write_file(root + "/w1/.runtime/agent.lock", "{}");
     ASSERT_TRUE(run_until(m_io, [&] {
         return saw(root, "w2", IN_CREATE) &&
                saw(root + "/w1/.runtime", "agent.lock", IN_CLOSE_WRITE);
@@ -297,7 +299,7 @@ TEST_F(DirWatcherTest, ASymlinkIsNeverWatchedInPlaceOfADirectory) {
 TEST_F(DirWatcherTest, RemoveUnderAndSync) {
     const std::string root = m_tmp.path();
     for (const char* d : {"/a/b/c", "/a/bc", "/x"}) {
-        test::make_dirs(root + d);
+        agentlock::test::make_dirs(root + d);
     }
     for (const char* d : {"/a", "/a/b", "/a/b/c", "/a/bc", "/x"}) {
         ASSERT_EQ(outcome_of(m_watcher.add(root + d, WatchKind::dir)), AddWatch::added) << d;
@@ -322,7 +324,7 @@ TEST_F(DirWatcherTest, RemoveUnderAndSync) {
 TEST_F(DirWatcherTest, MarkingDropsWhatARoundDidNotAdd) {
     const std::string root = m_tmp.path();
     for (const char* d : {"/a", "/b/.runtime", "/c"}) {
-        test::make_dirs(root + d);
+        agentlock::test::make_dirs(root + d);
     }
     ASSERT_EQ(outcome_of(m_watcher.add(root + "/a", WatchKind::dir)), AddWatch::added);
     ASSERT_EQ(outcome_of(m_watcher.add(root + "/c", WatchKind::dir)), AddWatch::added);
@@ -337,14 +339,14 @@ TEST_F(DirWatcherTest, MarkingDropsWhatARoundDidNotAdd) {
 
     // The .runtime watch is stored as its worker's pooled path plus the suffix, and ordered by
     // its whole text among plain paths: remove_under finds it by prefix.
-    test::make_dirs(root + "/b/.runtimes");
+    agentlock::test::make_dirs(root + "/b/.runtimes");
     ASSERT_EQ(outcome_of(m_watcher.add(root + "/b/.runtimes", WatchKind::dir)), AddWatch::added);
     m_watcher.remove_under(root + "/b/.runtime");
     EXPECT_EQ(m_watcher.paths(), (std::vector<std::string>{root + "/a", root + "/b/.runtimes"}));
 }
 
 TEST_F(DirWatcherTest, ADeletedDirectoryIsForgotten) {
-    test::make_dirs(m_tmp.sub("w"));
+    agentlock::test::make_dirs(m_tmp.sub("w"));
     ASSERT_EQ(outcome_of(m_watcher.add(m_tmp.sub("w"), WatchKind::dir)), AddWatch::added);
     std::filesystem::remove(m_tmp.sub("w"));
     ASSERT_TRUE(run_until(m_io, [&] { return saw(m_tmp.sub("w"), "", IN_DELETE_SELF); }));
@@ -370,14 +372,16 @@ TEST(WatchPlan, TheFleetDownToTheWatchDepthNeverInsideAWorker) {
     const Status opened = watcher.open();
     ASSERT_TRUE(opened) << opened.error().message;
     const std::string root = tmp.sub("root");
-    test::make_dirs(root + "/rig/polecats/w1/.runtime");
-    test::make_dirs(root + "/rig/polecats/w1/src/lib");  // a checkout: not watched
-    test::make_dirs(root + "/rig/polecats/w2/.runtime"); // no lock yet: watched all the same
-    test::make_dirs(root + "/rig/polecats/w3/deeper");   // no .runtime; deeper: not watched
-    test::make_dirs(root + "/rig/polecats/node_modules");
-    test::make_dirs(root + "/rig/.git/objects");
-    test::make_dirs(root + "/a/b/c/d/e/w9/.runtime"); // a known worker, far down
-    test::make_dirs(tmp.sub("root2"));
+    agentlock::test::make_dirs(root + "/rig/polecats/w1/.runtime");
+    agentlock::test::make_dirs(root + "/rig/polecats/w1/src/lib"); // a checkout: not watched
+    agentlock::test::make_dirs(root +
+                               "/rig/polecats/w2/.runtime"); // no lock yet: watched all the same
+    agentlock::test::make_dirs(root +
+                               "/rig/polecats/w3/deeper"); // no .runtime; deeper: not watched
+    agentlock::test::make_dirs(root + "/rig/polecats/node_modules");
+    agentlock::test::make_dirs(root + "/rig/.git/objects");
+    agentlock::test::make_dirs(root + "/a/b/c/d/e/w9/.runtime"); // a known worker, far down
+    agentlock::test::make_dirs(tmp.sub("root2"));
     FleetWatch w = watch_fleet({root, tmp.sub("root2")}, {root + "/a/b/c/d/e/w9", "/elsewhere/w"},
                                WalkOptions{}, 3, watcher);
     EXPECT_EQ(w.worst, AddWatch::added) << w.error;
@@ -402,7 +406,7 @@ TEST(WatchPlan, TheFleetDownToTheWatchDepthNeverInsideAWorker) {
     EXPECT_EQ(watcher.kind_of(root + "/rig/polecats/w3"), WatchKind::dir);
 
     // The way to a worker found later, without a .runtime yet: the worker itself is watched.
-    test::make_dirs(root + "/x/y/w5");
+    agentlock::test::make_dirs(root + "/x/y/w5");
     EXPECT_EQ(watch_way(root, root + "/x/y/w5", watcher).worst, AddWatch::added);
     EXPECT_EQ(watcher.kind_of(root + "/x"), WatchKind::dir);
     EXPECT_EQ(watcher.kind_of(root + "/x/y"), WatchKind::dir);
@@ -416,10 +420,10 @@ TEST(ScanNewDirectory, WatchesDownToTheWatchDepthAndFindsLocksAtAnyDepth) {
     const Status opened = watcher.open();
     ASSERT_TRUE(opened) << opened.error().message;
     const std::string root = tmp.sub("root");
-    test::write_file(root + "/rig2/polecats/w1/.runtime/agent.lock", "{}");
-    test::write_file(root + "/rig2/polecats/w1/src/deep/w9/.runtime/agent.lock", "{}");
-    test::write_file(root + "/rig2/.git/w8/.runtime/agent.lock", "{}");
-    test::make_dirs(root + "/rig2/polecats/w2");
+    agentlock::test::write_file(root + "/rig2/polecats/w1/.runtime/agent.lock", "{}");
+    agentlock::test::write_file(root + "/rig2/polecats/w1/src/deep/w9/.runtime/agent.lock", "{}");
+    agentlock::test::write_file(root + "/rig2/.git/w8/.runtime/agent.lock", "{}");
+    agentlock::test::make_dirs(root + "/rig2/polecats/w2");
 
     ScanResult r = scan_new_directory(root, root + "/rig2", WalkOptions{}, 4, watcher);
     EXPECT_EQ(r.watch, AddWatch::added) << r.error;
@@ -431,13 +435,13 @@ TEST(ScanNewDirectory, WatchesDownToTheWatchDepthAndFindsLocksAtAnyDepth) {
     EXPECT_EQ(watcher.kind_of(root + "/rig2/polecats/w1/.runtime"), WatchKind::runtime);
     EXPECT_FALSE(watcher.kind_of(root + "/rig2/polecats/w1/src")) << "inside a worker";
     EXPECT_FALSE(watcher.kind_of(root + "/rig2/.git")) << "pruned";
-    test::make_dirs(root + "/rig3/a/b/c/d");
+    agentlock::test::make_dirs(root + "/rig3/a/b/c/d");
     scan_new_directory(root, root + "/rig3", WalkOptions{}, 3, watcher);
     EXPECT_TRUE(watcher.kind_of(root + "/rig3/a/b"));
     EXPECT_FALSE(watcher.kind_of(root + "/rig3/a/b/c")) << "deeper than the watch depth";
 
     // A .runtime that appears is watched as such and its worker is returned.
-    test::make_dirs(root + "/rig2/polecats/w2/.runtime");
+    agentlock::test::make_dirs(root + "/rig2/polecats/w2/.runtime");
     r = scan_new_directory(root, root + "/rig2/polecats/w2/.runtime", WalkOptions{}, 3, watcher);
     EXPECT_EQ(r.workers, (std::vector<std::string>{root + "/rig2/polecats/w2"}));
     EXPECT_EQ(watcher.kind_of(root + "/rig2/polecats/w2/.runtime"), WatchKind::runtime);
@@ -539,7 +543,7 @@ TEST(LockTable, OwnersSessionsAndUpdates) {
 
     // Judged unknown while tmux was unknown: it waits on tmux too.
     t.apply(found(record("/srv/u", Verdict::unknown, 15, "s3"),
-                  test::tmux_state(TmuxState::unknown, "timeout")));
+                  agentlock::test::tmux_state(TmuxState::unknown, "timeout")));
     auto waits = t.session_waits();
     ASSERT_EQ(waits.size(), 2u);
     EXPECT_TRUE(waits[1].tmux_was_unknown);
@@ -594,15 +598,6 @@ TEST(LockTable, CollisionsAmongTheKnownLocks) {
 
 // ---------------------------------------------------------------------------------------------
 // FindingTracker::update_some
-
-Finding finding(const std::string& event, const std::string& key, const std::string& print = "") {
-    Finding f;
-    f.event = event;
-    f.key = key;
-    f.fingerprint = print;
-    f.paths = {key};
-    return f;
-}
 
 TEST(FindingTrackerSome, OnlyTheScopeIsComparedTheRestStays) {
     FindingTracker t;
@@ -775,19 +770,16 @@ TEST(EventsConfig, KeysFlagsAndThePassPeriod) {
     ASSERT_TRUE(both) << both.error().message;
     EXPECT_EQ(pass_period(*both, true), 1h);
 
-    auto cl = parse_command_line({"--root", "/a", "--no-events", "--full-pass-interval", "1h",
-                                  "--interval", "3s", "--events-test-disable", "pidfd,inotify"},
-                                 why);
-    ASSERT_TRUE(cl) << why;
+    auto cl = parse_command_line(
+        {"--root", "/a", "--no-events", "--full-pass-interval", "1h", "--interval", "3s"});
+    ASSERT_TRUE(cl) << cl.error().message;
     EXPECT_EQ(cl->overrides.events, false);
     EXPECT_EQ(cl->overrides.full_pass_interval, 1h);
-    EXPECT_EQ(cl->events_test_disable, (std::vector<std::string>{"pidfd", "inotify"}));
     Config e;
     apply_overrides(e, cl->overrides);
     EXPECT_FALSE(e.events);
     EXPECT_TRUE(e.interval_set);
-    EXPECT_FALSE(parse_command_line({"--events-test-disable", "kqueue"}, why));
-    EXPECT_FALSE(parse_command_line({"--no-events=1"}, why));
+    EXPECT_FALSE(parse_command_line({"--no-events=1"}));
     e.full_pass_interval = 1ms;
     e.roots = {"/a"};
     Status finished = finish_config(e);
@@ -799,7 +791,23 @@ TEST(EventsConfig, KeysFlagsAndThePassPeriod) {
     EXPECT_EQ(fields.back(), (std::pair<std::string, std::string>{"full_pass_interval", "5m"}));
     EXPECT_NE(help_text().find("--full-pass-interval"), std::string::npos);
     EXPECT_NE(help_text().find("--no-events"), std::string::npos);
-    EXPECT_EQ(help_text().find("--events-test-disable"), std::string::npos) << "hidden";
+}
+
+// Tests take event sources away from the real binary by making the kernel lack them
+// (tests/support/without_syscalls), not through a switch in the production command line.
+TEST(EventsConfig, TheTestOnlyDisableFlagIsGone) {
+    for (const auto& args :
+         std::vector<std::vector<std::string>>{{"--root", "/a", "--events-test-disable", "pidfd"},
+                                               {"--root", "/a", "--events-test-disable=inotify"}}) {
+        auto cl = parse_command_line(args);
+        ASSERT_FALSE(cl) << "accepted: " << args[2];
+        EXPECT_EQ(cl.error().kind, ErrorKind::invalid);
+        EXPECT_EQ(cl.error().path, "--events-test-disable");
+        EXPECT_NE(cl.error().message.find("unknown option --events-test-disable"),
+                  std::string::npos)
+            << cl.error().message;
+    }
+    EXPECT_EQ(help_text().find("--events-test-disable"), std::string::npos);
 }
 
 } // namespace

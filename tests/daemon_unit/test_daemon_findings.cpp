@@ -3,6 +3,8 @@
 
 #include "pass_log.hpp"
 
+#include "daemon_test_support.hpp"
+
 #include <agentlock/findings.hpp>
 
 #include <gtest/gtest.h>
@@ -16,6 +18,7 @@ namespace {
 
 namespace json = boost::json;
 using namespace std::chrono_literals;
+using agentlock::daemon::test::finding;
 
 LockRecord record(const std::string& worker, Verdict verdict, LockAction action = LockAction::kept,
                   std::int64_t pid = 100, const std::string& session = "") {
@@ -50,15 +53,6 @@ const std::string* field(const Finding& f, const std::string& key) {
         }
     }
     return nullptr;
-}
-
-Finding finding(const std::string& event, const std::string& key, const std::string& print = "") {
-    Finding f;
-    f.event = event;
-    f.key = key;
-    f.fingerprint = print;
-    f.paths = {key};
-    return f;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -85,23 +85,6 @@ TEST(Logfmt, EveryEventIsOneLine) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Invalid UTF-8
-
-TEST(Utf8, SanitizeKeepsValidTextAndEscapesBadBytes) {
-    EXPECT_EQ(sanitize_utf8("plain"), "plain");
-    EXPECT_EQ(sanitize_utf8("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x94\x92"),
-              "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x94\x92");
-    EXPECT_EQ(sanitize_utf8("a\xff"
-                            "b"),
-              "a\\xffb");
-    EXPECT_EQ(sanitize_utf8("\xc3"), "\\xc3") << "truncated sequence";
-    EXPECT_EQ(sanitize_utf8("\xc0\xaf"), "\\xc0\\xaf") << "overlong";
-    EXPECT_EQ(sanitize_utf8("\xed\xa0\x80"), "\\xed\\xa0\\x80") << "surrogate";
-    EXPECT_EQ(sanitize_utf8("\xf4\x90\x80\x80"), "\\xf4\\x90\\x80\\x80") << "above U+10FFFF";
-    EXPECT_EQ(sanitize_utf8("\x80"), "\\x80") << "stray continuation byte";
-}
-
-// ---------------------------------------------------------------------------------------------
 // JSON lines
 
 json::object parse_line(const std::string& line) {

@@ -384,7 +384,8 @@ DaemonProcess::DaemonProcess(const std::string& dir, const DaemonSpec& spec) {
     }
 
     // Everything the child needs is built before fork: only async-signal-safe calls after it.
-    std::vector<std::string> argv_s{binary};
+    std::vector<std::string> argv_s = spec.launcher;
+    argv_s.push_back(binary);
     argv_s.insert(argv_s.end(), spec.args.begin(), spec.args.end());
     std::vector<char*> argv;
     for (auto& a : argv_s) {
@@ -657,7 +658,9 @@ std::string WorkerRoot::stale_json(const std::string& session) {
 
 RunResult run_daemon(const std::string& dir, const std::vector<std::string>& args,
                      std::chrono::milliseconds timeout) {
-    DaemonProcess d(dir, DaemonSpec{args, "", std::nullopt, {}});
+    DaemonSpec spec;
+    spec.args = args;
+    DaemonProcess d(dir, spec);
     RunResult r;
     auto st = d.wait_exit(timeout);
     if (!st) {

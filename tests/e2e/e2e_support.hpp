@@ -100,6 +100,9 @@ struct DaemonSpec {
     /// Sets JOURNAL_STREAM to the device and inode of the daemon's stderr, as systemd does when
     /// stderr is connected to the journal.
     bool journal_stream_is_stderr = false;
+    /// A command that runs the daemon, given before its path: {launcher, its args...}; its last
+    /// argument is followed by daemon_path() and `args` (e.g. tests/support/without_syscalls).
+    std::vector<std::string> launcher;
 };
 
 /// How a child process ended.
@@ -127,7 +130,8 @@ struct LogEvent {
 /// directory. Killed (SIGKILL) and reaped on destruction if it still runs.
 class DaemonProcess {
 public:
-    /// Forks and execs daemon_path() with `spec`; output goes to `<dir>/daemon-N.{out,err}`.
+    /// Forks and execs daemon_path() (through `spec.launcher`, if any) with `spec`; output goes to
+    /// `<dir>/daemon-N.{out,err}`.
     DaemonProcess(const std::string& dir, const DaemonSpec& spec);
     ~DaemonProcess();
     DaemonProcess(const DaemonProcess&) = delete;

@@ -1,4 +1,4 @@
-// Faults under the real agentlockd and the library (issue 5, part 4): the tmux server killed and
+// Faults under the real agentlockd and the library: the tmux server killed and
 // restarted mid-run and its socket deleted; the root deleted during a pass over a big tree,
 // replaced by a file, recreated; a full disk (blocks, then inodes) while acquire writes its
 // temporary file; the config replaced by many kinds of garbage, then SIGHUP; SIGTERM during a

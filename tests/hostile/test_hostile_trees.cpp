@@ -783,7 +783,8 @@ TEST_F(Hostile, UnreadableDirectoriesAreCountedAndLoggedAsAnotherUser) {
     ASSERT_EQ(::chmod(worker("noread").c_str(), 0755), 0);
     EXPECT_TRUE(exists(hidden));
     EXPECT_TRUE(exists(unlisted));
-    // The cleaner, running as another user, created nothing in the worker trees (flaw 15).
+    // The cleaner, running as another user, created nothing in the worker trees: a root-owned
+    // sidecar would lock the agents out.
     EXPECT_FALSE(exists(runtime("w-rootowned") + "/agent.lock.flock"));
     EXPECT_FALSE(exists(runtime("w-nobody") + "/agent.lock.flock"));
 

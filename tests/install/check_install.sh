@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The install test (issue 6, item 1): `cmake --install` of a finished build into a staging
+# The install test: `cmake --install` of a finished build into a staging
 # directory (DESTDIR), a check of the layout, then a consumer project outside the tree that finds
 # the staged package with find_package(agentlock) and runs against it.
 # Usage: check_install.sh BUILD_DIR INSTALL_PREFIX CONSUMER_SOURCE_DIR CMAKE_COMMAND

@@ -1,6 +1,7 @@
-// Go interop (issue 2, item 1): a small Go program (tests/interop/go) writes locks exactly as the
-// seed does (encoding/json, time.Now() in the local zone) and reads ours back into the seed's
-// LockInfo. Skipped, loudly, only when no Go toolchain is installed.
+// Go interop, so that Go and C++ agents share one lock format: a small Go program
+// (tests/interop/go) writes locks exactly as the seed does (encoding/json, time.Now() in the local
+// zone) and reads ours back into the seed's LockInfo. Skipped, loudly, only when no Go toolchain is
+// installed.
 #include "test_support.hpp"
 
 #include <agentlock/fd.hpp>

@@ -1,9 +1,9 @@
-// soak_driver: the churn soak of issue 5. It runs the real agentlockd (short interval, JSON logs
-// at debug level) over a worker root while N real agent processes (soak_agent, linking the
-// library) acquire, hold, refresh and release random workers, and while the driver SIGKILLs
-// agents at random. Some agents run inside tmux sessions on a private -L socket; the driver
-// creates those sessions, kills agents inside them (the session lives on: the lock is then held
-// by the session) and kills the sessions. It checks, continuously:
+// soak_driver: the churn soak, which shows that no live lock is ever removed under churn. It runs
+// the real agentlockd (short interval, JSON logs at debug level) over a worker root while N real
+// agent processes (soak_agent, linking the library) acquire, hold, refresh and release random
+// workers, and while the driver SIGKILLs agents at random. Some agents run inside tmux sessions on
+// a private -L socket; the driver creates those sessions, kills agents inside them (the session
+// lives on: the lock is then held by the session) and kills the sessions. It checks, continuously:
 //
 //   (a) no lock is ever removed while its owner lives or its recorded session exists: every
 //       lock.removed line of the daemon (which carries the removed content) is matched with the

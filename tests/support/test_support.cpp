@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <grp.h>
+#include <iterator>
 #include <sstream>
 #include <stdexcept>
 #include <sys/mount.h>
@@ -20,6 +21,7 @@
 #include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
+#include <vector>
 
 namespace agentlock::test {
 
@@ -206,20 +208,76 @@ std::string trim(std::string s) {
     }
     return s;
 }
+
+std::string tmux_socket_dir() {
+    const char* dir = std::getenv("TMUX_TMPDIR");
+    std::string base = (dir != nullptr && *dir != '\0') ? dir : "/tmp";
+    return base + "/tmux-" + std::to_string(::getuid());
+}
+
+// A file's whole content, or "" when it cannot be read (the process has gone).
+std::string slurp(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+// PIDs of the tmux servers for `-L name`: comm "tmux: server", and the command line it was
+// started with (tmux keeps the first client's argv) holds "-L" followed by the name.
+std::vector<pid_t> tmux_servers_named(const std::string& name) {
+    std::vector<pid_t> pids;
+    DIR* proc = ::opendir("/proc");
+    if (proc == nullptr) {
+        return pids;
+    }
+    const std::string needle = std::string("-L") + '\0' + name + '\0';
+    while (const dirent* e = ::readdir(proc)) {
+        char* end = nullptr;
+        const long pid = std::strtol(e->d_name, &end, 10);
+        if (pid <= 0 || *end != '\0') {
+            continue;
+        }
+        const std::string dir = std::string("/proc/") + e->d_name;
+        if (slurp(dir + "/comm").rfind("tmux: server", 0) == 0 &&
+            slurp(dir + "/cmdline").find(needle) != std::string::npos) {
+            pids.push_back(static_cast<pid_t>(pid));
+        }
+    }
+    ::closedir(proc);
+    return pids;
+}
+
 } // namespace
 
 TmuxServerFixture::TmuxServerFixture()
     : m_name("agentlock-test-" + std::to_string(::getpid()) + "-" +
-             std::to_string(g_tmux_counter++)) {}
+             std::to_string(g_tmux_counter++)),
+      m_socket_path(tmux_socket_dir() + "/" + m_name) {}
 
 TmuxServerFixture::~TmuxServerFixture() {
+    // kill-server reaches the server through its socket; a test may have deleted that socket
+    // (or failed before recreating it), so any server left for this name is killed by PID.
     kill_server();
+    for (pid_t pid : tmux_servers_named(m_name)) {
+        if (::kill(pid, SIGKILL) != 0) {
+            const int saved = errno;
+            if (saved != ESRCH) {
+                std::fprintf(stderr, "TmuxServerFixture: kill %d: %s\n", static_cast<int>(pid),
+                             std::strerror(saved));
+            }
+        }
+    }
+    // An ended tmux server leaves its socket file behind: remove it, so runs do not pile them up.
+    if (::unlink(m_socket_path.c_str()) != 0) {
+        const int saved = errno;
+        if (saved != ENOENT) {
+            std::fprintf(stderr, "TmuxServerFixture: unlink %s: %s\n", m_socket_path.c_str(),
+                         std::strerror(saved));
+        }
+    }
 }
 
-std::string TmuxServerFixture::socket_path() const {
-    const char* dir = std::getenv("TMUX_TMPDIR");
-    std::string base = (dir != nullptr && *dir != '\0') ? dir : "/tmp";
-    return base + "/tmux-" + std::to_string(::getuid()) + "/" + m_name;
+const std::string& TmuxServerFixture::socket_path() const {
+    return m_socket_path;
 }
 
 CommandResult TmuxServerFixture::tmux(const std::string& args) {

@@ -74,7 +74,8 @@ struct CommandResult {
 };
 CommandResult run_command(const std::string& shell_command);
 
-/// A real tmux server on a private -L socket, killed on destruction. Empty config (-f /dev/null).
+/// A real tmux server on a private -L socket. Empty config (-f /dev/null). On destruction the
+/// server is killed (by PID when its socket is gone) and its socket file removed.
 class TmuxServerFixture {
 public:
     TmuxServerFixture();
@@ -82,8 +83,8 @@ public:
     TmuxServerFixture(const TmuxServerFixture&) = delete;
     TmuxServerFixture& operator=(const TmuxServerFixture&) = delete;
     const std::string& socket_name() const { return m_name; }
-    /// Absolute socket path (/tmp/tmux-UID/<name>, or under $TMUX_TMPDIR).
-    std::string socket_path() const;
+    /// Absolute socket path (/tmp/tmux-UID/<name>, or under $TMUX_TMPDIR when constructed).
+    const std::string& socket_path() const;
     /// Creates a detached session running `sleep`; returns its "$N" id.
     std::string new_session(const std::string& name);
     /// "%N" pane id of the session's first pane.
@@ -97,6 +98,7 @@ public:
 
 private:
     std::string m_name;
+    std::string m_socket_path;
 };
 
 /// A lock JSON document as Go's MarshalIndent writes it.

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# agentlockd under a real systemd as PID 1 (issue 6, item 3).
+# agentlockd under a real systemd as PID 1: the packaged unit file, sd_notify, the watchdog and
+# the sandboxing are only proven there.
 #
 # Set-up: a Debian 12 rootfs made by debootstrap (minbase, systemd, dbus, procps, tmux, plus the
 # package's runtime Depends so that no network is needed per run), cached outside the build folder
@@ -14,8 +15,9 @@
 # watchdog fire and systemd restart it; stop is clean; systemd-analyze security: exposure <= 2.0.
 #
 # Usage: test_systemd.sh SOURCE_DIR [DEB]
-#   DEB defaults to $AGENTLOCK_DEB, then to <SOURCE_DIR>/build-pkg/deb/agentlock_*_amd64.deb;
-#   when none exists, scripts/package.sh builds it.
+#   DEB defaults to $AGENTLOCK_DEB, then to the newest agentlock_*_amd64.deb in
+#   ${PKG_BUILD_DIR:-<SOURCE_DIR>/build-pkg}/deb; when there is none, or it is older than the
+#   sources, scripts/package.sh builds it (a Release build: several minutes).
 # Exit: 0 all checks passed, 1 a check failed, 77 skipped (nspawn cannot boot a container here).
 set -euo pipefail
 src=$(cd "${1:?usage: test_systemd.sh SOURCE_DIR [DEB]}" && pwd)
@@ -67,17 +69,32 @@ fi
 # Built by scripts/package.sh (the test command runs it first); rebuilt here when missing or older
 # than the sources it is made of, so the test never boots a stale package.
 if [[ -z "$deb" ]]; then
-  find_deb() { find "$src/build-pkg/deb" -maxdepth 1 -name 'agentlock_*_amd64.deb' 2>/dev/null | sed -n 1p; }
+  pkg_dir=${PKG_BUILD_DIR:-$src/build-pkg}
+  # Prints the newest package, or nothing (with status 0) when there is none yet: a missing
+  # directory is the normal state of a fresh checkout, not an error.
+  find_deb() {
+    [[ -d "$pkg_dir/deb" ]] || return 0
+    find "$pkg_dir/deb" -maxdepth 1 -name 'agentlock_*_amd64.deb' | sort -V | tail -n 1
+  }
   deb=$(find_deb)
-  if [[ -z "$deb" ]] || [[ -n $(find "$src/lib" "$src/daemon" "$src/systemd" "$src/config" \
-    "$src/packaging" "$src/cmake" "$src/docs" "$src/CMakeLists.txt" -newer "$deb" -type f | sed -n 1p) ]]; then
-    say "package missing or older than the sources: scripts/package.sh"
-    mkdir -p "$src/build-pkg"
-    "$src/scripts/package.sh" >"$src/build-pkg/package.log" 2>&1 || {
-      tail -n 40 "$src/build-pkg/package.log" >&2
-      die "scripts/package.sh failed"
+  if [[ -z "$deb" ]]; then
+    why="no agentlock_*_amd64.deb in $pkg_dir/deb"
+  elif [[ -n $(find "$src/lib" "$src/daemon" "$src/systemd" "$src/config" "$src/packaging" \
+    "$src/cmake" "$src/docs" "$src/CMakeLists.txt" -newer "$deb" -type f | sed -n 1p) ]]; then
+    why="$deb is older than the sources"
+  else
+    why=""
+  fi
+  if [[ -n "$why" ]]; then
+    [[ -x "$src/scripts/package.sh" ]] || die "$why, and $src/scripts/package.sh is missing"
+    say "$why: building it with scripts/package.sh (log: $pkg_dir/package.log)"
+    mkdir -p "$pkg_dir"
+    PKG_BUILD_DIR="$pkg_dir" "$src/scripts/package.sh" >"$pkg_dir/package.log" 2>&1 || {
+      tail -n 40 "$pkg_dir/package.log" >&2
+      die "scripts/package.sh failed (log: $pkg_dir/package.log)"
     }
     deb=$(find_deb)
+    [[ -n "$deb" ]] || die "scripts/package.sh succeeded but left no agentlock_*_amd64.deb in $pkg_dir/deb"
   fi
 fi
 [[ -f "$deb" ]] || die "no package at '$deb'"
@@ -239,6 +256,7 @@ ct id agentlock >/dev/null || die "the package created no user agentlock (sysuse
   die "the package enabled agentlockd before the operator set the worker root"
 [[ $(ct systemctl is-active agentlockd 2>&1 || true) == inactive ]] ||
   die "the package started agentlockd before the operator set the worker root"
+# shellcheck disable=SC2016 # ${Conffiles} is dpkg-query's, not the shell's
 ct dpkg-query -W -f='${Conffiles}\n' agentlock | grep -q '/etc/agentlockd/agentlockd.json' ||
   die "/etc/agentlockd/agentlockd.json is not a conffile"
 say "installed: user agentlock, unit disabled and inactive, config a conffile"

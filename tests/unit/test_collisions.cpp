@@ -1,4 +1,5 @@
-// Collision detection over one pass's verdicts (flaw 13).
+// Collision detection over one pass's verdicts: one session claimed by two workers, one live PID
+// holding two workers.
 #include <agentlock/collisions.hpp>
 
 #include <gtest/gtest.h>

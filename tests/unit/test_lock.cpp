@@ -1,5 +1,8 @@
-// The agent-side Lock API against the real system: each seed behaviour and the flaws it must
-// not repeat (NOTES.md 1, 2, 4, 5, 6, 10, 12, 14).
+// The agent-side Lock API against the real system: each behaviour of the Go package it replaces,
+// and the mistakes it must not repeat: two acquirers both winning, torn writes, zombies and
+// reused PIDs taken for owners, another host's lock judged by a local PID, a symlinked .runtime
+// followed, unparseable locks overwritten, and a dead owner's lock taken over while its tmux
+// session lives.
 #include "test_support.hpp"
 
 #include <agentlock/lock.hpp>
@@ -89,7 +92,7 @@ TEST_F(LockTest, AcquireFailsAgainstALiveOwnerNamingPidSessionAndTime) {
     EXPECT_EQ(lock.read()->pid, other.pid()) << "the live owner's lock was overwritten";
 }
 
-TEST_F(LockTest, AcquireTakesOverAZombiesLock) { // flaw 4
+TEST_F(LockTest, AcquireTakesOverAZombiesLock) { // a zombie's owner is gone
     Child zombie = test::spawn_zombie();
     put_lock(zombie.pid());
     auto lock = make_lock();
@@ -97,14 +100,14 @@ TEST_F(LockTest, AcquireTakesOverAZombiesLock) { // flaw 4
     EXPECT_EQ(lock.read()->pid, ::getpid());
 }
 
-TEST_F(LockTest, AcquireTakesOverAReusedPid) { // flaw 5: the PID's process started later
+TEST_F(LockTest, AcquireTakesOverAReusedPid) { // the PID's process started later
     Child newcomer = test::spawn_sleeper();
     put_lock(newcomer.pid(), "", "", 3600s);
     auto lock = make_lock();
     ASSERT_TRUE(lock.acquire("mine")) << "a PID reused an hour after the lock still blocks";
 }
 
-TEST_F(LockTest, RecordedStartTicksDetectReuse) { // flaw 5, our own writer's fields
+TEST_F(LockTest, RecordedStartTicksDetectReuse) { // our own writer's fields
     Child other = test::spawn_sleeper();
     LockInfo info;
     info.pid = other.pid();
@@ -117,7 +120,7 @@ TEST_F(LockTest, RecordedStartTicksDetectReuse) { // flaw 5, our own writer's fi
     EXPECT_TRUE(lock.acquire("mine"));
 }
 
-TEST_F(LockTest, AnotherHostsLockIsNeverTakenOver) { // flaw 6
+TEST_F(LockTest, AnotherHostsLockIsNeverTakenOver) { // a local PID says nothing
     put_lock(test::dead_pid(), "", "some-other-host");
     auto lock = make_lock();
     Status s = lock.acquire("mine");
@@ -127,7 +130,7 @@ TEST_F(LockTest, AnotherHostsLockIsNeverTakenOver) { // flaw 6
     EXPECT_EQ(lock.read()->hostname, "some-other-host");
 }
 
-TEST_F(LockTest, DeadOwnerWithLiveSessionIsNotTakenOver) { // flaw 14
+TEST_F(LockTest, DeadOwnerWithLiveSessionIsNotTakenOver) { // one careful rule
     m_tmux.new_session("held");
     put_lock(test::dead_pid(), "held");
     auto lock = make_lock();
@@ -140,7 +143,7 @@ TEST_F(LockTest, DeadOwnerWithLiveSessionIsNotTakenOver) { // flaw 14
               "locked by PID " + std::to_string(lock.read()->pid) + " (session: held)");
 }
 
-TEST_F(LockTest, TheSameSessionReclaimsItsIdentity) { // flaw 14's one exception
+TEST_F(LockTest, TheSameSessionReclaimsItsIdentity) { // the careful rule's one exception
     m_tmux.new_session("mine");
     put_lock(test::dead_pid(), "mine");
     auto lock = make_lock();
@@ -148,7 +151,7 @@ TEST_F(LockTest, TheSameSessionReclaimsItsIdentity) { // flaw 14's one exception
     EXPECT_EQ(lock.read()->pid, ::getpid());
 }
 
-TEST_F(LockTest, DeadOwnerWithUnreachableTmuxIsNotTakenOver) { // flaw 7
+TEST_F(LockTest, DeadOwnerWithUnreachableTmuxIsNotTakenOver) { // unknown is not "no sessions"
     put_lock(test::dead_pid(), "sess");
     LockOptions o;
     o.tmux.socket_path = m_dir.sub("not-a-socket");
@@ -160,7 +163,7 @@ TEST_F(LockTest, DeadOwnerWithUnreachableTmuxIsNotTakenOver) { // flaw 7
     EXPECT_TRUE(test::exists(lock_file()));
 }
 
-TEST_F(LockTest, AnInvalidLockIsNeverOverwrittenOrRemoved) { // flaw 12
+TEST_F(LockTest, AnInvalidLockIsNeverOverwrittenOrRemoved) { // it may be mid-write
     test::write_file(lock_file(), "{\"pid\": 12");
     auto lock = make_lock();
     Status s = lock.acquire("mine");
@@ -246,7 +249,7 @@ TEST_F(LockTest, StatusStringsAreTheSeeds) {
     EXPECT_EQ(lock.status(), "locked by PID " + std::to_string(other.pid()) + " (session: s9)");
 }
 
-TEST_F(LockTest, ASymlinkedRuntimeIsNotFollowed) { // flaw 10
+TEST_F(LockTest, ASymlinkedRuntimeIsNotFollowed) {
     std::string outside = m_dir.sub("outside");
     test::write_file(outside + "/agent.lock",
                      test::go_lock_json(test::dead_pid(), test::now_rfc3339()));
@@ -260,8 +263,8 @@ TEST_F(LockTest, ASymlinkedRuntimeIsNotFollowed) { // flaw 10
     EXPECT_FALSE(test::exists(outside + "/agent.lock.flock"));
 }
 
-// Flaw 1: two acquirers can never both win. Every child stays alive until all have tried, so a
-// loser cannot legitimately take over a dead winner's lock.
+// Two acquirers can never both win (a read-then-write acquire would let them). Every child stays
+// alive until all have tried, so a loser cannot legitimately take over a dead winner's lock.
 TEST_F(LockTest, ConcurrentAcquirersHaveExactlyOneWinner) {
     constexpr int k_rounds = 10;
     constexpr int k_children = 8;

@@ -1,5 +1,6 @@
 // The agent.lock format: Go-compatible parsing and serialisation, RFC 3339 times, and reading and
-// writing lock files through a directory fd (NOTES.md flaws 2 and 12; issue 2 items 1 and 6).
+// writing lock files through a directory fd. A write is atomic (a reader never sees a half-written
+// lock), and an unparseable lock is reported with its bytes, never dropped.
 #include "test_support.hpp"
 
 #include <agentlock/fd.hpp>
@@ -631,7 +632,7 @@ TEST_F(LockFileIo, ReadsARegularFile) {
 }
 
 TEST_F(LockFileIo, UnparseableFileIsInvalidAndKeepsItsBytes) {
-    // Flaw 12: reported with its content, not dropped.
+    // Reported with its content, not dropped: it may be mid-write by a non-atomic writer.
     test::write_file(lock(), "{\"pid\": 42, \"acq");
     const LockRead r = read();
     expect_invalid(r, "not valid JSON");
@@ -861,8 +862,8 @@ TEST_F(LockFileIo, FullDiskLeavesNoTemporaryFileAndTheOldLock) {
 }
 
 TEST_F(LockFileIo, ConcurrentReaderNeverSeesAPartialLock) {
-    // Flaw 2: the seed's os.WriteFile truncates and writes in place, so a reader can see an empty
-    // or half-written file. Locks of very different sizes make a torn read visible.
+    // A write in place (Go's os.WriteFile) truncates and writes in place, so a reader can see an
+    // empty or half-written file. Locks of very different sizes make a torn read visible.
     const LockInfo small = sample(1, "s");
     const LockInfo large = sample(2, std::string(20000, 'L'));
     ASSERT_TRUE(write_lock_at(m_fd.get(), lock(), small));

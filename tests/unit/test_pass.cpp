@@ -1,5 +1,7 @@
 // One cleaner pass over real trees: the seed's FindAllLocks, CleanStaleLocks and DetectCollisions,
-// and the flaws a cleaner must not have (NOTES.md 7, 9, 12, 13, 14, 15).
+// and what a cleaner must never do: remove on unknown tmux state, remove a lock re-acquired
+// meanwhile, drop or remove an unparseable lock, miss a collision, apply a different staleness
+// rule than acquire, or create files in worker trees.
 #include "fakes.hpp"
 #include "test_support.hpp"
 
@@ -98,7 +100,7 @@ TEST_F(PassTest, JudgesEveryKindOfLockAndRemovesOnlyTheStaleOne) {
     }
     // Nothing is lost: the removed lock's full content comes back.
     EXPECT_EQ(find(r, "rig/stale")->content, stale_content);
-    // Flaw 12: the unparseable lock is reported with its bytes and kept.
+    // The unparseable lock is reported with its bytes and kept: it may be mid-write.
     EXPECT_EQ(find(r, "rig/invalid")->content, "{not json");
     EXPECT_EQ(test::read_file(lock_of("rig/invalid")), "{not json");
 }
@@ -112,7 +114,7 @@ TEST_F(PassTest, DryRunRemovesNothing) {
     EXPECT_TRUE(test::exists(lock_of("w")));
 }
 
-TEST_F(PassTest, TheCleanerCreatesNoFilesInWorkerTrees) { // flaw 15
+TEST_F(PassTest, TheCleanerCreatesNoFilesInWorkerTrees) {
     put("w1", test::dead_pid());
     Child live = test::spawn_sleeper();
     put("w2", live.pid());
@@ -124,7 +126,7 @@ TEST_F(PassTest, TheCleanerCreatesNoFilesInWorkerTrees) { // flaw 15
     EXPECT_EQ(listing.out, "") << "files appeared: " << listing.out;
 }
 
-TEST_F(PassTest, UnknownTmuxNeverLeadsToRemoval) { // flaw 7
+TEST_F(PassTest, UnknownTmuxNeverLeadsToRemoval) {
     put("sess", test::dead_pid(), "some-session");
     put("nosess", test::dead_pid());
     PassOptions o;
@@ -141,7 +143,7 @@ TEST_F(PassTest, UnknownTmuxNeverLeadsToRemoval) { // flaw 7
     EXPECT_EQ(tmux.calls, 1) << "one tmux query per pass";
 }
 
-TEST_F(PassTest, TheRecheckAsksTmuxAgainBeforeRemovingASessionsLock) { // flaw 9
+TEST_F(PassTest, TheRecheckAsksTmuxAgainBeforeRemovingASessionsLock) {
     put("w", test::dead_pid(), "late-session");
     // A probe that reports no sessions for the pass's query, then the session once it exists.
     class AppearingSession final : public TmuxProbe {
@@ -161,7 +163,7 @@ TEST_F(PassTest, TheRecheckAsksTmuxAgainBeforeRemovingASessionsLock) { // flaw 9
     EXPECT_EQ(tmux.calls, 2);
 }
 
-TEST_F(PassTest, ReportsTheCollisionsTheSeedPromised) { // flaw 13
+TEST_F(PassTest, ReportsTheCollisionsTheSeedPromised) {
     Child agent = test::spawn_sleeper();
     Child other = test::spawn_sleeper();
     m_tmux.new_session("shared");

@@ -1,6 +1,7 @@
 // The process probe against the real system: real children (live, reaped, zombie, renamed),
 // a real EPERM from an unprivileged child, and fake proc roots for reused PIDs and unreadable
-// /proc (NOTES.md flaws 3, 4, 5).
+// /proc. EPERM from kill(pid, 0) means alive, a zombie means its owner is gone, and a PID whose
+// process started after the lock was taken belongs to someone else.
 
 #include <agentlock/process_probe.hpp>
 
@@ -158,7 +159,7 @@ TEST(ProcessProbe, KilledChildIsDeadOnceReaped) {
     EXPECT_EQ(probe.probe(pid).state, ProcessState::dead);
 }
 
-// Flaw 4: a zombie's owner is gone, even though kill(pid, 0) succeeds.
+// A zombie's owner is gone, even though kill(pid, 0) succeeds.
 TEST(ProcessProbe, ZombieIsReportedAsZombie) {
     Child zombie = test::spawn_zombie();
     ASSERT_EQ(::kill(zombie.pid(), 0), 0) << "kill(0) succeeds on a zombie";
@@ -203,7 +204,7 @@ TEST(ProcessProbe, CommandNameWithParenthesesAndSpaces) {
     EXPECT_EQ(*f.start_ticks, fields->start_ticks);
 }
 
-// Flaw 3: EPERM means the process exists and belongs to someone else: alive.
+// EPERM means the process exists and belongs to someone else: alive.
 TEST(ProcessProbe, EpermFromAnotherUsersProcessMeansAlive) {
     if (::geteuid() != 0) {
         GTEST_SKIP() << "needs root to fork a child that drops to uid 65534 and then gets EPERM "
@@ -256,7 +257,7 @@ protected:
     Child m_child = test::spawn_sleeper();
 };
 
-// Flaw 5: a PID now held by a process that started long after the lock was taken. The probe
+// A PID now held by a process that started long after the lock was taken (reused). The probe
 // reports that process's start time (from the stat file), which the judge compares.
 TEST_F(FakeProcTest, ReusedPidReportsTheNewProcessStartTime) {
     const std::uint64_t later = *own_start_ticks() + 360'000; // one hour after we started

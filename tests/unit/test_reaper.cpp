@@ -1,6 +1,7 @@
 // Tests for remove_if_unchanged: removal through the .runtime fd after the sidecar flock, the
-// re-read, the compare and the re-judge (seed flaws 9, 10, 12 and 15), on real files and with a
-// real process holding the flock.
+// re-read, the compare and the re-judge, on real files and with a real process holding the
+// flock. A lock re-acquired meanwhile survives, nothing is reached through a symlink, an
+// unparseable lock is never removed, and the reaper creates nothing in a worker tree.
 #include <agentlock/fd.hpp>
 #include <agentlock/lock_file.hpp>
 #include <agentlock/process_probe.hpp>
@@ -119,7 +120,7 @@ TEST_F(ReaperTest, DryRunRemovesNothing) {
     EXPECT_EQ(m_rejudged, 1);
 }
 
-TEST_F(ReaperTest, NeverCreatesTheSidecar) { // flaw 15
+TEST_F(ReaperTest, NeverCreatesTheSidecar) { // a root-owned one would lock agents out
     ASSERT_FALSE(exists(sidecar()));
     const auto before = list_dir(runtime());
     auto dry = remove(judging(k_stale), /*dry_run=*/true);
@@ -158,7 +159,7 @@ Child hold_flock(const std::string& path) {
     return child;
 }
 
-TEST_F(ReaperTest, SidecarFlockHeldByAnotherProcessSkips) { // flaw 9
+TEST_F(ReaperTest, SidecarFlockHeldByAnotherProcessSkips) {
     write_file(sidecar(), "");
     Child holder = hold_flock(sidecar());
     ASSERT_GT(holder.pid(), 0);
@@ -213,7 +214,7 @@ TEST_F(ReaperTest, SymlinkedSidecarIsNotFollowedAndKeepsTheLock) {
     EXPECT_EQ(m_rejudged, 0);
 }
 
-TEST_F(ReaperTest, ContentChangedSinceJudgedSkips) { // flaw 9
+TEST_F(ReaperTest, ContentChangedSinceJudgedSkips) {
     const std::string renewed =
         test::go_lock_json(::getpid(), "2024-05-01T10:05:00Z", "new-session");
     write_file(lock(), renewed);
@@ -299,7 +300,7 @@ TEST_F(ReaperTest, ReJudgedLiveByTheRealProbeIsKept) {
     EXPECT_FALSE(exists(lock()));
 }
 
-TEST_F(ReaperTest, UnparseableLockIsNeverRemoved) { // flaw 12
+TEST_F(ReaperTest, UnparseableLockIsNeverRemoved) { // it may be mid-write
     write_file(lock(), "{\"pid\": 12");
     auto r = remove_if_unchanged(m_runtime.get(), lock(), "{\"pid\": 12", judging(k_stale), false);
     EXPECT_EQ(r.action, RemovalAction::skipped_changed);
@@ -320,7 +321,7 @@ TEST_F(ReaperTest, LockThatIsASymlinkIsNeverFollowedOrRemoved) {
     EXPECT_EQ(m_rejudged, 0);
 }
 
-TEST_F(ReaperTest, RemovesThroughTheFdNotThePath) { // flaw 10
+TEST_F(ReaperTest, RemovesThroughTheFdNotThePath) {
     // The worker moves after the walk opened its .runtime, and a new lock appears at the old
     // path: the reaper removes the file it was pointed at and leaves the old path alone.
     fs::rename(worker(), m_tmp.sub("moved"));
@@ -331,7 +332,7 @@ TEST_F(ReaperTest, RemovesThroughTheFdNotThePath) { // flaw 10
     EXPECT_EQ(read_file(lock()), m_bytes);
 }
 
-TEST_F(ReaperTest, RuntimeSwappedForASymlinkAfterOpeningIsNotFollowed) { // flaw 10
+TEST_F(ReaperTest, RuntimeSwappedForASymlinkAfterOpeningIsNotFollowed) {
     const std::string outside = m_tmp.sub("outside/.runtime");
     write_file(outside + "/agent.lock", m_bytes);
     fs::rename(runtime(), worker() + "/.runtime-old");
@@ -343,7 +344,7 @@ TEST_F(ReaperTest, RuntimeSwappedForASymlinkAfterOpeningIsNotFollowed) { // flaw
 }
 
 // The walk and the reaper together, as the cleaner runs them over a tree with a trap.
-TEST(ReaperWithWalk, SymlinkedRuntimeOutsideTheTreeIsNeverTouched) { // flaw 10
+TEST(ReaperWithWalk, SymlinkedRuntimeOutsideTheTreeIsNeverTouched) {
     TempDir tmp;
     const std::string root = tmp.sub("root");
     const std::string stale = test::go_lock_json(test::dead_pid(), "2024-05-01T10:00:00Z");

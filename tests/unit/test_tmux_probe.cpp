@@ -1,5 +1,7 @@
 // The tmux probe against a real tmux server on a private socket, and against stand-in binaries
-// for what a real server cannot be made to do on demand (NOTES.md flaws 7 and 8).
+// for what a real server cannot be made to do on demand. Only "no server running" means no
+// sessions: every other failure is unknown, so a wrong socket never makes live sessions look gone.
+// Session ids ("$N") and pane ids ("%N") are matched each as what it is.
 
 #include <agentlock/tmux_probe.hpp>
 
@@ -109,7 +111,7 @@ TEST(TmuxProbe, ListsSessionNamesIdsAndPanes) {
     EXPECT_FALSE(f.has(""));
 }
 
-// Flaw 8: "$N" (session) and "%N" (pane) are different number spaces. Arrange them to diverge:
+// "$N" (session) and "%N" (pane) are different number spaces. Arrange them to diverge:
 // panes of a killed session leave pane numbers that no longer exist while session numbers do.
 TEST(TmuxProbe, SessionIdsAndPaneIdsNeverAlias) {
     TmuxServerFixture server;
@@ -249,7 +251,7 @@ TEST(TmuxProbe, StaleSocketWithoutServerIsNoServer) {
     EXPECT_EQ(f.state, TmuxState::no_server) << f.detail;
 }
 
-// Flaw 7: a socket that does not exist is what a wrong -L name or -S path looks like. tmux says
+// A socket that does not exist is what a wrong -L name or -S path looks like. tmux says
 // "error connecting to ... (No such file or directory)"; that is not proof of "no sessions".
 TEST(TmuxProbe, MissingSocketIsUnknown) {
     TmuxServerFixture never_started;
@@ -289,7 +291,7 @@ TEST(TmuxProbe, ServerWithoutSessionsIsOkAndEmpty) {
     EXPECT_TRUE(f.pane_ids.empty());
 }
 
-// Flaw 7: permission denied on the socket is unknown, never "no sessions".
+// Permission denied on the socket is unknown, never "no sessions".
 TEST(TmuxProbe, PermissionDeniedIsUnknown) {
     if (::geteuid() != 0) {
         GTEST_SKIP() << "needs root to fork a child that drops to uid 65534 (root ignores "

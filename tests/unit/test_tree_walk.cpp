@@ -1,5 +1,6 @@
 // Tests for walk_locks: real directory trees in temp dirs, with symlink, FIFO, socket, mount,
-// permission and depth traps (seed flaws 10 and 11).
+// permission and depth traps: the walk never follows a symlink out of the tree, prunes huge
+// directories, and counts the directories it cannot read instead of swallowing the error.
 #include <agentlock/fd.hpp>
 #include <agentlock/tree_walk.hpp>
 

@@ -73,7 +73,7 @@ TEST(Verdict, NoSessionDeadIsStale) {
     EXPECT_EQ(v(lock(10), state(ProcessState::dead), tmux_state(TmuxState::unknown)),
               Verdict::stale);
 }
-TEST(Verdict, ZombieOwnerIsDead) { // flaw 4
+TEST(Verdict, ZombieOwnerIsDead) {
     EXPECT_EQ(v(lock(10), state(ProcessState::zombie), tmux_ok({})), Verdict::stale);
 }
 TEST(Verdict, NonPositivePidIsDead) {
@@ -85,7 +85,7 @@ TEST(Verdict, ProbeFailureIsUnknownNeverStale) {
               Verdict::unknown);
 }
 
-// Flaw 5: a reused PID.
+// A reused PID: the process holding it started after the lock was acquired.
 TEST(Verdict, ProcessStartedAfterAcquireIsReused) {
     EXPECT_EQ(v(lock(10), alive(k_acquired + 1h), tmux_ok({})), Verdict::stale);
     auto j = judge_lock(lock(10), alive(k_acquired + 1h), tmux_ok({}), k_host);
@@ -118,7 +118,7 @@ TEST(Verdict, UnreadableStartTimeIsUnknownNotDead) {
     EXPECT_EQ(v(l, p, tmux_ok({})), Verdict::unknown);
 }
 
-// Flaw 6: another host's lock is never judged by PID.
+// Another host's lock (shared file system) is never judged by a local PID.
 TEST(Verdict, AnotherHostIsForeignWhateverThePid) {
     EXPECT_EQ(v(lock(10, "", "elsewhere"), state(ProcessState::dead), tmux_ok({})),
               Verdict::foreign);
@@ -128,7 +128,8 @@ TEST(Verdict, AnotherHostIsForeignWhateverThePid) {
     EXPECT_EQ(v(lock(10, "", "here"), state(ProcessState::dead), tmux_ok({})), Verdict::stale);
 }
 
-// Session recorded, owner dead (flaw 14: the careful rule everywhere).
+// Session recorded, owner dead: the agent often lives on in its tmux session after the process
+// that wrote the lock has gone. One careful rule for acquire, check and the cleaner.
 TEST(Verdict, DeadOwnerLiveSessionIsHeldBySession) {
     EXPECT_EQ(v(lock(10, "s1"), state(ProcessState::dead), tmux_ok({"s1"})),
               Verdict::held_by_session);
@@ -140,7 +141,7 @@ TEST(Verdict, DeadOwnerNoServerIsStale) {
     EXPECT_EQ(v(lock(10, "s1"), state(ProcessState::dead), tmux_state(TmuxState::no_server)),
               Verdict::stale);
 }
-TEST(Verdict, DeadOwnerTmuxUnknownIsUnknown) { // flaw 7
+TEST(Verdict, DeadOwnerTmuxUnknownIsUnknown) { // never "no sessions"
     auto j = judge_lock(lock(10, "s1"), state(ProcessState::dead),
                         tmux_state(TmuxState::unknown, "permission denied"), k_host);
     EXPECT_EQ(j.verdict, Verdict::unknown);
@@ -159,7 +160,8 @@ TEST(Verdict, LiveOwnerTmuxUnknownIsUnknown) {
     EXPECT_EQ(v(lock(10, "s1"), alive(), tmux_state(TmuxState::unknown)), Verdict::unknown);
 }
 
-// Flaw 8: session ids, pane ids and names are matched each as what they are.
+// Session ids, pane ids and names are matched each as what they are: agents often record
+// $TMUX_PANE ("%N"), which must match a pane, never the session "$N".
 TEST(Verdict, SessionMatchedByIdAndPaneId) {
     TmuxFacts t = tmux_ok({"work"}, {"$3"}, {"%7"});
     EXPECT_EQ(v(lock(10, "$3"), state(ProcessState::dead), t), Verdict::held_by_session);

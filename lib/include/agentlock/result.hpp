@@ -2,6 +2,7 @@
 // Error and result types returned at the library boundary.
 
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <utility>
 #include <variant>

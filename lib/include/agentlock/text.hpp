@@ -17,8 +17,8 @@ std::string to_valid_utf8(std::string_view text);
 
 /// `text` with each byte that is not part of valid UTF-8 written as the four characters `\xNN`
 /// (lower-case hex), as agentlockd's logs write them, so that a path with arbitrary bytes goes
-/// into JSON and can still be told apart from its neighbours and typed back. Valid input is
-/// returned unchanged.
+/// into JSON or a journal field (both require valid UTF-8) and can still be told apart from its
+/// neighbours and typed back. Valid input is returned unchanged.
 std::string escape_invalid_utf8(std::string_view text);
 
 } // namespace agentlock
