@@ -6,29 +6,28 @@
 
 namespace agentlock::daemon {
 
-ClockStepWatcher::ClockStepWatcher(boost::asio::io_context& io, OnStep on_step, OnLost on_lost)
-    : m_io(io), m_on_step(std::move(on_step)), m_on_lost(std::move(on_lost)) {}
+ClockStepWatcher::ClockStepWatcher(boost::asio::io_context& io, EventLog& log, OnStep on_step)
+    : m_io(io), m_log(log), m_on_step(std::move(on_step)) {}
 
 ClockStepWatcher::~ClockStepWatcher() {
     close();
 }
 
-Status ClockStepWatcher::start() {
+void ClockStepWatcher::start() {
     Result<ClockWatch> opened = ClockWatch::open();
     if (!opened) {
-        return opened.error();
+        lost(opened.error().message);
+        return;
     }
     m_watch.emplace(std::move(*opened));
     // Asio closes what it holds: it gets its own descriptor of the same timerfd.
     const int fd = ::fcntl(m_watch->fd(), F_DUPFD_CLOEXEC, 0);
     if (fd < 0) {
-        Error e = io_error("dup", "the clock timerfd", errno);
-        m_watch.reset();
-        return e;
+        lost(io_error("fcntl F_DUPFD_CLOEXEC", "the clock timerfd", errno).message);
+        return;
     }
     m_fd = std::make_unique<boost::asio::posix::stream_descriptor>(m_io, fd);
     wait();
-    return {};
 }
 
 void ClockStepWatcher::wait() {
@@ -54,13 +53,20 @@ void ClockStepWatcher::poll() {
         return;
     }
     if (*step) {
+        const auto size = std::chrono::duration_cast<std::chrono::milliseconds>((*step)->size);
+        m_log.log(LogLevel::warn, "clock.stepped",
+                  {{"size_ms", std::to_string(size.count())},
+                   {"at", format_rfc3339((*step)->at)},
+                   {"consequence", "locks written before it are not judged reused by start time"}});
         m_on_step(**step);
     }
 }
 
 void ClockStepWatcher::lost(const std::string& why) {
     close();
-    m_on_lost(why);
+    m_log.log(LogLevel::warn, "clock.unwatched",
+              {{"error", why},
+               {"consequence", "wall-clock steps go unseen: the start-time rule stands alone"}});
 }
 
 void ClockStepWatcher::close() {

@@ -23,15 +23,6 @@ std::string signal_name(int signal_number) {
                              : "signal " + std::to_string(signal_number);
 }
 
-std::string join_names(const std::set<std::string>& names) {
-    std::string out;
-    for (const auto& n : names) {
-        out += out.empty() ? "" : ",";
-        out += n;
-    }
-    return out;
-}
-
 bool no_root_usable(const PassReport& report) {
     return std::none_of(report.roots.begin(), report.roots.end(),
                         [](const RootReport& r) { return r.ok; });
@@ -46,18 +37,7 @@ Service::Service(Config config, std::string config_path, ConfigOverrides overrid
       m_start_fields(std::move(start_fields)), m_pass_log(log),
       m_monitor(m_clock, monitor_settings_of(m_config)), m_wake_timer(m_io), m_watchdog_timer(m_io),
       m_signals(m_io),
-      m_clock_steps(
-          m_io,
-          [this](const ClockStep& step) {
-              m_log.log(
-                  LogLevel::warn, "clock.stepped",
-                  {{"size_ms",
-                    std::to_string(
-                        std::chrono::duration_cast<std::chrono::milliseconds>(step.size).count())},
-                   {"at", format_rfc3339(step.at)}});
-              m_monitor.clock_stepped(step);
-          },
-          [this](const std::string& why) { clock_unwatched(why); }) {
+      m_clock_steps(m_io, log, [this](const ClockStep& step) { m_monitor.clock_stepped(step); }) {
     rlimit lim{};
     const std::uint64_t nofile =
         ::getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur != RLIM_INFINITY ? lim.rlim_cur
@@ -97,9 +77,7 @@ int Service::run() {
     m_log.log(LogLevel::info, "daemon.started", fields);
 
     arm_watchdog();
-    if (Status watching = m_clock_steps.start(); !watching) {
-        clock_unwatched(watching.error().message);
-    }
+    m_clock_steps.start();
     setup_events();
     dispatch();
     m_io.run();
@@ -272,41 +250,10 @@ void Service::start_batch(RecheckBatch batch) {
 
 void Service::on_batch_done(BatchOutcome outcome) {
     m_work_guard.reset();
-    if (!outcome.error.empty()) {
-        m_log.log(LogLevel::error, "check.failed", {{"error", outcome.error}});
-    }
     const MonitorNews news =
         m_monitor.batch_done(outcome.checks, outcome.tmux, outcome.watch == AddWatch::exhausted);
-    std::size_t tmux_rechecks = 0;
-    std::size_t removed = 0;
-    std::set<std::string> triggers;
-    for (const auto& c : outcome.checks) {
-        tmux_rechecks += c.trigger == "tmux" ? 1u : 0u;
-        removed += c.check.state == WorkerCheck::State::found &&
-                           c.check.record.action == LockAction::removed
-                       ? 1u
-                       : 0u;
-        triggers.insert(c.trigger);
-    }
-    if (!outcome.checks.empty()) {
-        // Removals are logged whatever happened meanwhile (a reload that turned events off).
-        const LockTable& table = m_monitor.table();
-        m_pass_log.log_checks(outcome.checks, table.tmux(), table.collisions(),
-                              table.frozen_roots());
-    }
-    if (!outcome.checks.empty() || outcome.scans > 0) {
-        m_log.log(LogLevel::debug, "check.completed",
-                  {{"checks", std::to_string(outcome.checks.size())},
-                   {"scans", std::to_string(outcome.scans)},
-                   {"removed", std::to_string(removed)},
-                   {"triggers", join_names(triggers)},
-                   {"elapsed_ms", std::to_string(outcome.elapsed_ms)}});
-    }
-    if (outcome.tmux) {
-        m_log.log(LogLevel::debug, "tmux.polled",
-                  {{"tmux_state", std::string(to_string(outcome.tmux->state))},
-                   {"rechecks", std::to_string(tmux_rechecks)}});
-    }
+    // Removals are logged whatever happened meanwhile (a reload that turned events off).
+    log_recheck_batch(outcome, m_monitor.table(), m_pass_log, m_log);
     after_work(news, outcome.watch_error);
     if (m_after_checks) {
         m_after_checks(outcome.checks);
@@ -481,12 +428,6 @@ void Service::close_events() {
     if (m_dirs) {
         m_dirs->close();
     }
-}
-
-void Service::clock_unwatched(const std::string& why) {
-    m_log.log(LogLevel::warn, "clock.unwatched",
-              {{"error", why},
-               {"consequence", "wall-clock steps go unseen: the start-time rule stands alone"}});
 }
 
 void Service::degrade(const std::string& source, const std::string& reason,

@@ -83,7 +83,6 @@ private:
     void check_notify(bool sent);
     void setup_events();
     void close_events();
-    void clock_unwatched(const std::string& why);
     void degrade(const std::string& source, const std::string& reason, const std::string& fallback);
     void after_work(const MonitorNews& news, const std::string& watch_error);
 

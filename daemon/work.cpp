@@ -171,4 +171,47 @@ BatchOutcome run_recheck_batch(const Backend& backend, RecheckBatch batch,
     return out;
 }
 
+void log_recheck_batch(const BatchOutcome& outcome, const LockTable& table, PassLogger& log,
+                       EventLog& events) {
+    if (!outcome.error.empty()) {
+        events.log(LogLevel::error, "check.failed", {{"error", outcome.error}});
+    }
+    std::size_t tmux_rechecks = 0;
+    std::size_t removed = 0;
+    std::set<std::string> triggers;
+    for (const auto& c : outcome.checks) {
+        tmux_rechecks += c.trigger == "tmux" ? 1u : 0u;
+        removed += c.check.state == WorkerCheck::State::found &&
+                           c.check.record.action == LockAction::removed
+                       ? 1u
+                       : 0u;
+        triggers.insert(c.trigger);
+    }
+    if (!outcome.checks.empty()) {
+        log.log_checks(outcome.checks, table.tmux(), table.collisions(), table.frozen_roots());
+    }
+    if (!outcome.checks.empty() || outcome.scans > 0) {
+        events.log(LogLevel::debug, "check.completed",
+                   {{"checks", std::to_string(outcome.checks.size())},
+                    {"scans", std::to_string(outcome.scans)},
+                    {"removed", std::to_string(removed)},
+                    {"triggers", join_names(triggers)},
+                    {"elapsed_ms", std::to_string(outcome.elapsed_ms)}});
+    }
+    if (outcome.tmux) {
+        events.log(LogLevel::debug, "tmux.polled",
+                   {{"tmux_state", std::string(to_string(outcome.tmux->state))},
+                    {"rechecks", std::to_string(tmux_rechecks)}});
+    }
+}
+
+std::string join_names(const std::set<std::string>& names) {
+    std::string out;
+    for (const auto& n : names) {
+        out += out.empty() ? "" : ",";
+        out += n;
+    }
+    return out;
+}
+
 } // namespace agentlock::daemon

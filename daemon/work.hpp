@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -87,5 +88,14 @@ struct BatchOutcome {
 /// before the next one once `options.cancel` is set. Never throws.
 BatchOutcome run_recheck_batch(const Backend& backend, RecheckBatch batch,
                                const PassOptions& options, const Config& config, DirWatcher* dirs);
+
+/// Logs what a batch of re-checks did: check.failed, each lock's outcome and findings
+/// (PassLogger::log_checks, against the collisions and frozen roots `table` knows now),
+/// check.completed and tmux.polled.
+void log_recheck_batch(const BatchOutcome& outcome, const LockTable& table, PassLogger& log,
+                       EventLog& events);
+
+/// Names joined with ',' for a log field.
+std::string join_names(const std::set<std::string>& names);
 
 } // namespace agentlock::daemon
