@@ -210,6 +210,10 @@ std::optional<CommandLine> parse_command_line(const std::vector<std::string>& ar
                 error = "--log-format: \"" + *v + "\" is not one of auto, text, json, journal";
                 return std::nullopt;
             }
+        } else if (flag == "--metrics-file") {
+            if (!(o.metrics_file = take())) {
+                return std::nullopt;
+            }
         } else if (flag == "--once") {
             if (!no_value() || !set_mode(cl, Mode::once, flag, error)) {
                 return std::nullopt;
@@ -264,6 +268,7 @@ Usage:
              [--full-pass-interval DURATION] [--no-events]
              [--tmux-socket NAME | --tmux-socket-path PATH] [--dry-run]
              [--log-format auto|text|json|journal] [--log-level LEVEL]
+             [--metrics-file FILE.prom]
   agentlockd --once [--json] [same options]
   agentlockd --check-config [--config FILE] [same options]
   agentlockd --version | --help
@@ -300,6 +305,8 @@ Options (each also a config key; flags win over the file):
   --log-level LEVEL      trace, debug, info (default), warn, error
   --log-format FORMAT    auto (default: journal when stderr is the journal, else text),
                          text (logfmt lines), json (one object per line), journal
+  --metrics-file F.prom  write metrics for node_exporter's textfile collector to F.prom
+                         (atomically, at start and whenever they change); "" for none
 
 Events (default on; key "events"):
   owner death            a pidfd per live owner PID: when it exits, its locks are judged again

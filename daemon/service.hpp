@@ -7,6 +7,7 @@
 
 #include "dir_watch.hpp"
 #include "event_log.hpp"
+#include "metrics.hpp"
 #include "notify.hpp"
 #include "pass_log.hpp"
 #include "pid_watch.hpp"
@@ -91,6 +92,7 @@ private:
     Fields m_start_fields;
     Notifier m_notifier;
     PassLogger m_pass_log;
+    MetricsWriter m_metrics;
     std::function<void(const PassReport&)> m_after_pass;
     std::function<void(const std::vector<CheckOutcome>&)> m_after_checks;
     SteadyMonitorClock m_clock;
