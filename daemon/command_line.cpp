@@ -140,6 +140,9 @@ Status apply_flag(CommandLine& cl, ArgCursor& cursor, const std::string& flag) {
     if (flag == "--tmux-socket-path") {
         return store(cursor.value(flag), o.tmux_socket_path);
     }
+    if (flag == "--metrics-file") {
+        return store(cursor.value(flag), o.metrics_file);
+    }
     if (flag == "--dry-run" || flag == "--no-dry-run") {
         Status s = cursor.no_value(flag);
         if (s) {
@@ -269,6 +272,7 @@ Usage:
              [--full-pass-interval DURATION] [--no-events]
              [--tmux-socket NAME | --tmux-socket-path PATH] [--dry-run]
              [--log-format auto|text|json|journal] [--log-level LEVEL]
+             [--metrics-file FILE.prom]
   agentlockd --once [--json] [same options]
   agentlockd --check-config [--config FILE] [same options]
   agentlockd --version | --help
@@ -305,6 +309,8 @@ Options (each also a config key; flags win over the file):
   --log-level LEVEL      trace, debug, info (default), warn, error
   --log-format FORMAT    auto (default: journal when stderr is the journal, else text),
                          text (logfmt lines), json (one object per line), journal
+  --metrics-file F.prom  write metrics for node_exporter's textfile collector to F.prom
+                         (atomically, at start and whenever they change); "" for none
 
 Events (default on; key "events"):
   owner death            a pidfd per live owner PID: when it exits, its locks are judged again

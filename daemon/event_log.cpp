@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <ctime>
 #include <iterator>
 #include <spdlog/logger.h>
@@ -31,6 +32,21 @@ int syslog_priority(LogLevel level) {
         return 3; // LOG_ERR
     }
     return 6;
+}
+
+std::string signal_name(int signal_number) {
+    const char* abbrev = ::sigabbrev_np(signal_number);
+    return abbrev != nullptr ? std::string("SIG") + abbrev
+                             : "signal " + std::to_string(signal_number);
+}
+
+std::string join_names(const std::set<std::string>& names) {
+    std::string out;
+    for (const auto& n : names) {
+        out += out.empty() ? "" : ",";
+        out += n;
+    }
+    return out;
 }
 
 std::string format_log_timestamp(std::chrono::system_clock::time_point t) {

@@ -9,6 +9,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -27,6 +28,12 @@ namespace agentlock::daemon {
 using agentlock::Fields;
 using agentlock::LogFormat;
 using agentlock::LogLevel;
+
+/// "SIGTERM", ... for a log field; "signal N" for a number without a name.
+std::string signal_name(int signal_number);
+
+/// The names joined with ',' (in the set's order) for a log field.
+std::string join_names(const std::set<std::string>& names);
 
 /// syslog(3) priority of a level, for the journal's PRIORITY= field.
 int syslog_priority(LogLevel level);

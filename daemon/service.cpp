@@ -17,12 +17,6 @@ namespace agentlock::daemon {
 
 namespace {
 
-std::string signal_name(int signal_number) {
-    const char* abbrev = ::sigabbrev_np(signal_number);
-    return abbrev != nullptr ? std::string("SIG") + abbrev
-                             : "signal " + std::to_string(signal_number);
-}
-
 bool no_root_usable(const PassReport& report) {
     return std::none_of(report.roots.begin(), report.roots.end(),
                         [](const RootReport& r) { return r.ok; });
@@ -34,7 +28,7 @@ Service::Service(Config config, std::string config_path, ConfigOverrides overrid
                  Backend backend, Fields start_fields)
     : m_config(std::move(config)), m_config_path(std::move(config_path)),
       m_overrides(std::move(overrides)), m_log(log), m_backend(std::move(backend)),
-      m_start_fields(std::move(start_fields)), m_pass_log(log),
+      m_start_fields(std::move(start_fields)), m_pass_log(log), m_metrics(log),
       m_monitor(m_clock, monitor_settings_of(m_config)), m_wake_timer(m_io), m_watchdog_timer(m_io),
       m_signals(m_io),
       m_clock_steps(m_io, log, [this](const ClockStep& step) { m_monitor.clock_stepped(step); }) {
@@ -79,6 +73,7 @@ int Service::run() {
     arm_watchdog();
     m_clock_steps.start();
     setup_events();
+    m_metrics.update(m_config, m_monitor, m_degraded_logged);
     dispatch();
     m_io.run();
     return m_exit_code;
@@ -194,6 +189,7 @@ void Service::on_pass_done(PassOutcome outcome) {
     const MonitorNews news = m_monitor.pass_done(outcome.report ? &*outcome.report : nullptr,
                                                  outcome.watch == AddWatch::exhausted);
     after_work(news, outcome.watch_error);
+    m_metrics.pass_done(outcome, m_config, m_monitor, m_degraded_logged);
     m_last_status = status;
     if (outcome.report && !m_ready_sent && !stopping && no_root_usable(*outcome.report)) {
         // A daemon that cannot use any root at start is misconfigured: fail (exit 2) before
@@ -255,6 +251,7 @@ void Service::on_batch_done(BatchOutcome outcome) {
     // Removals are logged whatever happened meanwhile (a reload that turned events off).
     log_recheck_batch(outcome, m_monitor.table(), m_pass_log, m_log);
     after_work(news, outcome.watch_error);
+    m_metrics.batch_done(outcome, m_config, m_monitor, m_degraded_logged);
     if (m_after_checks) {
         m_after_checks(outcome.checks);
     }

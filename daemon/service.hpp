@@ -8,6 +8,7 @@
 #include "clock_steps.hpp"
 #include "dir_watch.hpp"
 #include "event_log.hpp"
+#include "metrics.hpp"
 #include "notify.hpp"
 #include "pass_log.hpp"
 #include "pid_watch.hpp"
@@ -94,6 +95,7 @@ private:
     Fields m_start_fields;
     Notifier m_notifier;
     PassLogger m_pass_log;
+    MetricsWriter m_metrics;
     std::function<void(const PassReport&)> m_after_pass;
     std::function<void(const std::vector<CheckOutcome>&)> m_after_checks;
     SteadyMonitorClock m_clock;

@@ -205,13 +205,4 @@ void log_recheck_batch(const BatchOutcome& outcome, const LockTable& table, Pass
     }
 }
 
-std::string join_names(const std::set<std::string>& names) {
-    std::string out;
-    for (const auto& n : names) {
-        out += out.empty() ? "" : ",";
-        out += n;
-    }
-    return out;
-}
-
 } // namespace agentlock::daemon

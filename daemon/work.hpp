@@ -95,7 +95,4 @@ BatchOutcome run_recheck_batch(const Backend& backend, RecheckBatch batch,
 void log_recheck_batch(const BatchOutcome& outcome, const LockTable& table, PassLogger& log,
                        EventLog& events);
 
-/// Names joined with ',' for a log field.
-std::string join_names(const std::set<std::string>& names);
-
 } // namespace agentlock::daemon

@@ -231,11 +231,13 @@ Result<Config> parse_config(std::string_view json, const std::string& origin) {
                             : reader.fail(key, "must be one of " + std::string(k_formats) +
                                                    ", not " + quote(text));
             }
+        } else if (key == "metrics_file") {
+            ok = reader.read_string(key, v, config.metrics_file);
         } else {
             ok = reader.fail(key, "is unknown (known keys: roots, interval, tmux_socket, "
                                   "tmux_socket_path, tmux_timeout, dry_run, prune, max_depth, "
                                   "one_file_system, log_level, log_format, events, "
-                                  "full_pass_interval)");
+                                  "full_pass_interval, metrics_file)");
         }
         if (!ok) {
             return reader.error();
@@ -334,6 +336,9 @@ void apply_overrides(Config& config, const ConfigOverrides& o) {
     if (o.log_format) {
         config.log_format = *o.log_format;
     }
+    if (o.metrics_file) {
+        config.metrics_file = *o.metrics_file;
+    }
 }
 
 Status finish_config(Config& config) {
@@ -387,6 +392,22 @@ Status finish_config(Config& config) {
         if (name.empty() || name.find('/') != std::string::npos || name == "." || name == "..") {
             return invalid_input("prune",
                                  "prune entry " + quote(name) + " is not a directory name");
+        }
+    }
+    if (!config.metrics_file.empty()) {
+        // node_exporter's textfile collector reads only files named *.prom.
+        const std::filesystem::path file(config.metrics_file);
+        if (file.extension() != ".prom" || file.stem().empty()) {
+            return invalid_input("metrics_file",
+                                 "metrics_file " + quote(config.metrics_file) +
+                                     " must name a file ending in .prom (node_exporter's "
+                                     "textfile collector reads no other)");
+        }
+        std::error_code ec;
+        config.metrics_file = std::filesystem::absolute(file, ec).string();
+        if (ec) {
+            return invalid_input("metrics_file", "make metrics_file " + config.metrics_file +
+                                                     " absolute: " + ec.message());
         }
     }
     return {};
@@ -443,6 +464,7 @@ Fields config_fields(const Config& c) {
         {"log_format", std::string(to_string(c.log_format))},
         {"events", c.events ? "true" : "false"},
         {"full_pass_interval", format_duration(c.full_pass_interval)},
+        {"metrics_file", c.metrics_file.empty() ? "none" : c.metrics_file},
     };
 }
 

@@ -149,5 +149,13 @@ TEST(CommandLine, HelpDocumentsTheContract) {
     EXPECT_EQ(version_text().rfind("agentlockd ", 0), 0u);
 }
 
+TEST(CommandLine, MetricsFile) {
+    auto cl = cli({"--metrics-file", "/var/lib/prometheus/node-exporter/agentlock.prom"});
+    ASSERT_TRUE(cl);
+    EXPECT_EQ(cl->overrides.metrics_file, "/var/lib/prometheus/node-exporter/agentlock.prom");
+    EXPECT_FALSE(cli({"--metrics-file"}));
+    EXPECT_NE(help_text().find("--metrics-file"), std::string::npos);
+}
+
 } // namespace
 } // namespace agentlock::daemon

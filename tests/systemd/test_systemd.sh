@@ -2,7 +2,8 @@
 # agentlockd under a real systemd as PID 1: the packaged unit file, sd_notify, the watchdog and
 # the sandboxing are only proven there.
 #
-# Set-up: a Debian 12 rootfs made by debootstrap (minbase, systemd, dbus, procps, tmux, plus the
+# Set-up: a Debian 12 rootfs made by debootstrap (minbase, systemd, dbus, procps, tmux, plus
+# libpam-systemd and dbus-user-session for a user manager with its bus, plus the
 # package's runtime Depends so that no network is needed per run), cached outside the build folder
 # in ${AGENTLOCK_ROOTFS_CACHE:-/var/cache/agentlock-test}; each run boots a throw-away overlay (or
 # copy) of it with `systemd-nspawn -b`, installs agentlock_<version>_amd64.deb with dpkg inside the
@@ -13,6 +14,10 @@
 # good and with a broken config keeps it active (config.reloaded, config.rejected); journalctl
 # AGENTLOCK_EVENT=lock.removed -o json returns the removal with its fields; kill -STOP makes the
 # watchdog fire and systemd restart it; stop is clean; systemd-analyze security: exposure <= 2.0.
+# The user unit: a user with lingering on, ~/.config/agentlockd/agentlockd.json naming a root
+# that user owns, and that user's own tmux server; `systemctl --user enable --now agentlockd` runs
+# the daemon as that user, which removes a stale lock, keeps a lock held by a live tmux pane until
+# the pane is killed, and logs to the user's journal (`journalctl --user -u agentlockd`).
 #
 # Usage: test_systemd.sh SOURCE_DIR [DEB]
 #   DEB defaults to $AGENTLOCK_DEB, then to the newest agentlock_*_amd64.deb in
@@ -24,7 +29,7 @@ src=$(cd "${1:?usage: test_systemd.sh SOURCE_DIR [DEB]}" && pwd)
 deb=${2:-${AGENTLOCK_DEB:-}}
 
 suite=bookworm
-include_base="systemd,systemd-sysv,dbus,procps,tmux"
+include_base="systemd,systemd-sysv,dbus,procps,tmux,libpam-systemd,dbus-user-session"
 cache_root=${AGENTLOCK_ROOTFS_CACHE:-/var/cache/agentlock-test}
 t0=$SECONDS
 
@@ -417,6 +422,78 @@ exposure=$(sed -n 's/.*Overall exposure level for agentlockd.service: \([0-9.]*\
 awk -v e="$exposure" 'BEGIN { exit !(e <= 2.0) }' ||
   { grep '✗' "$work/security.txt" >&2 || true; die "exposure $exposure is above 2.0"; }
 say "systemd-analyze security agentlockd: exposure $exposure (at most 2.0)"
+
+# --- the user unit: a lingering user's own agentlockd and tmux server -------------------------
+# As the user, through the user manager's bus ($XDG_RUNTIME_DIR/bus), as a login shell would.
+user=dev
+ct useradd --create-home --shell /bin/sh "$user" || die "useradd $user failed"
+uid=$(ct id -u "$user")
+as_user() { ct runuser -u "$user" -- env HOME="/home/$user" XDG_RUNTIME_DIR="/run/user/$uid" "$@"; }
+ct loginctl enable-linger "$user" || die "loginctl enable-linger $user failed"
+wait_ct 30 sh -c "systemctl is-active --quiet user@$uid.service && test -S /run/user/$uid/bus" || {
+  ct systemctl --no-pager status "user@$uid.service" "user-runtime-dir@$uid.service" >&2 2>&1 || true
+  ct journalctl --no-pager -n 40 -u systemd-logind -u "user@$uid.service" >&2 2>&1 || true
+  die "lingering started no user manager for $user (user@$uid.service)"
+}
+[[ $(ct loginctl show-user "$user" -p Linger --value) == yes ]] || die "$user does not linger"
+# The user's own tmux server (its default socket, /tmp/tmux-$uid/default), under the user manager.
+as_user systemd-run --user --quiet --unit=agent-tmux -p Type=forking \
+  tmux -f /dev/null new-session -d -s work 'sleep infinity' || die "no tmux server for $user"
+wait_ct 10 runuser -u "$user" -- tmux has-session -t work || die "$user's tmux session is not up"
+pane=$(as_user tmux list-panes -t work -F '#{pane_id}')
+[[ "$pane" =~ ^%[0-9]+$ ]] || die "no pane id for $user's session: '$pane'"
+user_dead=$(ct sh -c 'echo $$')
+user_lock() { echo "/home/$user/town/rig/$1/.runtime/agent.lock"; }
+for w in stale:"" pane:"$pane"; do
+  d="$root/home/$user/town/rig/${w%%:*}/.runtime"
+  mkdir -p "$d"
+  printf '{"pid": %s, "acquired_at": "%s", "session_id": "%s", "hostname": "%s"}\n' \
+    "$user_dead" "$(date -u +%Y-%m-%dT%H:%M:%S.%NZ)" "${w#*:}" "$host" >"$d/agent.lock"
+done
+mkdir -p "$root/home/$user/.config/agentlockd"
+printf '{ "roots": ["/home/%s/town"], "interval": "1s", "log_level": "debug" }\n' "$user" \
+  >"$root/home/$user/.config/agentlockd/agentlockd.json"
+ct chown -R "$user:$user" "/home/$user/town" "/home/$user/.config"
+
+as_user timeout 30 systemctl --user enable --now agentlockd ||
+  die "systemctl --user enable --now agentlockd failed as $user"
+[[ $(as_user systemctl --user is-enabled agentlockd 2>&1) == enabled ]] || die "user unit not enabled"
+[[ $(as_user systemctl --user is-active agentlockd 2>&1) == active ]] || die "user unit not active"
+user_pid=$(as_user systemctl --user show -p MainPID --value agentlockd)
+owner=$(ct ps -o user= -p "$user_pid" | tr -d ' ')
+[[ "$owner" == "$user" ]] || die "the user's agentlockd (PID $user_pid) runs as '$owner', not $user"
+say "user unit: $user lingers; systemctl --user enable --now agentlockd: active, PID $user_pid runs as $user"
+
+ujournal() { as_user journalctl --user -u agentlockd "$@"; }
+wait_ct 20 test ! -e "$(user_lock stale)" || die "the user's daemon did not remove the stale lock"
+passes_now=$(ujournal AGENTLOCK_EVENT=pass.completed -o cat | wc -l)
+wait_ct 20 sh -c "[ \$(runuser -u $user -- env XDG_RUNTIME_DIR=/run/user/$uid journalctl --user -u agentlockd AGENTLOCK_EVENT=pass.completed -o cat | wc -l) -ge $((passes_now + 2)) ]" ||
+  die "no two further passes in $user's journal (journalctl --user -u agentlockd)"
+ct test -e "$(user_lock pane)" || die "the lock held by $user's live tmux pane $pane was removed"
+ujournal AGENTLOCK_EVENT=lock.held_by_session -o cat | grep -q . ||
+  die "no lock.held_by_session in $user's journal: the daemon did not see $user's tmux"
+say "user unit: stale lock removed; the lock of live pane $pane kept over two more passes"
+
+as_user tmux kill-pane -t "$pane" || die "could not kill pane $pane"
+wait_ct 10 test ! -e "$(user_lock pane)" || die "the lock of killed pane $pane was not removed"
+ujournal AGENTLOCK_EVENT=lock.removed -o json >"$work/user-removed.json"
+python3 - "$work/user-removed.json" "$(user_lock stale)" "$(user_lock pane)" "$uid" <<'PY' ||
+import json, sys
+path, stale, pane, uid = sys.argv[1:]
+entries = [json.loads(l) for l in open(path) if l.strip()]
+by_path = {e.get("AGENTLOCK_LOCK_PATH"): e for e in entries}
+assert set(by_path) == {stale, pane}, f"lock.removed for {sorted(by_path)}"
+for e in entries:
+    assert e.get("_SYSTEMD_USER_UNIT") == "agentlockd.service", e.get("_SYSTEMD_USER_UNIT")
+    assert e.get("_UID") == uid, f"_UID={e.get('_UID')}"
+assert by_path[stale]["AGENTLOCK_TRIGGER"] == "pass", by_path[stale].get("AGENTLOCK_TRIGGER")
+print("user journal:", ", ".join(e["AGENTLOCK_TRIGGER"] + " " + e["AGENTLOCK_LOCK_PATH"] for e in entries))
+PY
+  die "lock.removed in $user's journal lacks what it should say"
+say "user unit: pane killed, its lock removed; both removals in journalctl --user -u agentlockd"
+as_user timeout 40 systemctl --user stop agentlockd || die "systemctl --user stop agentlockd failed"
+[[ $(as_user systemctl --user show -p Result --value agentlockd) == success ]] ||
+  die "the user's agentlockd did not stop cleanly"
 
 say "checks took $((SECONDS - t_check)) s; whole test $((SECONDS - t0)) s"
 echo "PASS: agentlockd under systemd-nspawn -b (systemd $(ct systemctl --version | sed -n 1p | cut -d' ' -f2))"

@@ -356,5 +356,35 @@ TEST(ConfigMerge, ChangesListWhatDiffers) {
     EXPECT_EQ(some[2], (std::pair<std::string, std::string>{"dry_run", "true"}));
 }
 
+TEST(ConfigMerge, MetricsFileIsAPromFileMadeAbsolute) {
+    auto c = parse_config(R"({"roots": ["/srv"], "metrics_file": "m/agentlock.prom"})", "f.json");
+    ASSERT_TRUE(c) << c.error().message;
+    ASSERT_TRUE(finish_config(*c));
+    EXPECT_EQ(c->metrics_file.front(), '/');
+    EXPECT_NE(c->metrics_file.find("/m/agentlock.prom"), std::string::npos) << c->metrics_file;
+    EXPECT_EQ(config_fields(*c).back(),
+              (std::pair<std::string, std::string>{"metrics_file", c->metrics_file}));
+
+    auto wrong = parse_config(R"({"roots": ["/srv"], "metrics_file": 1})", "f.json");
+    ASSERT_FALSE(wrong);
+    EXPECT_NE(wrong.error().message.find("\"metrics_file\""), std::string::npos);
+
+    std::string why;
+    Config d;
+    d.roots = {"/srv"};
+    EXPECT_EQ(config_fields(d).back(),
+              (std::pair<std::string, std::string>{"metrics_file", "none"}));
+    for (const char* bad : {"/var/lib/agentlock.txt", "/var/lib/.prom", "/var/lib/agentlock"}) {
+        d.metrics_file = bad;
+        EXPECT_EQ(rejected_key(d, &why), "metrics_file") << bad;
+        EXPECT_NE(why.find(".prom"), std::string::npos) << why;
+    }
+    ConfigOverrides o;
+    o.metrics_file = "/x/a.prom";
+    apply_overrides(d, o);
+    EXPECT_EQ(d.metrics_file, "/x/a.prom");
+    EXPECT_EQ(rejected_key(d), "");
+}
+
 } // namespace
 } // namespace agentlock

@@ -43,6 +43,9 @@ struct Config {
     bool one_file_system = true;
     LogLevel log_level = LogLevel::info;
     LogFormat log_format = LogFormat::automatic;
+    /// Where to write metrics for node_exporter's textfile collector (a `.prom` file); empty:
+    /// none.
+    std::string metrics_file;
 
     bool operator==(const Config&) const = default;
 };
@@ -62,6 +65,7 @@ struct ConfigOverrides {
     std::optional<bool> one_file_system;
     std::optional<LogLevel> log_level;
     std::optional<LogFormat> log_format;
+    std::optional<std::string> metrics_file;
 };
 
 /// Parses the text of a config file over the defaults. A failure is an `invalid` Error about
@@ -76,7 +80,8 @@ Result<Config> load_config_file(const std::string& path);
 void apply_overrides(Config& config, const ConfigOverrides& overrides);
 
 /// Checks a merged config: at least one root, not both tmux socket options, sane durations,
-/// valid prune names. Makes roots absolute and drops trailing slashes and duplicates. A failure
+/// valid prune names, a metrics file named `*.prom`. Makes roots and the metrics file absolute
+/// and drops trailing slashes and duplicate roots. A failure
 /// is an `invalid` Error whose path is the key at fault.
 Status finish_config(Config& config);
 
@@ -88,7 +93,7 @@ Result<Config> resolve_config(const std::string& path, const ConfigOverrides& ov
 std::string default_config_path_if_present();
 
 /// Config values as log fields, in key order: roots, interval, tmux_socket, ... log_format,
-/// events, full_pass_interval.
+/// events, full_pass_interval, metrics_file.
 Fields config_fields(const Config& config);
 
 /// Time between the starts of two full passes: `interval` when events are off or not in use
