@@ -14,6 +14,7 @@
 #include "asio_wait.hpp"
 #include "daemon_test_support.hpp"
 #include "fakes.hpp"
+#include "judged.hpp"
 #include "test_support.hpp"
 
 #include <agentlock/findings.hpp>
@@ -456,61 +457,19 @@ TEST(ScanNewDirectory, WatchesDownToTheWatchDepthAndFindsLocksAtAnyDepth) {
 // ---------------------------------------------------------------------------------------------
 // The lock table
 
-LockRecord record(const std::string& worker, Verdict verdict, std::int64_t pid = 100,
-                  const std::string& session = "", LockAction action = LockAction::kept) {
-    LockRecord r;
-    r.worker = worker;
-    r.lock_path = worker + "/.runtime/agent.lock";
-    LockInfo info;
-    info.pid = pid;
-    info.session_id = session;
-    r.info = info;
-    r.content = "{\"pid\": " + std::to_string(pid) + "}";
-    r.judgement = {verdict, "because " + std::string(to_string(verdict))};
-    r.action = action;
-    r.process.state = (verdict == Verdict::live || verdict == Verdict::orphaned)
-                          ? ProcessState::alive
-                          : ProcessState::dead;
-    r.process.start_ticks = 77;
-    return r;
-}
-
-WorkerCheck found(LockRecord rec, std::optional<TmuxFacts> tmux = std::nullopt) {
-    WorkerCheck c;
-    c.state = WorkerCheck::State::found;
-    c.worker = rec.worker;
-    c.lock_path = rec.lock_path;
-    c.root = "/srv";
-    c.record = std::move(rec);
-    c.tmux = std::move(tmux);
-    return c;
-}
-
-WorkerCheck absent(const std::string& worker) {
-    WorkerCheck c;
-    c.state = WorkerCheck::State::absent;
-    c.worker = worker;
-    c.lock_path = worker + "/.runtime/agent.lock";
-    return c;
-}
-
-PassReport report_with(std::deque<LockRecord> locks) {
-    PassReport r;
-    r.roots.push_back({"/srv", true, ""});
-    r.tmux.state = TmuxState::ok;
-    r.locks = std::move(locks);
-    summarize_locks(r); // what LockTable::replace reads
-    return r;
-}
+using agentlock::test::absent_check;
+using agentlock::test::found_check;
+using agentlock::test::judged_record;
+using agentlock::test::report_with;
 
 TEST(LockTable, OwnersSessionsAndUpdates) {
     LockTable t;
     PassReport pass = report_with({
-        record("/srv/live", Verdict::live, 10),
-        record("/srv/orphan", Verdict::orphaned, 11, "gone"),
-        record("/srv/held", Verdict::held_by_session, 12, "s1"),
-        record("/srv/removed", Verdict::stale, 13, "", LockAction::removed),
-        record("/srv/foreign", Verdict::foreign, 14),
+        judged_record("/srv/live", Verdict::live, 10),
+        judged_record("/srv/orphan", Verdict::orphaned, 11, "gone"),
+        judged_record("/srv/held", Verdict::held_by_session, 12, "s1"),
+        judged_record("/srv/removed", Verdict::stale, 13, "", LockAction::removed),
+        judged_record("/srv/foreign", Verdict::foreign, 14),
     });
     t.replace(pass);
     EXPECT_TRUE(pass.summaries.empty()) << "the table takes the summaries";
@@ -530,10 +489,11 @@ TEST(LockTable, OwnersSessionsAndUpdates) {
 
     // Re-checks: the owner died (held by its session now), a lock was removed, one vanished,
     // one could not be reached (left as it was).
-    t.apply(found(record("/srv/live", Verdict::held_by_session, 10, "s2")));
-    t.apply(found(record("/srv/orphan", Verdict::stale, 11, "gone", LockAction::removed)));
-    t.apply(absent("/srv/held"));
-    WorkerCheck unreachable = absent("/srv/foreign");
+    t.apply(found_check(judged_record("/srv/live", Verdict::held_by_session, 10, "s2")));
+    t.apply(
+        found_check(judged_record("/srv/orphan", Verdict::stale, 11, "gone", LockAction::removed)));
+    t.apply(absent_check("/srv/held"));
+    WorkerCheck unreachable = absent_check("/srv/foreign");
     unreachable.state = WorkerCheck::State::unreachable;
     t.apply(unreachable);
     EXPECT_EQ(t.workers(), (std::vector<std::string>{"/srv/foreign", "/srv/live"}));
@@ -542,8 +502,8 @@ TEST(LockTable, OwnersSessionsAndUpdates) {
     EXPECT_EQ(t.session_waits()[0].session_id, "s2");
 
     // Judged unknown while tmux was unknown: it waits on tmux too.
-    t.apply(found(record("/srv/u", Verdict::unknown, 15, "s3"),
-                  agentlock::test::tmux_state(TmuxState::unknown, "timeout")));
+    t.apply(found_check(judged_record("/srv/u", Verdict::unknown, 15, "s3"),
+                        agentlock::test::tmux_state(TmuxState::unknown, "timeout")));
     auto waits = t.session_waits();
     ASSERT_EQ(waits.size(), 2u);
     EXPECT_TRUE(waits[1].tmux_was_unknown);
@@ -558,14 +518,14 @@ TEST(LockTable, ForgottenWorkersLeaveTombstonesThatCountForNothing) {
     for (int i = 0; i < 200; ++i) {
         char name[32];
         std::snprintf(name, sizeof name, "/srv/w%03d", i);
-        recs.push_back(record(name, Verdict::live, 1000 + i));
+        recs.push_back(judged_record(name, Verdict::live, 1000 + i));
     }
     PassReport pass = report_with(recs);
     t.replace(pass);
     ASSERT_EQ(t.size(), 200u);
     // Forget most of them, one re-check at a time (the table compacts on the way).
     for (int i = 0; i < 190; ++i) {
-        t.apply(absent(recs[static_cast<std::size_t>(i)].worker));
+        t.apply(absent_check(recs[static_cast<std::size_t>(i)].worker));
         ASSERT_EQ(t.size(), static_cast<std::size_t>(199 - i)) << i;
         ASSERT_EQ(t.find(recs[static_cast<std::size_t>(i)].worker), nullptr) << i;
     }
@@ -574,8 +534,8 @@ TEST(LockTable, ForgottenWorkersLeaveTombstonesThatCountForNothing) {
     EXPECT_FALSE(t.owner_of("/srv/w000"));
     EXPECT_EQ(t.owner_of("/srv/w199"), (Owner{1199, 77}));
     // A forgotten worker comes back in its place; a new one goes in order.
-    t.apply(found(record("/srv/w005", Verdict::live, 5)));
-    t.apply(found(record("/srv/a-new", Verdict::live, 6)));
+    t.apply(found_check(judged_record("/srv/w005", Verdict::live, 5)));
+    t.apply(found_check(judged_record("/srv/a-new", Verdict::live, 6)));
     EXPECT_EQ(t.size(), 12u);
     EXPECT_EQ(t.workers().front(), "/srv/a-new");
     EXPECT_EQ(t.workers()[1], "/srv/w005");
@@ -585,14 +545,14 @@ TEST(LockTable, ForgottenWorkersLeaveTombstonesThatCountForNothing) {
 
 TEST(LockTable, CollisionsAmongTheKnownLocks) {
     LockTable t;
-    PassReport pass =
-        report_with({record("/srv/a", Verdict::live, 10), record("/srv/b", Verdict::live, 10),
-                     record("/srv/c", Verdict::live, 11)});
+    PassReport pass = report_with({judged_record("/srv/a", Verdict::live, 10),
+                                   judged_record("/srv/b", Verdict::live, 10),
+                                   judged_record("/srv/c", Verdict::live, 11)});
     t.replace(pass);
     auto c = t.collisions();
     ASSERT_EQ(c.size(), 1u);
     EXPECT_EQ(c[0].kind, CollisionKind::duplicate_pid);
-    t.apply(found(record("/srv/a", Verdict::stale, 10, "", LockAction::removed)));
+    t.apply(found_check(judged_record("/srv/a", Verdict::stale, 10, "", LockAction::removed)));
     EXPECT_TRUE(t.collisions().empty());
 }
 
@@ -662,13 +622,14 @@ protected:
 };
 
 TEST_F(LogChecksTest, ARemovalCarriesItsTriggerAndResolvesOnlyItsLocksFinding) {
-    m_pass_log.log_pass(report_with({record("/srv/o", Verdict::orphaned, 9, "gone"),
-                                     record("/srv/p", Verdict::orphaned, 8, "gone2")}),
+    m_pass_log.log_pass(report_with({judged_record("/srv/o", Verdict::orphaned, 9, "gone"),
+                                     judged_record("/srv/p", Verdict::orphaned, 8, "gone2")}),
                         false, m_t0);
     ASSERT_EQ(named(take(), "lock.orphaned").size(), 2u);
 
     m_pass_log.log_checks(
-        {{found(record("/srv/o", Verdict::stale, 9, "gone", LockAction::removed)), "pidfd"}},
+        {{found_check(judged_record("/srv/o", Verdict::stale, 9, "gone", LockAction::removed)),
+          "pidfd"}},
         m_tmux, {}, {});
     auto events = take();
     auto removed = named(events, "lock.removed");
@@ -686,18 +647,19 @@ TEST_F(LogChecksTest, ARemovalCarriesItsTriggerAndResolvesOnlyItsLocksFinding) {
     EXPECT_EQ(m_pass_log.open_findings(), 1u);
 
     // The next pass agrees: nothing more to say.
-    m_pass_log.log_pass(report_with({record("/srv/p", Verdict::orphaned, 8, "gone2")}), false,
-                        m_t0 + 1s);
+    m_pass_log.log_pass(report_with({judged_record("/srv/p", Verdict::orphaned, 8, "gone2")}),
+                        false, m_t0 + 1s);
     EXPECT_TRUE(named(take(), "lock.orphaned").empty());
 }
 
 TEST_F(LogChecksTest, ANewFindingAppearsAVanishedLockResolvesAsGone) {
-    m_pass_log.log_checks({{found(record("/srv/h", Verdict::held_by_session, 9, "s")), "pidfd"}},
-                          m_tmux, {}, {});
+    m_pass_log.log_checks(
+        {{found_check(judged_record("/srv/h", Verdict::held_by_session, 9, "s")), "pidfd"}}, m_tmux,
+        {}, {});
     auto held = named(take(), "lock.held_by_session");
     ASSERT_EQ(held.size(), 1u);
     EXPECT_EQ(held[0].at("state"), "appeared");
-    m_pass_log.log_checks({{absent("/srv/h"), "inotify"}}, m_tmux, {}, {});
+    m_pass_log.log_checks({{absent_check("/srv/h"), "inotify"}}, m_tmux, {}, {});
     held = named(take(), "lock.held_by_session");
     ASSERT_EQ(held.size(), 1u);
     EXPECT_EQ(held[0].at("state"), "resolved");
@@ -705,9 +667,9 @@ TEST_F(LogChecksTest, ANewFindingAppearsAVanishedLockResolvesAsGone) {
 }
 
 TEST_F(LogChecksTest, CollisionsFollowTheTableAndPassesUseTriggerPass) {
-    PassReport r =
-        report_with({record("/srv/a", Verdict::live, 10), record("/srv/b", Verdict::live, 10),
-                     record("/srv/s", Verdict::stale, 3, "", LockAction::removed)});
+    PassReport r = report_with(
+        {judged_record("/srv/a", Verdict::live, 10), judged_record("/srv/b", Verdict::live, 10),
+         judged_record("/srv/s", Verdict::stale, 3, "", LockAction::removed)});
     LockTable t;
     t.replace(r);
     r.collisions = t.collisions();
@@ -717,7 +679,8 @@ TEST_F(LogChecksTest, CollisionsFollowTheTableAndPassesUseTriggerPass) {
     ASSERT_EQ(named(events, "lock.removed").size(), 1u);
     EXPECT_EQ(named(events, "lock.removed")[0].at("trigger"), "pass");
 
-    const WorkerCheck gone = found(record("/srv/a", Verdict::stale, 10, "", LockAction::removed));
+    const WorkerCheck gone =
+        found_check(judged_record("/srv/a", Verdict::stale, 10, "", LockAction::removed));
     t.apply(gone);
     m_pass_log.log_checks({{gone, "pidfd"}}, m_tmux, t.collisions(), {});
     auto dup = named(take(), "collision.duplicate_pid");
@@ -726,9 +689,10 @@ TEST_F(LogChecksTest, CollisionsFollowTheTableAndPassesUseTriggerPass) {
 }
 
 TEST_F(LogChecksTest, AnUnreachableWorkerChangesNothing) {
-    m_pass_log.log_pass(report_with({record("/srv/o", Verdict::orphaned, 9, "gone")}), false, m_t0);
+    m_pass_log.log_pass(report_with({judged_record("/srv/o", Verdict::orphaned, 9, "gone")}), false,
+                        m_t0);
     take();
-    WorkerCheck c = absent("/srv/o");
+    WorkerCheck c = absent_check("/srv/o");
     c.state = WorkerCheck::State::unreachable;
     m_pass_log.log_checks({{c, "inotify"}}, m_tmux, {}, {});
     EXPECT_TRUE(take().empty());

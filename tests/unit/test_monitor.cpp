@@ -2,6 +2,7 @@
 // watches. Nothing here sleeps or touches the system.
 
 #include "fakes.hpp"
+#include "judged.hpp"
 
 #include <agentlock/monitor.hpp>
 
@@ -24,42 +25,13 @@ using test::FakeClock;
 using test::FakeDirWatchSet;
 using test::FakeOwnerWatch;
 
+using test::found_check;
+using test::report_with;
+
+// A lock judged `verdict`, as a pass or re-check hands it to the monitor.
 LockRecord record(const std::string& worker, Verdict verdict, std::int64_t pid,
                   const std::string& session = "", LockAction action = LockAction::kept) {
-    LockRecord r;
-    r.worker = worker;
-    r.lock_path = worker + "/.runtime/agent.lock";
-    LockInfo info;
-    info.pid = pid;
-    info.session_id = session;
-    r.info = info;
-    r.judgement = {verdict, "test"};
-    r.action = action;
-    r.process.state = (verdict == Verdict::live || verdict == Verdict::orphaned)
-                          ? ProcessState::alive
-                          : ProcessState::dead;
-    r.process.start_ticks = 77;
-    return r;
-}
-
-PassReport report_with(std::deque<LockRecord> locks, TmuxState tmux = TmuxState::ok) {
-    PassReport r;
-    r.roots.push_back({"/srv", true, ""});
-    r.tmux.state = tmux;
-    r.locks = std::move(locks);
-    summarize_locks(r);
-    return r;
-}
-
-WorkerCheck found(LockRecord rec, std::optional<TmuxFacts> tmux = std::nullopt) {
-    WorkerCheck c;
-    c.state = WorkerCheck::State::found;
-    c.worker = rec.worker;
-    c.lock_path = rec.lock_path;
-    c.root = "/srv";
-    c.record = std::move(rec);
-    c.tmux = std::move(tmux);
-    return c;
+    return test::judged_record(worker, verdict, pid, session, action);
 }
 
 MonitorSettings settings() {
@@ -175,7 +147,7 @@ TEST_F(MonitorTest, AnOwnerExitIsJudgedAtOnceAndItsOwnersAreWatched) {
 
     // The lock went: its owner is no longer watched.
     m_monitor.batch_done(
-        {{found(record("/srv/a", Verdict::stale, 10, "", LockAction::removed)), "pidfd"}},
+        {{found_check(record("/srv/a", Verdict::stale, 10, "", LockAction::removed)), "pidfd"}},
         std::nullopt, false);
     EXPECT_EQ(m_owners.owners.count("/srv/a"), 0u);
     EXPECT_EQ(m_monitor.table().find("/srv/a"), nullptr);
@@ -288,7 +260,8 @@ TEST_F(MonitorTest, ALockLeftBecauseItChangedIsJudgedAgainOneIntervalLater) {
     RecheckBatch batch = batch_now();
     EXPECT_EQ(batch.checks, (std::map<std::string, std::string>{{"/srv/a", "poll"}}));
     m_monitor.batch_done(
-        {{found(record("/srv/a", Verdict::stale, 10, "", LockAction::skipped_changed)), "poll"}},
+        {{found_check(record("/srv/a", Verdict::stale, 10, "", LockAction::skipped_changed)),
+          "poll"}},
         std::nullopt, false);
     EXPECT_EQ(wake_in(), 30s) << "and again, while it keeps changing";
 }
@@ -317,8 +290,8 @@ TEST_F(MonitorTest, ALockJudgedAliveJustBeforeItsOwnerDiedIsJudgedAgain) {
     EXPECT_EQ(batch.checks.count("/srv/w1"), 1u);
     // w2's judgement (made while PID 10 still lived) comes back with w1's.
     m_monitor.batch_done(
-        {{found(record("/srv/w1", Verdict::stale, 10, "", LockAction::removed)), "pidfd"},
-         {found(record("/srv/w2", Verdict::live, 10)), "inotify"}},
+        {{found_check(record("/srv/w1", Verdict::stale, 10, "", LockAction::removed)), "pidfd"},
+         {found_check(record("/srv/w2", Verdict::live, 10)), "inotify"}},
         std::nullopt, false);
     EXPECT_EQ(wake_in(), 0ms);
     batch = batch_now();
