@@ -142,6 +142,10 @@ std::optional<CommandLine> parse_command_line(const std::vector<std::string>& ar
                 rest =
                     comma == std::string_view::npos ? std::string_view{} : rest.substr(comma + 1);
             }
+        } else if (flag == "--tmux-created-slack") {
+            if (!(o.tmux_created_slack = take_duration())) {
+                return std::nullopt;
+            }
         } else if (flag == "--tmux-timeout") {
             if (!(o.tmux_timeout = take_duration())) {
                 return std::nullopt;
@@ -290,6 +294,8 @@ Options (each also a config key; flags win over the file):
   --tmux-socket NAME     ask the tmux server on socket name NAME (tmux -L)
   --tmux-socket-path P   ask the tmux server on socket path P (tmux -S)
   --tmux-timeout D       how long to wait for tmux before its state is unknown (default 3s)
+  --tmux-created-slack D a tmux server or session created more than D after a lock was
+                         acquired is not its holder (default 1m)
   --dry-run              judge and report, remove nothing (--no-dry-run to undo the file's)
   --prune NAME           directory name never entered; repeat; replaces the default list
                          (.git .hg .svn node_modules .dolt-data .dolt-backup)

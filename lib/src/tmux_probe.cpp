@@ -243,6 +243,30 @@ bool TmuxFacts::has(std::string_view session_id) const {
     return session_names.count(key) != 0 || session_ids.count(key) != 0 || pane_ids.count(key) != 0;
 }
 
+bool TmuxFacts::has_live(std::string_view session_id) const {
+    if (!has(session_id)) {
+        return false;
+    }
+    const auto live_session = [](const TmuxSession& s) { return s.dead_panes < s.panes; };
+    if (auto pane = panes.find(session_id); pane != panes.end() && pane->second.dead != true) {
+        return true;
+    }
+    if (auto by_id = sessions.find(session_id);
+        by_id != sessions.end() && live_session(by_id->second)) {
+        return true;
+    }
+    bool detailed = panes.count(session_id) != 0 || sessions.count(session_id) != 0;
+    for (const auto& [id, s] : sessions) {
+        if (s.name == session_id) {
+            detailed = true;
+            if (live_session(s)) {
+                return true;
+            }
+        }
+    }
+    return !detailed; // listed without details: as has() says
+}
+
 namespace {
 // Runs `args` (tmux list-panes ...) with a deadline and classifies the answer.
 TmuxFacts run_listing(std::vector<std::string>& args, std::chrono::milliseconds timeout,

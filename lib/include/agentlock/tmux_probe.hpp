@@ -60,6 +60,10 @@ struct TmuxFacts {
     /// True when `session_id` names a listed session name, session id or pane id.
     /// Meaningful only when state is ok.
     bool has(std::string_view session_id) const;
+
+    /// Like has(), but false for a pane whose process has exited and for a session whose listed
+    /// panes all have: what a lock held by a session waits on. Meaningful only when state is ok.
+    bool has_live(std::string_view session_id) const;
 };
 
 /// Which tmux server to ask: -S path wins over -L name; both empty is tmux's default.
