@@ -134,6 +134,9 @@ Status apply_flag(CommandLine& cl, ArgCursor& cursor, const std::string& flag) {
     if (flag == "--tmux-timeout") {
         return store(cursor.duration(flag), o.tmux_timeout);
     }
+    if (flag == "--tmux-created-slack") {
+        return store(cursor.duration(flag), o.tmux_created_slack);
+    }
     if (flag == "--tmux-socket") {
         return store(cursor.value(flag), o.tmux_socket);
     }
@@ -299,6 +302,8 @@ Options (each also a config key; flags win over the file):
   --tmux-socket NAME     ask the tmux server on socket name NAME (tmux -L)
   --tmux-socket-path P   ask the tmux server on socket path P (tmux -S)
   --tmux-timeout D       how long to wait for tmux before its state is unknown (default 3s)
+  --tmux-created-slack D a tmux server or session created more than D after a lock was
+                         acquired is not its holder (default 1m)
   --dry-run              judge and report, remove nothing (--no-dry-run to undo the file's)
   --prune NAME           directory name never entered; repeat; replaces the default list
                          (.git .hg .svn node_modules .dolt-data .dolt-backup)

@@ -203,6 +203,8 @@ Result<Config> parse_config(std::string_view json, const std::string& origin) {
             ok = reader.read_string(key, v, config.tmux_socket_path);
         } else if (key == "tmux_timeout") {
             ok = reader.read_duration(key, v, config.tmux_timeout);
+        } else if (key == "tmux_created_slack") {
+            ok = reader.read_duration(key, v, config.tmux_created_slack);
         } else if (key == "dry_run") {
             ok = reader.read_bool(key, v, config.dry_run);
         } else if (key == "prune") {
@@ -237,7 +239,7 @@ Result<Config> parse_config(std::string_view json, const std::string& origin) {
             ok = reader.fail(key, "is unknown (known keys: roots, interval, tmux_socket, "
                                   "tmux_socket_path, tmux_timeout, dry_run, prune, max_depth, "
                                   "one_file_system, log_level, log_format, events, "
-                                  "full_pass_interval, metrics_file)");
+                                  "full_pass_interval, metrics_file, tmux_created_slack)");
         }
         if (!ok) {
             return reader.error();
@@ -317,6 +319,9 @@ void apply_overrides(Config& config, const ConfigOverrides& o) {
     }
     if (o.tmux_timeout) {
         config.tmux_timeout = *o.tmux_timeout;
+    }
+    if (o.tmux_created_slack) {
+        config.tmux_created_slack = *o.tmux_created_slack;
     }
     if (o.dry_run) {
         config.dry_run = *o.dry_run;
@@ -465,6 +470,7 @@ Fields config_fields(const Config& c) {
         {"events", c.events ? "true" : "false"},
         {"full_pass_interval", format_duration(c.full_pass_interval)},
         {"metrics_file", c.metrics_file.empty() ? "none" : c.metrics_file},
+        {"tmux_created_slack", format_duration(c.tmux_created_slack)},
     };
 }
 
@@ -520,6 +526,11 @@ PassOptions pass_options_of(const Config& config) {
     // fleets (bench/RESULTS.md).
     options.walk.threads = 0;
     options.dry_run = config.dry_run;
+    options.tmux_created_slack = config.tmux_created_slack;
+    // A lock that records its agent's tmux server is judged by that server, asked by its path.
+    options.ask_tmux_server = [timeout = config.tmux_timeout](const TmuxServer& server) {
+        return SystemTmuxProbe(server, timeout).query();
+    };
     return options;
 }
 

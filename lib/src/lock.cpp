@@ -5,6 +5,7 @@
 #include <agentlock/verdict.hpp>
 
 #include <cerrno>
+#include <cstdlib>
 #include <fcntl.h>
 #include <filesystem>
 #include <sys/file.h>
@@ -162,15 +163,24 @@ Judgement Lock::judge(const LockInfo& info) {
                                                       : static_cast<TmuxProbe&>(probes().tmux);
     TmuxFacts facts;
     facts.detail = "not queried: the lock records no session";
+    TmuxEvidence evidence;
     if (!info.session_id.empty()) {
-        facts = tmux.query();
+        if (info.tmux_socket && m_options.tmux_probe == nullptr) {
+            // The agent's own server, which the lock names, rather than the one configured here.
+            facts = SystemTmuxProbe(TmuxServer{"", *info.tmux_socket}).query();
+        } else {
+            facts = tmux.query();
+        }
+        if (info.tmux_server_pid) {
+            evidence.recorded_server = processes.probe(*info.tmux_server_pid);
+        }
     }
     const ProcessFacts process = processes.probe(info.pid);
     ReuseFacts reuse;
-    if (needs_pid_table(info, process)) {
+    if (needs_pid_table(info, process) || needs_boot_time(info, host())) {
         reuse.pid_table = processes.pid_table(); // after the probe, as the rule needs
     }
-    return judge_lock(info, process, facts, host(), reuse);
+    return judge_lock(info, process, facts, host(), reuse, evidence);
 }
 
 Lock::Probes& Lock::probes() {
@@ -216,6 +226,15 @@ Status Lock::write_ours(int runtime_fd, std::string_view session_id) {
     }
     if (!host().boot_id.empty()) {
         info.boot_id = host().boot_id;
+    }
+    // The agent's tmux server, so that a judge asks that server about the session rather than
+    // one configured for the whole fleet, and knows its ids once that server is gone.
+    const char* tmux_env = m_options.tmux_env ? m_options.tmux_env->c_str() : std::getenv("TMUX");
+    if (tmux_env != nullptr) {
+        if (std::optional<TmuxEnv> server = parse_tmux_env(tmux_env)) {
+            info.tmux_socket = server->socket_path;
+            info.tmux_server_pid = server->server_pid;
+        }
     }
     return write_lock_at(runtime_fd, m_lock_path, info);
 }

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <cinttypes>
 #include <cstdio>
@@ -349,7 +350,8 @@ std::string field_text(std::string_view name) {
 // - Unknown fields are ignored, as in Go.
 // - null leaves a field unset, as in Go.
 // - A field of the wrong type makes the lock invalid (Go's Unmarshal fails too), and so do our
-//   extra fields: a wrong pid_start_ticks or boot_id is not something our writer produces.
+//   extra fields: a wrong pid_start_ticks, boot_id, tmux_socket or tmux_server_pid is not something
+//   our writer produces.
 // - Go would accept a lock without "pid" or "acquired_at" and read zeros. We cannot judge such a
 //   lock (PID 0 would read as dead, the zero time as "acquired before any process started"), so
 //   it is invalid: reported and never removed.
@@ -382,8 +384,9 @@ Parsed parse_document(std::string_view text) {
         return fail("not a JSON object");
     }
 
-    static constexpr std::array<std::string_view, 6> k_fields = {
-        "pid", "acquired_at", "session_id", "hostname", "pid_start_ticks", "boot_id"};
+    static constexpr std::array<std::string_view, 8> k_fields = {
+        "pid",     "acquired_at", "session_id",     "hostname", "pid_start_ticks",
+        "boot_id", "tmux_socket", "tmux_server_pid"};
     std::array<const json::value*, k_fields.size()> values{};
     std::array<std::string_view, k_fields.size()> keys{};
     for (const auto& member : doc.get_object()) {
@@ -477,6 +480,20 @@ Parsed parse_document(std::string_view text) {
             return std::move(*err);
         }
         info.boot_id = std::move(boot);
+    }
+    // tmux_socket and tmux_server_pid (ours)
+    if (given(6)) {
+        std::string socket;
+        if (auto err = string_field(6, socket)) {
+            return std::move(*err);
+        }
+        info.tmux_socket = std::move(socket);
+    }
+    if (given(7)) {
+        if (!values[7]->is_int64() || values[7]->get_int64() <= 0) {
+            return fail(field_text("tmux_server_pid") + " is not a positive integer");
+        }
+        info.tmux_server_pid = values[7]->get_int64();
     }
     return Parsed{std::move(info), {}};
 }
@@ -590,8 +607,42 @@ std::string serialize_lock(const LockInfo& info) {
         out += ",\n  \"boot_id\": ";
         append_go_string(out, *info.boot_id);
     }
+    if (info.tmux_socket) {
+        out += ",\n  \"tmux_socket\": ";
+        append_go_string(out, *info.tmux_socket);
+    }
+    if (info.tmux_server_pid) {
+        out += ",\n  \"tmux_server_pid\": " + std::to_string(*info.tmux_server_pid);
+    }
     out += "\n}";
     return out;
+}
+
+std::optional<TmuxEnv> parse_tmux_env(std::string_view value) {
+    const std::size_t last = value.rfind(',');
+    if (last == std::string_view::npos || last == 0) {
+        return std::nullopt;
+    }
+    const std::size_t middle = value.rfind(',', last - 1);
+    if (middle == std::string_view::npos || middle == 0) {
+        return std::nullopt;
+    }
+    const auto number = [](std::string_view text) -> std::optional<std::int64_t> {
+        std::int64_t n = 0;
+        auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+        if (text.empty() || ec != std::errc() || ptr != text.data() + text.size()) {
+            return std::nullopt;
+        }
+        return n;
+    };
+    const auto pid = number(value.substr(middle + 1, last - middle - 1));
+    const auto index = number(value.substr(last + 1));
+    // tmux makes the socket path absolute before it exports it; the index is -1 outside a
+    // session.
+    if (!pid || *pid <= 0 || !index || value.front() != '/') {
+        return std::nullopt;
+    }
+    return TmuxEnv{std::string(value.substr(0, middle)), *pid};
 }
 
 std::optional<Timestamp> parse_rfc3339(std::string_view text) {

@@ -42,8 +42,8 @@ std::vector<std::string> workers_to_recheck(const std::vector<SessionWait>& wait
     }
     for (const auto& wait : waits) {
         // A lock judged while tmux was unknown is judged again as soon as tmux answers; one
-        // held by a session, once that session is gone.
-        if (wait.tmux_was_unknown || !fresh.has(wait.session_id)) {
+        // held by a session, once that session is gone or its panes' processes have exited.
+        if (wait.tmux_was_unknown || !fresh.has_live(wait.session_id)) {
             out.push_back(wait.worker);
         }
     }

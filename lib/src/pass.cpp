@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <chrono>
 #include <fcntl.h>
+#include <map>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -49,7 +50,7 @@ public:
         m_not_asked.detail = "not asked: no session to look up";
     }
 
-    // The answer tmux gave when it was asked lazily.
+    // The answer the configured tmux server gave when it was asked lazily.
     const std::optional<TmuxFacts>& asked() const { return m_asked; }
 
     // The lock at `site` as judged and handled; nullopt when it vanished before it was opened.
@@ -87,16 +88,67 @@ public:
 
 private:
     const TmuxFacts& facts_for(const LockInfo& info) {
-        if (m_tmux_facts != nullptr) {
-            return *m_tmux_facts;
-        }
         if (info.session_id.empty() || !is_local(info, m_host)) {
             return m_not_asked; // judge_lock does not look at tmux for these
+        }
+        const TmuxFacts& configured = configured_facts();
+        if (!needs_own_server(info, configured)) {
+            return configured;
+        }
+        auto it = m_recorded.find(*info.tmux_socket);
+        if (it == m_recorded.end()) {
+            it = m_recorded.emplace(*info.tmux_socket, ask_own_server(info)).first;
+        }
+        return it->second;
+    }
+
+    const TmuxFacts& configured_facts() {
+        if (m_tmux_facts != nullptr) {
+            return *m_tmux_facts;
         }
         if (!m_asked) {
             m_asked = m_tmux.query();
         }
         return *m_asked;
+    }
+
+    // A lock that records its agent's tmux server is judged against that server, unless the
+    // configured server's answer is that server's already (same PID).
+    bool needs_own_server(const LockInfo& info, const TmuxFacts& configured) const {
+        if (!info.tmux_socket || !m_options.ask_tmux_server) {
+            return false;
+        }
+        if (info.tmux_server_pid && configured.state == TmuxState::ok && configured.server_pid) {
+            return *configured.server_pid != *info.tmux_server_pid;
+        }
+        return configured.socket_path != *info.tmux_socket;
+    }
+
+    TmuxFacts ask_own_server(const LockInfo& info) const {
+        TmuxServer server;
+        server.socket_path = *info.tmux_socket;
+        return m_options.ask_tmux_server(server);
+    }
+
+    // What judging `info` needs of tmux beyond the listing: the slack, and whether the server the
+    // lock records still runs.
+    TmuxEvidence evidence_for(const LockInfo& info) {
+        TmuxEvidence evidence;
+        evidence.created_slack = m_options.tmux_created_slack;
+        if (info.tmux_server_pid && !info.session_id.empty() && is_local(info, m_host)) {
+            evidence.recorded_server = m_processes.probe(*info.tmux_server_pid);
+        }
+        return evidence;
+    }
+
+    // The boot time, read once per pass: it moves only when the wall clock is stepped, and the
+    // judge does not compare it with acquired_at after a step it was told of.
+    std::optional<Timestamp> boot_time() {
+        if (!m_boot_time_read) {
+            m_boot_time = m_processes.pid_table().boot_time;
+            m_boot_time_read = true;
+        }
+        return m_boot_time;
     }
 
     Judgement judge(const std::string& worker, const LockInfo& info, ProcessFacts* evidence,
@@ -108,6 +160,9 @@ private:
             if (needs_pid_table(info, process)) {
                 reuse.pid_table = m_processes.pid_table(); // after the probe, as the rule needs
             }
+            if (!reuse.pid_table.boot_time && needs_boot_time(info, m_host)) {
+                reuse.pid_table.boot_time = boot_time();
+            }
         } else {
             process.detail = "not probed: the lock belongs to another host";
         }
@@ -118,7 +173,7 @@ private:
         if (m_options.known_owner) {
             reuse.known_owner = m_options.known_owner(worker);
         }
-        return judge_lock(info, process, tmux, m_host, reuse);
+        return judge_lock(info, process, tmux, m_host, reuse, evidence_for(info));
     }
 
     void reap(const LockSite& site, LockRecord& rec) {
@@ -127,6 +182,9 @@ private:
         auto rejudge = [this, &site](const LockInfo& again) {
             if (again.session_id.empty()) {
                 return judge(site.worker, again, nullptr, facts_for(again));
+            }
+            if (needs_own_server(again, configured_facts())) {
+                return judge(site.worker, again, nullptr, ask_own_server(again));
             }
             return judge(site.worker, again, nullptr, m_tmux.query());
         };
@@ -155,6 +213,9 @@ private:
     TmuxProbe& m_tmux;
     const TmuxFacts* m_tmux_facts;
     std::optional<TmuxFacts> m_asked;
+    std::map<std::string, TmuxFacts> m_recorded; // the servers locks record, by socket path
+    std::optional<Timestamp> m_boot_time;
+    bool m_boot_time_read = false;
     TmuxFacts m_not_asked;
     const HostFacts& m_host;
 };

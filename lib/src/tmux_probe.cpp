@@ -2,6 +2,7 @@
 
 #include <agentlock/fd.hpp>
 
+#include <array>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
@@ -51,7 +52,12 @@ namespace agentlock {
 
 namespace {
 
-constexpr std::string_view k_format = "#{session_id}\t#{pane_id}\t#{session_name}";
+// One line per pane; the server's start_time and pid repeat on every line, which costs the same
+// as a listing without them (measured: 50 queries of 3 panes in 0.17 s either way), and keeps to
+// one query per server. The session name goes last: it is the only free-form field.
+constexpr std::string_view k_format = "#{session_id}\t#{pane_id}\t#{pane_pid}\t#{pane_dead}\t"
+                                      "#{session_created}\t#{start_time}\t#{pid}\t#{session_name}";
+constexpr std::size_t k_fixed_fields = 7;
 constexpr std::string_view k_no_server_prefix = "no server running on ";
 // list-panes -a finds no "current" session to start from only when the server has none.
 constexpr std::string_view k_no_sessions = "no current target";
@@ -179,7 +185,38 @@ TmuxFacts classify_no_server(std::string_view message) {
     if (!S_ISSOCK(st.st_mode)) {
         return failure(TmuxState::unknown, std::string(message) + "; " + path + " is not a socket");
     }
-    return failure(TmuxState::no_server, std::string(message));
+    TmuxFacts f = failure(TmuxState::no_server, std::string(message));
+    f.socket_path = path;
+    return f;
+}
+
+// A decimal integer of at most 18 digits (so that seconds fit a Timestamp), or nullopt.
+std::optional<std::int64_t> parse_decimal(std::string_view text) {
+    if (text.empty() || text.size() > 18) {
+        return std::nullopt;
+    }
+    std::int64_t value = 0;
+    for (char c : text) {
+        if (c < '0' || c > '9') {
+            return std::nullopt;
+        }
+        value = value * 10 + (c - '0');
+    }
+    return value;
+}
+
+// Seconds since the epoch as tmux prints a time; nullopt for text that is not one.
+std::optional<Timestamp> parse_tmux_time(std::string_view text) {
+    const std::optional<std::int64_t> seconds = parse_decimal(text);
+    // Timestamp counts nanoseconds in 64 bits: about 292 years either side of 1970.
+    if (!seconds || *seconds > 9'000'000'000) {
+        return std::nullopt;
+    }
+    return Timestamp(std::chrono::seconds(*seconds));
+}
+
+bool valid_id(std::string_view id, char sigil) {
+    return id.size() >= 2 && id[0] == sigil && parse_decimal(id.substr(1)).has_value();
 }
 
 } // namespace
@@ -207,13 +244,41 @@ bool TmuxFacts::has(std::string_view session_id) const {
     return session_names.count(key) != 0 || session_ids.count(key) != 0 || pane_ids.count(key) != 0;
 }
 
+bool TmuxFacts::has_live(std::string_view session_id) const {
+    if (!has(session_id)) {
+        return false;
+    }
+    const auto live_session = [](const TmuxSession& s) { return s.dead_panes < s.panes; };
+    if (auto pane = panes.find(session_id); pane != panes.end() && pane->second.dead != true) {
+        return true;
+    }
+    if (auto by_id = sessions.find(session_id);
+        by_id != sessions.end() && live_session(by_id->second)) {
+        return true;
+    }
+    bool detailed = panes.count(session_id) != 0 || sessions.count(session_id) != 0;
+    for (const auto& [id, s] : sessions) {
+        if (s.name == session_id) {
+            detailed = true;
+            if (live_session(s)) {
+                return true;
+            }
+        }
+    }
+    return !detailed; // listed without details: as has() says
+}
+
+namespace {
+// Runs `args` (tmux list-panes ...) with a deadline and classifies the answer.
+TmuxFacts run_listing(std::vector<std::string>& args, std::chrono::milliseconds timeout,
+                      const std::string& binary);
+} // namespace
+
 SystemTmuxProbe::SystemTmuxProbe(TmuxServer server, std::chrono::milliseconds timeout,
                                  std::string tmux_binary)
     : m_server(std::move(server)), m_timeout(timeout), m_binary(std::move(tmux_binary)) {}
 
 TmuxFacts SystemTmuxProbe::query() {
-    const auto deadline = std::chrono::steady_clock::now() + m_timeout;
-
     // The environment is passed on unchanged: TMUX_TMPDIR decides where -L sockets live, and
     // with neither -L nor -S tmux talks to the server named by $TMUX, like any tmux command
     // run from the same place would.
@@ -224,6 +289,22 @@ TmuxFacts SystemTmuxProbe::query() {
         args.insert(args.end(), {"-L", m_server.socket_name});
     }
     args.insert(args.end(), {"list-panes", "-a", "-F", std::string(k_format)});
+    TmuxFacts facts = run_listing(args, m_timeout, m_binary);
+    if (facts.socket_path.empty()) {
+        facts.socket_path = m_server.socket_path;
+    }
+    return facts;
+}
+
+std::string_view tmux_listing_format() {
+    return k_format;
+}
+
+namespace {
+
+TmuxFacts run_listing(std::vector<std::string>& args, std::chrono::milliseconds timeout,
+                      const std::string& binary) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
     std::vector<char*> argv;
     argv.reserve(args.size() + 1);
     for (auto& a : args) {
@@ -283,10 +364,9 @@ TmuxFacts SystemTmuxProbe::query() {
     }
 
     pid_t pid = -1;
-    rc =
-        ::posix_spawnp(&pid, m_binary.c_str(), setup.actions(), setup.attr(), argv.data(), environ);
+    rc = ::posix_spawnp(&pid, binary.c_str(), setup.actions(), setup.attr(), argv.data(), environ);
     if (rc != 0) {
-        std::string detail = "spawn " + m_binary + ": " + std::strerror(rc);
+        std::string detail = "spawn " + binary + ": " + std::strerror(rc);
         if (rc == ENOENT) {
             detail = "tmux not found: " + detail;
         }
@@ -305,7 +385,7 @@ TmuxFacts SystemTmuxProbe::query() {
     }
 
     const std::string timeout_text =
-        "tmux timed out after " + std::to_string(m_timeout.count()) + " ms";
+        "tmux timed out after " + std::to_string(timeout.count()) + " ms";
     std::string out_text;
     std::string err_text;
     bool out_open = true;
@@ -403,10 +483,13 @@ TmuxFacts SystemTmuxProbe::query() {
     return failure(TmuxState::unknown, std::string(message));
 }
 
+} // namespace
+
 TmuxFacts parse_tmux_listing(std::string_view output) {
     TmuxFacts facts;
     facts.state = TmuxState::ok;
     std::size_t line_no = 0;
+    bool seen_server = false;
     while (!output.empty()) {
         const std::size_t nl = output.find('\n');
         std::string_view line = output.substr(0, nl);
@@ -418,32 +501,86 @@ TmuxFacts parse_tmux_listing(std::string_view output) {
         if (line.empty()) {
             continue;
         }
-        // tmux prints a tab inside a session name as "\t", so the first two tabs are ours and
-        // the name is everything after the second (spaces and ':' included).
-        const std::size_t tab1 = line.find('\t');
-        const std::size_t tab2 =
-            tab1 == std::string_view::npos ? std::string_view::npos : line.find('\t', tab1 + 1);
-        auto valid_id = [](std::string_view id, char sigil) {
-            if (id.size() < 2 || id[0] != sigil) {
-                return false;
+        // tmux prints a tab inside a session name as "\t", so the first seven tabs are ours and
+        // the name is everything after the seventh (spaces and ':' included).
+        std::array<std::string_view, k_fixed_fields + 1> field{};
+        std::string_view rest = line;
+        bool complete = true;
+        for (std::size_t f = 0; f < k_fixed_fields; ++f) {
+            const std::size_t tab = rest.find('\t');
+            if (tab == std::string_view::npos) {
+                complete = false;
+                break;
             }
-            for (char c : id.substr(1)) {
-                if (c < '0' || c > '9') {
-                    return false;
-                }
-            }
-            return true;
-        };
-        if (tab2 == std::string_view::npos || !valid_id(line.substr(0, tab1), '$') ||
-            !valid_id(line.substr(tab1 + 1, tab2 - tab1 - 1), '%') || tab2 + 1 == line.size()) {
-            // A listing we cannot read completely must not pass for a complete one.
-            return failure(TmuxState::unknown, "unexpected tmux output on line " +
-                                                   std::to_string(line_no) + ": " +
-                                                   std::string(line.substr(0, 200)));
+            field[f] = rest.substr(0, tab);
+            rest = rest.substr(tab + 1);
         }
-        facts.session_ids.emplace(line.substr(0, tab1));
-        facts.pane_ids.emplace(line.substr(tab1 + 1, tab2 - tab1 - 1));
-        facts.session_names.emplace(line.substr(tab2 + 1));
+        field[k_fixed_fields] = rest;
+        const auto bad = [&](std::string_view what) {
+            // A listing we cannot read completely must not pass for a complete one.
+            return failure(TmuxState::unknown,
+                           "unexpected tmux output on line " + std::to_string(line_no) + " (" +
+                               std::string(what) + "): " + std::string(line.substr(0, 200)));
+        };
+        if (!complete || !valid_id(field[0], '$') || !valid_id(field[1], '%') ||
+            field[k_fixed_fields].empty()) {
+            return bad("not session id, pane id, ..., name");
+        }
+        // An empty field is a variable this tmux does not know: its fact stays unset. Anything
+        // else must read as what it is.
+        TmuxPane pane;
+        pane.id = std::string(field[1]);
+        pane.session_id = std::string(field[0]);
+        if (!field[2].empty()) {
+            pane.pid = parse_decimal(field[2]);
+            if (!pane.pid || *pane.pid <= 0) {
+                return bad("pane_pid");
+            }
+        }
+        if (field[3] == "1" || field[3] == "0") {
+            pane.dead = field[3] == "1";
+        } else if (!field[3].empty()) {
+            return bad("pane_dead");
+        }
+        std::optional<Timestamp> created;
+        if (!field[4].empty() && !(created = parse_tmux_time(field[4]))) {
+            return bad("session_created");
+        }
+        std::optional<Timestamp> started;
+        if (!field[5].empty() && !(started = parse_tmux_time(field[5]))) {
+            return bad("start_time");
+        }
+        std::optional<std::int64_t> server_pid;
+        if (!field[6].empty() && (!(server_pid = parse_decimal(field[6])) || *server_pid <= 0)) {
+            return bad("pid");
+        }
+        // Every line is the same server's: lines that disagree on it are not one listing.
+        if (seen_server && (started != facts.server_started || server_pid != facts.server_pid)) {
+            return bad("another server's start_time or pid");
+        }
+        seen_server = true;
+        facts.server_started = started;
+        facts.server_pid = server_pid;
+
+        const std::string name(field[k_fixed_fields]);
+        TmuxSession& session = facts.sessions[pane.session_id];
+        if (session.id.empty()) {
+            session.id = pane.session_id;
+            session.name = name;
+            session.created = created;
+        } else if (session.name != name || session.created != created) {
+            return bad("one session id with two names or creation times");
+        }
+        ++session.panes;
+        if (!pane.dead) {
+            ++session.unread_panes;
+        } else if (*pane.dead) {
+            ++session.dead_panes;
+        }
+        facts.session_ids.insert(session.id);
+        facts.session_names.insert(name);
+        facts.pane_ids.insert(pane.id);
+        facts.panes.emplace(pane.id, std::move(pane)); // a linked window lists a pane again
     }
     return facts;
 }

@@ -1,7 +1,10 @@
 #include <agentlock/verdict.hpp>
 
+#include <agentlock/duration.hpp>
+
 #include <cstdio>
 #include <string>
+#include <vector>
 
 namespace agentlock {
 
@@ -139,6 +142,224 @@ OwnerJudgement judge_owner(const LockInfo& lock, const ProcessFacts& process, co
     return {Owner::dead, pid + " was reused: " + times};
 }
 
+// Written before this boot? Exactly by our writer's boot id; else by acquired_at against btime.
+enum class Boot { this_boot, before, unknown };
+
+struct BootJudgement {
+    Boot boot = Boot::this_boot;
+    std::string why;
+};
+
+std::string step_text(const ClockFacts& clock) {
+    return clock.last_step ? " (last by " + signed_seconds(clock.last_step->size) + " at " +
+                                 format_rfc3339(clock.last_step->at) + ")"
+                           : "";
+}
+
+BootJudgement judge_boot(const LockInfo& lock, const HostFacts& host, const ReuseFacts& reuse,
+                         const TmuxFacts& tmux) {
+    if (lock.boot_id && !host.boot_id.empty()) {
+        if (*lock.boot_id != host.boot_id) {
+            return {Boot::before, "written before the last reboot (boot id " + *lock.boot_id +
+                                      ", now " + host.boot_id +
+                                      "): no process or tmux server survives a reboot"};
+        }
+        return {};
+    }
+    const std::optional<Timestamp>& btime = reuse.pid_table.boot_time;
+    if (!btime || lock.acquired_at >= *btime - k_boot_time_margin) {
+        return {}; // no boot time, or not early enough: the other rules decide
+    }
+    const std::string times = "acquired at " + format_rfc3339(lock.acquired_at) + ", more than " +
+                              std::to_string(k_boot_time_margin.count()) + " s before this boot (" +
+                              format_rfc3339(*btime) + ")";
+    // btime is today's reading of the boot moment: a forward step since the lock was written
+    // moves it later, and would make a lock of this boot look older than the boot.
+    if (reuse.clock.may_predate_a_step(lock.acquired_at)) {
+        return {Boot::unknown, "the lock was " + times + ", but the wall clock was stepped" +
+                                   step_text(reuse.clock) +
+                                   " after it may have been written: acquired_at cannot be "
+                                   "compared with the boot time"};
+    }
+    // A running tmux server started this boot: when its start time reads before the boot too,
+    // the clock has moved forward since these times were written.
+    if (tmux.state == TmuxState::ok && tmux.server_started &&
+        *tmux.server_started < *btime - k_boot_time_margin) {
+        return {Boot::unknown, "the lock was " + times +
+                                   ", but so was the running tmux server's "
+                                   "start (" +
+                                   format_rfc3339(*tmux.server_started) +
+                                   "): the wall clock has moved since they were written"};
+    }
+    return {Boot::before, times + ": no process or tmux server survives a reboot"};
+}
+
+// Does the recorded session still hold the lock? Only evidence decides "no".
+enum class Hold { held, not_held, unknown };
+
+struct HoldJudgement {
+    Hold hold = Hold::unknown;
+    std::string why;
+};
+
+// `created` (tmux's time of a server or session) reads later than acquired_at plus the slack.
+// Both were written by the wall clock, so a step between the two writes (unknown unless seen)
+// moves one against the other.
+HoldJudgement created_after_lock(const std::string& what, Timestamp created, const LockInfo& lock,
+                                 const TmuxEvidence& evidence, const ClockFacts& clock) {
+    const std::string times = what + " was created at " + format_rfc3339(created) +
+                              ", later than the lock was acquired (" +
+                              format_rfc3339(lock.acquired_at) + ") plus " +
+                              format_duration(evidence.created_slack) + " of slack";
+    if (clock.may_predate_a_step(lock.acquired_at)) {
+        return {Hold::unknown, times + ", but the wall clock was stepped" + step_text(clock) +
+                                   " after the lock may have been written: the two times "
+                                   "cannot be compared"};
+    }
+    return {Hold::not_held, times + ": not the one that took it"};
+}
+
+bool later_than_lock(Timestamp created, const LockInfo& lock, const TmuxEvidence& evidence) {
+    return created > lock.acquired_at + evidence.created_slack;
+}
+
+HoldJudgement judge_pane(const TmuxPane& pane, const LockInfo& lock, const TmuxFacts& tmux,
+                         const TmuxEvidence& evidence, const ClockFacts& clock) {
+    const std::string name = "pane " + pane.id;
+    // Pane ids are never reused within a server's life, so a pane is as old as its server for
+    // this purpose: only a newer server hands out the same %N again.
+    if (!tmux.server_started) {
+        return {Hold::unknown, name + " exists, but the tmux server's start time is unreadable: it "
+                                      "may be a newer server's reused id"};
+    }
+    if (later_than_lock(*tmux.server_started, lock, evidence)) {
+        return created_after_lock(name + "'s tmux server", *tmux.server_started, lock, evidence,
+                                  clock);
+    }
+    if (!pane.dead) {
+        return {Hold::unknown, name + " exists, but whether its process has exited is unreadable"};
+    }
+    if (*pane.dead) {
+        return {Hold::not_held, name + " is dead (its process exited; remain-on-exit keeps it)"};
+    }
+    return {Hold::held, name + " still exists"};
+}
+
+HoldJudgement judge_session(const TmuxSession& session, const LockInfo& lock,
+                            const TmuxEvidence& evidence, const ClockFacts& clock) {
+    const std::string name = "session " + session.name + " (" + session.id + ")";
+    // A session is never older than its server, so its own creation time covers the server's.
+    if (!session.created) {
+        return {Hold::unknown, name + " exists, but its creation time is unreadable"};
+    }
+    if (later_than_lock(*session.created, lock, evidence)) {
+        return created_after_lock(name, *session.created, lock, evidence, clock);
+    }
+    if (session.panes > 0 && session.dead_panes == session.panes) {
+        return {Hold::not_held, "every pane of " + name + " is dead (" +
+                                    std::to_string(session.panes) + ", kept by remain-on-exit)"};
+    }
+    if (session.panes > 0 && session.dead_panes + session.unread_panes == session.panes) {
+        return {Hold::unknown, name + " exists, but whether its panes' processes have exited is "
+                                      "unreadable"};
+    }
+    return {Hold::held, name + " still exists"};
+}
+
+// Is `tmux` an answer from the server the lock records (when it records one)?
+HoldJudgement judge_recorded_server(const LockInfo& lock, const TmuxFacts& tmux,
+                                    const TmuxEvidence& evidence) {
+    if (!lock.tmux_server_pid && !lock.tmux_socket) {
+        return {Hold::held, ""}; // a Go lock: the configured server is the only one to ask
+    }
+    const std::string recorded =
+        "the lock's tmux server (" +
+        (lock.tmux_server_pid ? "PID " + std::to_string(*lock.tmux_server_pid) : "PID unknown") +
+        (lock.tmux_socket ? ", socket " + *lock.tmux_socket : "") + ")";
+    if (lock.tmux_server_pid && evidence.recorded_server) {
+        switch (evidence.recorded_server->state) {
+        case ProcessState::dead:
+        case ProcessState::zombie:
+            // A server's ids name nothing once it has exited, whatever another server lists.
+            return {Hold::not_held, recorded + " is gone"};
+        case ProcessState::alive:
+        case ProcessState::unknown:
+            break;
+        }
+    }
+    if (tmux.state == TmuxState::unknown) {
+        return {Hold::held, ""}; // the caller says tmux is unknown
+    }
+    const bool same_socket =
+        lock.tmux_socket && !tmux.socket_path.empty() && *lock.tmux_socket == tmux.socket_path;
+    if (tmux.state == TmuxState::ok && lock.tmux_server_pid && tmux.server_pid) {
+        if (*tmux.server_pid == *lock.tmux_server_pid) {
+            return {Hold::held, ""};
+        }
+        // Its PID was not seen dead: it may still run, its socket replaced by another server's.
+        return {Hold::unknown,
+                recorded + " was not the server asked (" +
+                    (same_socket
+                         ? "its socket is now served by PID " + std::to_string(*tmux.server_pid)
+                         : "PID " + std::to_string(*tmux.server_pid) + " answered") +
+                    ")"};
+    }
+    if (!same_socket) {
+        return {Hold::unknown, recorded + " was not asked"};
+    }
+    if (tmux.state == TmuxState::no_server && lock.tmux_server_pid) {
+        // No server on its socket, but its PID was not seen dead (it may have lost its socket).
+        return {Hold::unknown, recorded + " is not listening on its socket, and its PID was not "
+                                          "seen dead"};
+    }
+    return {Hold::held, ""};
+}
+
+HoldJudgement judge_holder(const LockInfo& lock, const TmuxFacts& tmux,
+                           const TmuxEvidence& evidence, const ClockFacts& clock) {
+    const std::string& session = lock.session_id;
+    HoldJudgement server = judge_recorded_server(lock, tmux, evidence);
+    if (server.hold != Hold::held) {
+        return server;
+    }
+    switch (tmux.state) {
+    case TmuxState::unknown:
+        return {Hold::unknown, "session " + session + " cannot be checked: tmux state unknown (" +
+                                   tmux.detail + ")"};
+    case TmuxState::no_server:
+        return {Hold::not_held, "session " + session + " is gone (no tmux server running)"};
+    case TmuxState::ok:
+        break;
+    }
+    std::vector<HoldJudgement> found;
+    if (auto pane = tmux.panes.find(session); pane != tmux.panes.end()) {
+        found.push_back(judge_pane(pane->second, lock, tmux, evidence, clock));
+    }
+    if (auto by_id = tmux.sessions.find(session); by_id != tmux.sessions.end()) {
+        found.push_back(judge_session(by_id->second, lock, evidence, clock));
+    }
+    for (const auto& [id, listed] : tmux.sessions) {
+        if (listed.name == session && id != session) {
+            found.push_back(judge_session(listed, lock, evidence, clock));
+        }
+    }
+    if (found.empty()) {
+        if (tmux.has(session)) {
+            return {Hold::unknown, "session " + session + " is listed without its details"};
+        }
+        return {Hold::not_held, "session " + session + " is gone"};
+    }
+    // Held when any match holds; "no" only when every match says no.
+    for (Hold want : {Hold::held, Hold::unknown}) {
+        for (auto& f : found) {
+            if (f.hold == want) {
+                return std::move(f);
+            }
+        }
+    }
+    return std::move(found.front());
+}
+
 } // namespace
 
 bool pid_table_rules_out_reuse(const PidTableFacts& table) {
@@ -151,11 +372,25 @@ bool needs_pid_table(const LockInfo& lock, const ProcessFacts& process) {
     return start_time_says_reused(lock, process);
 }
 
+bool needs_boot_time(const LockInfo& lock, const HostFacts& host) {
+    const bool local = lock.hostname.empty() || lock.hostname == host.hostname;
+    return local && !(lock.boot_id && !host.boot_id.empty());
+}
+
 Judgement judge_lock(const LockInfo& lock, const ProcessFacts& process, const TmuxFacts& tmux,
-                     const HostFacts& host, const ReuseFacts& reuse) {
+                     const HostFacts& host, const ReuseFacts& reuse, const TmuxEvidence& evidence) {
     if (!lock.hostname.empty() && lock.hostname != host.hostname) {
         return {Verdict::foreign, "written on host " + lock.hostname + ", this is " +
                                       host.hostname + ": its PID cannot be checked here"};
+    }
+    // Before anything that may still read as alive: a PID or a tmux id seen now is not the one
+    // the lock recorded before a reboot.
+    const BootJudgement boot = judge_boot(lock, host, reuse, tmux);
+    if (boot.boot == Boot::before) {
+        return {Verdict::stale, boot.why};
+    }
+    if (boot.boot == Boot::unknown) {
+        return {Verdict::unknown, boot.why};
     }
     const OwnerJudgement owner = judge_owner(lock, process, host, reuse);
     if (owner.owner == Owner::unknown) {
@@ -170,27 +405,16 @@ Judgement judge_lock(const LockInfo& lock, const ProcessFacts& process, const Tm
         return {Verdict::stale, owner.why + " and no session is recorded"};
     }
 
-    const std::string quoted = "session " + session;
-    switch (tmux.state) {
-    case TmuxState::unknown:
-        return {Verdict::unknown, owner.why + "; " + quoted +
-                                      " cannot be checked: tmux state unknown (" + tmux.detail +
-                                      ")"};
-    case TmuxState::no_server:
-    case TmuxState::ok: {
-        const bool session_lives = tmux.state == TmuxState::ok && tmux.has(session);
-        const std::string where = tmux.state == TmuxState::ok ? "" : " (no tmux server running)";
-        if (owner.owner == Owner::alive) {
-            if (session_lives) {
-                return {Verdict::live, owner.why + " and " + quoted + " exists"};
-            }
-            return {Verdict::orphaned, owner.why + " but " + quoted + " is gone" + where};
-        }
-        if (session_lives) {
-            return {Verdict::held_by_session, owner.why + " but " + quoted + " still exists"};
-        }
-        return {Verdict::stale, owner.why + " and " + quoted + " is gone" + where};
-    }
+    const HoldJudgement holder = judge_holder(lock, tmux, evidence, reuse.clock);
+    switch (holder.hold) {
+    case Hold::unknown:
+        return {Verdict::unknown, owner.why + "; " + holder.why};
+    case Hold::held:
+        return {owner.owner == Owner::alive ? Verdict::live : Verdict::held_by_session,
+                owner.why + (owner.owner == Owner::alive ? " and " : " but ") + holder.why};
+    case Hold::not_held:
+        return {owner.owner == Owner::alive ? Verdict::orphaned : Verdict::stale,
+                owner.why + (owner.owner == Owner::alive ? " but " : " and ") + holder.why};
     }
     return {Verdict::unknown, "unreachable"};
 }

@@ -592,6 +592,54 @@ TEST_F(E2E, OnceWithNoTmuxServerRemovesADeadPidLockWhoseSessionCannotExist) {
     EXPECT_FALSE(exists(stale));
 }
 
+// gastown's pattern: `gt prime` wrote each lock and exited, session_id is the agent's pane. A
+// pane whose process has exited (kept by remain-on-exit) and a pane of a session created long
+// after the lock do not hold; a live pane created just after its lock (a launcher) does.
+TEST_F(E2E, OnceJudgesGastownPaneLocksByTheirPanesAge) {
+    ASSERT_EQ(m_tmux.tmux("set-option -g remain-on-exit on").status, 0);
+    m_tmux.new_session("gt-w-live");
+    m_tmux.new_session("gt-w-dead");
+    const std::string live_pane = m_tmux.pane_of("gt-w-live");
+    const std::string dead_pane = m_tmux.pane_of("gt-w-dead");
+    const pid_t dead_agent = m_tmux.pane_pid("gt-w-dead");
+    ASSERT_EQ(::kill(dead_agent, SIGKILL), 0);
+    ASSERT_TRUE(test::wait_until([&] {
+        return m_tmux.tmux("display-message -p -t " + dead_pane + " '#{pane_dead}'").out == "1\n";
+    }));
+    const std::string host = local_hostname();
+    const std::string live =
+        put_lock("w-live", go_lock_json(dead_pid(), rfc3339_now(-5s), live_pane, host));
+    const std::string dead =
+        put_lock("w-dead", go_lock_json(dead_pid(), rfc3339_now(-5s), dead_pane, host));
+    const std::string older =
+        put_lock("w-older", go_lock_json(dead_pid(), rfc3339_now(-10min), live_pane, host));
+
+    // With a slack of eleven minutes, the older lock's pane counts as created in time.
+    json::object doc = once_json({"--tmux-created-slack", "11m", "--dry-run"});
+    auto e = lock_entry(doc, older);
+    ASSERT_TRUE(e) << json::serialize(doc);
+    EXPECT_EQ(str_or(*e, "verdict"), "held-by-session") << json::serialize(*e);
+
+    doc = once_json();
+    e = lock_entry(doc, live);
+    ASSERT_TRUE(e) << json::serialize(doc);
+    EXPECT_EQ(str_or(*e, "verdict"), "held-by-session") << json::serialize(*e);
+    EXPECT_TRUE(exists(live));
+    e = lock_entry(doc, dead);
+    ASSERT_TRUE(e) << json::serialize(doc);
+    EXPECT_EQ(str_or(*e, "verdict"), "stale") << json::serialize(*e);
+    EXPECT_NE(str_or(*e, "reason").find("pane " + dead_pane + " is dead"), std::string::npos)
+        << json::serialize(*e);
+    EXPECT_EQ(str_or(*e, "action"), "removed");
+    EXPECT_FALSE(exists(dead));
+    e = lock_entry(doc, older);
+    ASSERT_TRUE(e) << json::serialize(doc);
+    EXPECT_EQ(str_or(*e, "verdict"), "stale") << json::serialize(*e);
+    EXPECT_NE(str_or(*e, "reason").find("tmux server was created at"), std::string::npos)
+        << json::serialize(*e);
+    EXPECT_FALSE(exists(older));
+}
+
 // =============================================================================================
 // 2. The running daemon removes stale locks and keeps the others
 

@@ -387,9 +387,9 @@ TEST_F(GoInterop, SerializeLockIsByteIdenticalToGoMarshalIndent) {
         ASSERT_EQ(m.status, 0) << m.err;
         const auto t = parse_rfc3339(c.time);
         ASSERT_TRUE(t.has_value());
-        EXPECT_EQ(
-            serialize_lock(LockInfo{c.pid, *t, c.session, c.host, std::nullopt, std::nullopt}),
-            m.out);
+        EXPECT_EQ(serialize_lock(LockInfo{c.pid, *t, c.session, c.host, std::nullopt, std::nullopt,
+                                          std::nullopt, std::nullopt}),
+                  m.out);
     }
 }
 

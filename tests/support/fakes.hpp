@@ -49,13 +49,41 @@ public:
     int calls = 0;
 };
 
+/// When tmux_ok's server started and its sessions were created: long before any test's lock.
+inline const Timestamp k_tmux_long_ago{std::chrono::seconds(1'000'000'000)};
+
+/// A server started long ago listing sessions by `names` and by `ids` and panes `panes`, every
+/// session created long ago, every pane alive. A name and an id are separate sessions.
 inline TmuxFacts tmux_ok(std::set<std::string> names, std::set<std::string> ids = {},
                          std::set<std::string> panes = {}) {
     TmuxFacts f;
     f.state = TmuxState::ok;
-    f.session_names = std::move(names);
-    f.session_ids = std::move(ids);
-    f.pane_ids = std::move(panes);
+    f.server_started = k_tmux_long_ago;
+    int next_id = 9000;
+    const auto add_session = [&f](std::string id, std::string name) {
+        TmuxSession s;
+        s.id = id;
+        s.name = std::move(name);
+        s.created = k_tmux_long_ago;
+        s.panes = 1;
+        f.session_ids.insert(id);
+        f.session_names.insert(s.name);
+        f.sessions.emplace(std::move(id), std::move(s));
+    };
+    for (const auto& name : names) {
+        add_session("$" + std::to_string(next_id++), name);
+    }
+    for (const auto& id : ids) {
+        add_session(id, "session" + id);
+    }
+    for (const auto& id : panes) {
+        TmuxPane p;
+        p.id = id;
+        p.session_id = "$8999";
+        p.dead = false;
+        f.pane_ids.insert(id);
+        f.panes.emplace(id, std::move(p));
+    }
     return f;
 }
 

@@ -5,9 +5,21 @@
 #include <functional>
 #include <string>
 #include <sys/types.h>
+#include <utility>
 #include <vector>
 
 namespace agentlock::test {
+
+/// The value of `key` among log or config fields, or "<missing>".
+inline std::string field(const std::vector<std::pair<std::string, std::string>>& fields,
+                         const std::string& key) {
+    for (const auto& [k, v] : fields) {
+        if (k == key) {
+            return v;
+        }
+    }
+    return "<missing>";
+}
 
 /// A fresh directory under $TMPDIR (or /tmp), removed with everything in it on destruction,
 /// unreadable subdirectories included.

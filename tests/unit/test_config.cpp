@@ -362,8 +362,7 @@ TEST(ConfigMerge, MetricsFileIsAPromFileMadeAbsolute) {
     ASSERT_TRUE(finish_config(*c));
     EXPECT_EQ(c->metrics_file.front(), '/');
     EXPECT_NE(c->metrics_file.find("/m/agentlock.prom"), std::string::npos) << c->metrics_file;
-    EXPECT_EQ(config_fields(*c).back(),
-              (std::pair<std::string, std::string>{"metrics_file", c->metrics_file}));
+    EXPECT_EQ(test::field(config_fields(*c), "metrics_file"), c->metrics_file);
 
     auto wrong = parse_config(R"({"roots": ["/srv"], "metrics_file": 1})", "f.json");
     ASSERT_FALSE(wrong);
@@ -372,8 +371,7 @@ TEST(ConfigMerge, MetricsFileIsAPromFileMadeAbsolute) {
     std::string why;
     Config d;
     d.roots = {"/srv"};
-    EXPECT_EQ(config_fields(d).back(),
-              (std::pair<std::string, std::string>{"metrics_file", "none"}));
+    EXPECT_EQ(test::field(config_fields(d), "metrics_file"), "none");
     for (const char* bad : {"/var/lib/agentlock.txt", "/var/lib/.prom", "/var/lib/agentlock"}) {
         d.metrics_file = bad;
         EXPECT_EQ(rejected_key(d, &why), "metrics_file") << bad;

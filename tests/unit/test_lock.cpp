@@ -58,6 +58,54 @@ TEST_F(LockTest, AcquireOnAnUnlockedWorkerWritesOurLock) {
     EXPECT_EQ(lock.status(), "locked (by us)");
 }
 
+// An agent inside tmux records its server from $TMUX, so a judge asks that server.
+TEST_F(LockTest, AcquireRecordsTheAgentsTmuxServer) {
+    LockOptions o;
+    o.tmux.socket_name = m_tmux.socket_name();
+    o.tmux_env = "/tmp/tmux-1000/gt-town-1a2b3c,4242,3";
+    Lock lock(worker(), o);
+    ASSERT_TRUE(lock.acquire("%3"));
+    auto info = lock.read();
+    ASSERT_TRUE(info) << info.error().message;
+    EXPECT_EQ(info->tmux_socket, "/tmp/tmux-1000/gt-town-1a2b3c");
+    EXPECT_EQ(info->tmux_server_pid, 4242);
+    // Outside tmux, or a value that is not tmux's: nothing recorded.
+    for (const char* env : {"", "not-tmux"}) {
+        o.tmux_env = env;
+        Lock outside(worker(), o);
+        ASSERT_TRUE(outside.acquire("%3"));
+        auto again = outside.read();
+        ASSERT_TRUE(again);
+        EXPECT_FALSE(again->tmux_socket) << env;
+        EXPECT_FALSE(again->tmux_server_pid) << env;
+    }
+}
+
+// A lock recording its agent's server is judged by that server, whatever server is configured.
+TEST_F(LockTest, ALockIsJudgedByTheServerItRecords) {
+    test::TmuxServerFixture town;
+    town.new_session("gt-w01");
+    const std::string pane = town.pane_of("gt-w01");
+    const std::string env =
+        town.socket_path() + "," +
+        std::to_string(std::stoll(town.tmux("display-message -p '#{pid}'").out)) + ",0";
+    LockOptions agent;
+    agent.tmux_env = env;
+    agent.owner_pid = 0;
+    {
+        Child gt_prime = test::spawn_sleeper();
+        agent.owner_pid = gt_prime.pid();
+        ASSERT_TRUE(Lock(worker(), agent).acquire(pane));
+    }                         // gt prime exits: the lock lives by its pane
+    auto other = make_lock(); // configured: the fixture's server, where the pane does not exist
+    Status s = other.acquire("%99");
+    ASSERT_FALSE(s) << "took over a lock whose pane lives on its own server";
+    EXPECT_EQ(s.error().kind, ErrorKind::locked);
+    town.kill_server();
+    ASSERT_TRUE(test::wait_until([&] { return static_cast<bool>(other.acquire("%99")); }))
+        << "its server is gone: the lock is stale";
+}
+
 TEST_F(LockTest, AcquireWhenOursRefreshes) {
     auto lock = make_lock();
     ASSERT_TRUE(lock.acquire("a"));

@@ -268,6 +268,30 @@ TEST(ParseLock, ReadsOurExtraFields) {
     EXPECT_EQ(small->boot_id, "");
 }
 
+TEST(ParseLock, ReadsTheAgentsTmuxServer) {
+    const auto r = parse_lock(R"({"pid": 12, "acquired_at": "2026-11-27T05:15:43Z",
+        "session_id": "%3", "tmux_socket": "/tmp/tmux-1000/gt-town-1a2b3c", "tmux_server_pid": 4000})");
+    ASSERT_TRUE(r) << r.error().message;
+    EXPECT_EQ(r->tmux_socket, "/tmp/tmux-1000/gt-town-1a2b3c");
+    EXPECT_EQ(r->tmux_server_pid, 4000);
+}
+
+TEST(ParseTmuxEnv, SocketPathServerPidAndSessionIndex) {
+    auto e = parse_tmux_env("/tmp/tmux-1000/default,4242,0");
+    ASSERT_TRUE(e);
+    EXPECT_EQ(e->socket_path, "/tmp/tmux-1000/default");
+    EXPECT_EQ(e->server_pid, 4242);
+    // A path may hold commas: the last two fields are the numbers.
+    e = parse_tmux_env("/srv/a,b/sock,17,-1");
+    ASSERT_TRUE(e);
+    EXPECT_EQ(e->socket_path, "/srv/a,b/sock");
+    EXPECT_EQ(e->server_pid, 17);
+    for (const char* bad : {"", "/tmp/s", "/tmp/s,12", ",12,0", "/tmp/s,x,0", "/tmp/s,0,0",
+                            "/tmp/s,-3,0", "/tmp/s,12,", "/tmp/s,12,z", "relative,12,0"}) {
+        EXPECT_FALSE(parse_tmux_env(bad)) << bad;
+    }
+}
+
 TEST(ParseLock, KeysMatchCaseInsensitivelyAsInGo) {
     // encoding/json folds case, and folds U+017F (long s) to s and U+212A (Kelvin) to k.
     const auto r = parse_lock("{\"PID\": 12, \"Acquired_At\": \"2026-11-27T05:15:43Z\", "
@@ -383,6 +407,13 @@ TEST(ParseLock, WrongTypesAreInvalidAndNamed) {
         {R"({"pid": 1, )" + t + R"(, "pid_start_ticks": 1.5})",
          "field \"pid_start_ticks\" is not a non-negative integer"},
         {R"({"pid": 1, )" + t + R"(, "boot_id": 7})", "field \"boot_id\" is not a string"},
+        {R"({"pid": 1, )" + t + R"(, "tmux_socket": 7})", "field \"tmux_socket\" is not a string"},
+        {R"({"pid": 1, )" + t + R"(, "tmux_server_pid": 0})",
+         "field \"tmux_server_pid\" is not a positive integer"},
+        {R"({"pid": 1, )" + t + R"(, "tmux_server_pid": "12"})",
+         "field \"tmux_server_pid\" is not a positive integer"},
+        {R"({"pid": 1, )" + t + R"(, "tmux_server_pid": 18446744073709551615})",
+         "field \"tmux_server_pid\" is not a positive integer"},
     };
     for (const auto& [doc, needle] : cases) {
         EXPECT_TRUE(invalid_naming(parse_lock(doc), needle)) << doc;
@@ -399,8 +430,9 @@ TEST(ParseLock, GoZeroTimeIsInvalidNotClamped) {
 
 TEST(ParseLock, NeverThrowsOnArbitraryBytes) {
     std::mt19937 rng(7);
-    const std::string seed = serialize_lock(
-        LockInfo{42, base_plus(5), "s\xC3\xA9", "h", std::uint64_t{7}, std::string("b")});
+    const std::string seed =
+        serialize_lock(LockInfo{42, base_plus(5), "s\xC3\xA9", "h", std::uint64_t{7},
+                                std::string("b"), std::string("/tmp/tmux-0/t"), std::int64_t{9}});
     for (int i = 0; i < 20000; ++i) {
         std::string doc = seed;
         const int edits = 1 + static_cast<int>(rng() % 4);
@@ -430,25 +462,29 @@ TEST(ParseLock, NeverThrowsOnArbitraryBytes) {
 TEST(SerializeLock, MatchesGoMarshalIndentByteForByte) {
     // Expected texts are what Go 1.19's json.MarshalIndent(info, "", "  ") printed for the same
     // LockInfo with a UTC time (tests/interop checks the same against a live Go program).
-    LockInfo full{4242, base_plus(123'456'789), "sess-1", "host-a", std::nullopt, std::nullopt};
+    LockInfo full{4242,         base_plus(123'456'789), "sess-1",     "host-a",
+                  std::nullopt, std::nullopt,           std::nullopt, std::nullopt};
     EXPECT_EQ(serialize_lock(full), "{\n"
                                     "  \"pid\": 4242,\n"
                                     "  \"acquired_at\": \"2026-11-27T05:15:43.123456789Z\",\n"
                                     "  \"session_id\": \"sess-1\",\n"
                                     "  \"hostname\": \"host-a\"\n"
                                     "}");
-    LockInfo bare{1, base_plus(500'000'000), "", "", std::nullopt, std::nullopt};
+    LockInfo bare{
+        1, base_plus(500'000'000), "", "", std::nullopt, std::nullopt, std::nullopt, std::nullopt};
     EXPECT_EQ(serialize_lock(bare), "{\n"
                                     "  \"pid\": 1,\n"
                                     "  \"acquired_at\": \"2026-11-27T05:15:43.5Z\"\n"
                                     "}");
-    LockInfo whole{77, base_plus(0), "$3", "", std::nullopt, std::nullopt};
+    LockInfo whole{77,           base_plus(0), "$3",         "",
+                   std::nullopt, std::nullopt, std::nullopt, std::nullopt};
     EXPECT_EQ(serialize_lock(whole), "{\n"
                                      "  \"pid\": 77,\n"
                                      "  \"acquired_at\": \"2026-11-27T05:15:43Z\",\n"
                                      "  \"session_id\": \"$3\"\n"
                                      "}");
-    LockInfo early{9, at_ns(-999'999'999), "", "h", std::nullopt, std::nullopt};
+    LockInfo early{
+        9, at_ns(-999'999'999), "", "h", std::nullopt, std::nullopt, std::nullopt, std::nullopt};
     EXPECT_EQ(serialize_lock(early), "{\n"
                                      "  \"pid\": 9,\n"
                                      "  \"acquired_at\": \"1969-12-31T23:59:59.000000001Z\",\n"
@@ -465,6 +501,8 @@ TEST(SerializeLock, EscapesStringsAsGoDoes) {
                   "\xE0\x80\x80 x",
                   "h\xE2\x84\xAA",
                   std::nullopt,
+                  std::nullopt,
+                  std::nullopt,
                   std::nullopt};
     EXPECT_EQ(serialize_lock(info),
               "{\n"
@@ -478,7 +516,9 @@ TEST(SerializeLock, EscapesStringsAsGoDoes) {
 }
 
 TEST(SerializeLock, AppendsOurExtrasAfterGoFields) {
-    LockInfo info{4242, base_plus(1), "s", "h", std::uint64_t{123456}, std::string("boot-1")};
+    LockInfo info{4242,         base_plus(1),          "s",
+                  "h",          std::uint64_t{123456}, std::string("boot-1"),
+                  std::nullopt, std::nullopt};
     EXPECT_EQ(serialize_lock(info), "{\n"
                                     "  \"pid\": 4242,\n"
                                     "  \"acquired_at\": \"2026-11-27T05:15:43.000000001Z\",\n"
@@ -494,6 +534,15 @@ TEST(SerializeLock, AppendsOurExtrasAfterGoFields) {
                                     "  \"pid\": 4242,\n"
                                     "  \"acquired_at\": \"2026-11-27T05:15:43.000000001Z\",\n"
                                     "  \"pid_start_ticks\": 123456\n"
+                                    "}");
+    info.tmux_socket = "/tmp/tmux-0/town";
+    info.tmux_server_pid = 4000;
+    EXPECT_EQ(serialize_lock(info), "{\n"
+                                    "  \"pid\": 4242,\n"
+                                    "  \"acquired_at\": \"2026-11-27T05:15:43.000000001Z\",\n"
+                                    "  \"pid_start_ticks\": 123456,\n"
+                                    "  \"tmux_socket\": \"/tmp/tmux-0/town\",\n"
+                                    "  \"tmux_server_pid\": 4000\n"
                                     "}");
 }
 
@@ -520,6 +569,10 @@ TEST(SerializeLock, RoundTripsThroughParseLock) {
         }
         if (rng() % 2 != 0) {
             info.boot_id = strings[rng() % strings.size()];
+        }
+        if (rng() % 2 != 0) {
+            info.tmux_socket = strings[rng() % strings.size()];
+            info.tmux_server_pid = 1 + static_cast<std::int64_t>(rng() % 4'000'000);
         }
         const std::string text = serialize_lock(info);
         const auto back = parse_lock(text);
@@ -600,8 +653,14 @@ protected:
         return out;
     }
     static LockInfo sample(std::int64_t pid = 4242, const std::string& session = "sess-1") {
-        return LockInfo{pid,      base_plus(123'456'789), session,
-                        "host-a", std::uint64_t{99},      std::string("boot-1")};
+        return LockInfo{pid,
+                        base_plus(123'456'789),
+                        session,
+                        "host-a",
+                        std::uint64_t{99},
+                        std::string("boot-1"),
+                        std::nullopt,
+                        std::nullopt};
     }
     void expect_invalid(const LockRead& r, const std::string& needle) const {
         EXPECT_EQ(r.state, LockRead::State::invalid) << r.message;

@@ -84,6 +84,47 @@ private:
     std::string m_path;
 };
 
+// One line of the probe's listing format, with plausible facts unless told otherwise.
+struct Line {
+    std::string session = "$0";
+    std::string pane = "%0";
+    std::string name = "main";
+    std::string pane_pid = "4242";
+    std::string dead = "0";
+    std::string created = "1700000100";
+    std::string started = "1700000000";
+    std::string server_pid = "4000";
+    std::string text() const {
+        return session + "\t" + pane + "\t" + pane_pid + "\t" + dead + "\t" + created + "\t" +
+               started + "\t" + server_pid + "\t" + name + "\n";
+    }
+};
+
+// The same line as printf(1) needs it in a stand-in script ('%' doubled).
+std::string printf_line(const Line& l) {
+    std::string out;
+    for (char c : l.text()) {
+        if (c == '%') {
+            out += "%%";
+        } else if (c == '\t') {
+            out += "\\t";
+        } else if (c == '\n') {
+            out += "\\n";
+        } else {
+            out += c;
+        }
+    }
+    return "printf '" + out + "'";
+}
+
+Line line(std::string session, std::string pane, std::string name) {
+    Line l;
+    l.session = std::move(session);
+    l.pane = std::move(pane);
+    l.name = std::move(name);
+    return l;
+}
+
 SystemTmuxProbe probe_for(const TmuxServerFixture& server) {
     return SystemTmuxProbe(TmuxServer{server.socket_name(), ""});
 }
@@ -109,6 +150,46 @@ TEST(TmuxProbe, ListsSessionNamesIdsAndPanes) {
     EXPECT_FALSE(f.has("gamma"));
     EXPECT_FALSE(f.has("alph"));
     EXPECT_FALSE(f.has(""));
+}
+
+// The facts the judge reads of identity over time, from a real server: its start time and PID,
+// each session's creation time, each pane's PID and whether its process has exited.
+TEST(TmuxProbe, ReportsServerStartSessionTimesPanePidsAndDeadPanes) {
+    TmuxServerFixture server;
+    const auto before = std::chrono::floor<std::chrono::seconds>(std::chrono::system_clock::now());
+    const std::string live_id = server.new_session("live");
+    ASSERT_EQ(server.tmux("set-option -g remain-on-exit on").status, 0);
+    ASSERT_EQ(server.tmux("new-session -d -s gone 'exit 0'").status, 0);
+    const auto after = std::chrono::system_clock::now();
+    const pid_t live_pid = server.pane_pid("live");
+    const std::string live_pane = server.pane_of("live");
+    const std::string gone_pane = server.pane_of("gone");
+    ASSERT_TRUE(test::wait_until(
+        [&] { return trim(server.tmux("list-panes -t gone -F '#{pane_dead}'").out) == "1"; }));
+    const pid_t server_pid =
+        static_cast<pid_t>(std::stol(trim(server.tmux("display-message -p -t live '#{pid}'").out)));
+
+    TmuxFacts f = probe_for(server).query();
+    ASSERT_EQ(f.state, TmuxState::ok) << f.detail;
+    EXPECT_EQ(f.server_pid, server_pid);
+    ASSERT_TRUE(f.server_started);
+    EXPECT_GE(*f.server_started, before);
+    EXPECT_LE(*f.server_started, after);
+    ASSERT_EQ(f.sessions.count(live_id), 1u);
+    const TmuxSession& live = f.sessions.at(live_id);
+    EXPECT_EQ(live.name, "live");
+    ASSERT_TRUE(live.created);
+    EXPECT_GE(*live.created, before);
+    EXPECT_LE(*live.created, after);
+    EXPECT_EQ(live.panes, 1u);
+    EXPECT_EQ(live.dead_panes, 0u);
+    EXPECT_EQ(f.panes.at(live_pane).pid, live_pid);
+    EXPECT_EQ(f.panes.at(live_pane).dead, false);
+    EXPECT_EQ(f.panes.at(gone_pane).dead, true);
+    const std::string gone_id = f.panes.at(gone_pane).session_id;
+    EXPECT_EQ(f.sessions.at(gone_id).name, "gone");
+    EXPECT_EQ(f.sessions.at(gone_id).dead_panes, 1u);
+    EXPECT_EQ(f.sessions.at(gone_id).panes, 1u);
 }
 
 // "$N" (session) and "%N" (pane) are different number spaces. Arrange them to diverge:
@@ -425,12 +506,12 @@ TEST(TmuxProbe, ChildGetsDevNullAsStdinAndTheRightArguments) {
     TempDir dir;
     const std::string args_file = dir.sub("args");
     // Prints a valid listing only if its stdin is /dev/null.
-    const std::string script =
-        write_script(dir, "fake-tmux",
-                     "printf '%s\\n' \"$@\" > '" + args_file +
-                         "'\nin=$(readlink /proc/$$/fd/0)\n"
-                         "if [ \"$in\" != /dev/null ]; then echo \"stdin is $in\" >&2; exit 3; fi\n"
-                         "printf '$1\\t%%7\\tfake\\n'");
+    const std::string script = write_script(
+        dir, "fake-tmux",
+        "printf '%s\\n' \"$@\" > '" + args_file +
+            "'\nin=$(readlink /proc/$$/fd/0)\n"
+            "if [ \"$in\" != /dev/null ]; then echo \"stdin is $in\" >&2; exit 3; fi\n" +
+            printf_line(line("$1", "%7", "fake")));
     // Our own stdin is a pipe for the duration, so inheriting it would show.
     int pipe_fds[2];
     ASSERT_EQ(::pipe2(pipe_fds, O_CLOEXEC), 0);
@@ -448,7 +529,8 @@ TEST(TmuxProbe, ChildGetsDevNullAsStdinAndTheRightArguments) {
     EXPECT_TRUE(f.has("%7"));
     EXPECT_EQ(lines_of(test::read_file(args_file)),
               (std::vector<std::string>{"-S", "/some/path.sock", "list-panes", "-a", "-F",
-                                        "#{session_id}\t#{pane_id}\t#{session_name}"}));
+                                        std::string(tmux_listing_format())}));
+    EXPECT_EQ(f.socket_path, "/some/path.sock");
 
     SystemTmuxProbe(TmuxServer{"name", ""}, 3s, script).query();
     EXPECT_EQ(lines_of(test::read_file(args_file))[0], "-L");
@@ -477,10 +559,10 @@ TEST_P(TmuxExitClassification, Table) {
 INSTANTIATE_TEST_SUITE_P(
     Cases, TmuxExitClassification,
     ::testing::Values(
-        ExitCase{"listing", "printf '$0\\t%%0\\ta\\n'", TmuxState::ok},
+        ExitCase{"listing", "printf '$0\\t%%0\\t1\\t0\\t1\\t1\\t1\\ta\\n'", TmuxState::ok},
         ExitCase{"exit0_stderr", "echo 'access not allowed' >&2", TmuxState::unknown},
-        ExitCase{"exit0_listing_and_stderr", "printf '$0\\t%%0\\ta\\n'; echo oops >&2",
-                 TmuxState::unknown},
+        ExitCase{"exit0_listing_and_stderr",
+                 "printf '$0\\t%%0\\t1\\t0\\t1\\t1\\t1\\ta\\n'; echo oops >&2", TmuxState::unknown},
         ExitCase{"exit0_nothing", "exit 0", TmuxState::unknown},
         ExitCase{"exit0_garbage", "echo 'sessions: 3'", TmuxState::unknown},
         ExitCase{"exit1_silent", "exit 1", TmuxState::unknown},
@@ -505,10 +587,9 @@ INSTANTIATE_TEST_SUITE_P(
 // ---------------------------------------------------------------------------
 
 TEST(ParseTmuxListing, NamesWithColonsSpacesAndTabsEscapedByTmux) {
-    TmuxFacts f = parse_tmux_listing("$0\t%0\tgt-rig-w01\n"
-                                     "$0\t%3\tgt-rig-w01\n"
-                                     "$2\t%5\tname with spaces: and colon\n"
-                                     "$4\t%6\ta\\tb\n");
+    TmuxFacts f = parse_tmux_listing(
+        line("$0", "%0", "gt-rig-w01").text() + line("$0", "%3", "gt-rig-w01").text() +
+        line("$2", "%5", "name with spaces: and colon").text() + line("$4", "%6", "a\\tb").text());
     ASSERT_EQ(f.state, TmuxState::ok) << f.detail;
     EXPECT_EQ(f.session_names,
               (std::set<std::string>{"gt-rig-w01", "name with spaces: and colon", "a\\tb"}));
@@ -516,15 +597,69 @@ TEST(ParseTmuxListing, NamesWithColonsSpacesAndTabsEscapedByTmux) {
     EXPECT_EQ(f.pane_ids, (std::set<std::string>{"%0", "%3", "%5", "%6"}));
 }
 
+TEST(ParseTmuxListing, SessionsPanesAndTheServerWithTheirTimes) {
+    Line a = line("$1", "%1", "one");
+    a.created = "1700000500";
+    a.pane_pid = "101";
+    Line b = line("$1", "%2", "one");
+    b.created = "1700000500";
+    b.pane_pid = "102";
+    b.dead = "1";
+    Line c = line("$7", "%9", "two");
+    c.created = "1700000900";
+    c.dead = "1";
+    TmuxFacts f = parse_tmux_listing(a.text() + b.text() + c.text());
+    ASSERT_EQ(f.state, TmuxState::ok) << f.detail;
+    EXPECT_EQ(f.server_started, Timestamp(std::chrono::seconds(1700000000)));
+    EXPECT_EQ(f.server_pid, 4000);
+    ASSERT_EQ(f.sessions.size(), 2u);
+    const TmuxSession& one = f.sessions.at("$1");
+    EXPECT_EQ(one.name, "one");
+    EXPECT_EQ(one.created, Timestamp(std::chrono::seconds(1700000500)));
+    EXPECT_EQ(one.panes, 2u);
+    EXPECT_EQ(one.dead_panes, 1u);
+    EXPECT_EQ(one.unread_panes, 0u);
+    EXPECT_EQ(f.sessions.at("$7").dead_panes, 1u);
+    ASSERT_EQ(f.panes.size(), 3u);
+    EXPECT_EQ(f.panes.at("%2").pid, 102);
+    EXPECT_EQ(f.panes.at("%2").dead, true);
+    EXPECT_EQ(f.panes.at("%1").dead, false);
+    EXPECT_EQ(f.panes.at("%9").session_id, "$7");
+}
+
+// A tmux that does not know a variable prints nothing for it: the fact is unset, not invented.
+TEST(ParseTmuxListing, EmptyFieldsLeaveFactsUnset) {
+    Line l = line("$1", "%1", "one");
+    l.pane_pid = "";
+    l.dead = "";
+    l.created = "";
+    l.started = "";
+    l.server_pid = "";
+    TmuxFacts f = parse_tmux_listing(l.text());
+    ASSERT_EQ(f.state, TmuxState::ok) << f.detail;
+    EXPECT_FALSE(f.server_started);
+    EXPECT_FALSE(f.server_pid);
+    EXPECT_FALSE(f.sessions.at("$1").created);
+    EXPECT_EQ(f.sessions.at("$1").unread_panes, 1u);
+    EXPECT_FALSE(f.panes.at("%1").pid);
+    EXPECT_FALSE(f.panes.at("%1").dead);
+}
+
 TEST(ParseTmuxListing, CarriageReturnsAndEmptyLines) {
-    TmuxFacts f = parse_tmux_listing("\n$1\t%1\tone\r\n\r\n\n$2\t%9\ttwo\r\n");
+    std::string one = line("$1", "%1", "one").text();
+    std::string two = line("$2", "%9", "two").text();
+    one.insert(one.size() - 1, "\r");
+    two.insert(two.size() - 1, "\r");
+    TmuxFacts f = parse_tmux_listing("\n" + one + "\r\n\n" + two);
     ASSERT_EQ(f.state, TmuxState::ok) << f.detail;
     EXPECT_EQ(f.session_names, (std::set<std::string>{"one", "two"}));
     EXPECT_EQ(f.pane_ids, (std::set<std::string>{"%1", "%9"}));
 }
 
 TEST(ParseTmuxListing, LastLineWithoutNewline) {
-    TmuxFacts f = parse_tmux_listing("$1\t%1\tone\n$2\t%2\ttwo");
+    std::string two = line("$2", "%2", "two").text();
+    two.pop_back();
+    TmuxFacts f = parse_tmux_listing(line("$1", "%1", "one").text() + two);
     ASSERT_EQ(f.state, TmuxState::ok);
     EXPECT_TRUE(f.has("two"));
 }
@@ -537,7 +672,7 @@ TEST(ParseTmuxListing, EmptyOutputIsOkAndEmpty) {
 
 // A session may be named like an id: it matches by name, and only its own id matches as an id.
 TEST(ParseTmuxListing, SessionNamedLikeAnId) {
-    TmuxFacts f = parse_tmux_listing("$3\t%8\t%1\n");
+    TmuxFacts f = parse_tmux_listing(line("$3", "%8", "%1").text());
     ASSERT_EQ(f.state, TmuxState::ok);
     EXPECT_TRUE(f.has("%1"));  // by name
     EXPECT_TRUE(f.has("$3"));  // by session id
@@ -548,7 +683,7 @@ TEST(ParseTmuxListing, SessionNamedLikeAnId) {
 
 struct BadListing {
     const char* name;
-    const char* text;
+    std::string text;
 };
 
 class ParseTmuxListingRejects : public ::testing::TestWithParam<BadListing> {};
@@ -559,17 +694,41 @@ TEST_P(ParseTmuxListingRejects, Table) {
     EXPECT_EQ(f.state, TmuxState::unknown);
     EXPECT_FALSE(f.detail.empty());
     EXPECT_TRUE(f.session_names.empty());
+    EXPECT_TRUE(f.sessions.empty());
 }
+
+Line with(Line l, std::string Line::*field, std::string value) {
+    l.*field = std::move(value);
+    return l;
+}
+
+const Line k_good = line("$1", "%1", "ok");
 
 INSTANTIATE_TEST_SUITE_P(
     Cases, ParseTmuxListingRejects,
-    ::testing::Values(BadListing{"one_field", "$1\n"}, BadListing{"two_fields", "$1\t%1\n"},
-                      BadListing{"empty_name", "$1\t%1\t\n"},
-                      BadListing{"swapped_ids", "%1\t$1\tname\n"},
-                      BadListing{"bare_sigils", "$\t%\tname\n"},
-                      BadListing{"non_numeric_id", "$a\t%1\tname\n"},
-                      BadListing{"old_format", "gt-rig-w01:$0\n"},
-                      BadListing{"good_then_bad", "$1\t%1\tok\nno server running\n"}),
+    ::testing::Values(
+        BadListing{"one_field", "$1\n"}, BadListing{"two_fields", "$1\t%1\n"},
+        BadListing{"three_fields_old_format", "$1\t%1\tname\n"},
+        BadListing{"empty_name", with(k_good, &Line::name, "").text()},
+        BadListing{"swapped_ids",
+                   with(with(k_good, &Line::session, "%1"), &Line::pane, "$1").text()},
+        BadListing{"bare_sigils", with(with(k_good, &Line::session, "$"), &Line::pane, "%").text()},
+        BadListing{"non_numeric_id", with(k_good, &Line::session, "$a").text()},
+        BadListing{"old_format", "gt-rig-w01:$0\n"},
+        BadListing{"good_then_bad", k_good.text() + "no server running\n"},
+        BadListing{"pane_pid_text", with(k_good, &Line::pane_pid, "pid").text()},
+        BadListing{"pane_pid_zero", with(k_good, &Line::pane_pid, "0").text()},
+        BadListing{"pane_dead_yes", with(k_good, &Line::dead, "yes").text()},
+        BadListing{"pane_dead_2", with(k_good, &Line::dead, "2").text()},
+        BadListing{"created_negative", with(k_good, &Line::created, "-5").text()},
+        BadListing{"created_fraction", with(k_good, &Line::created, "1700000000.5").text()},
+        BadListing{"created_beyond_2262", with(k_good, &Line::created, "99999999999").text()},
+        BadListing{"start_time_text", with(k_good, &Line::started, "yesterday").text()},
+        BadListing{"server_pid_text", with(k_good, &Line::server_pid, "x").text()},
+        BadListing{"two_servers",
+                   k_good.text() + with(line("$2", "%2", "b"), &Line::started, "1").text()},
+        BadListing{"one_session_two_times",
+                   k_good.text() + with(line("$1", "%2", "ok"), &Line::created, "1").text()}),
     [](const ::testing::TestParamInfo<BadListing>& p) { return std::string(p.param.name); });
 
 TEST(TmuxStateNames, ToString) {

@@ -409,5 +409,363 @@ TEST(ClockStepRule, AnUnknownOwnerStaysUnknownWithASession) {
     EXPECT_EQ(j.verdict, Verdict::unknown) << j.reason;
 }
 
+// --- identity over time: tmux's ids and names against acquired_at ----------------------------
+//
+// Gastown's pattern throughout: the owner (`gt prime`) is dead and the lock lives by its pane.
+
+const ProcessFacts k_dead = state(ProcessState::dead);
+
+// One server, started at `started`, with pane %3 in session $1 "gt-w01" created at `created`.
+TmuxFacts gastown_server(Timestamp started, Timestamp created, bool pane_dead = false) {
+    TmuxFacts t;
+    t.state = TmuxState::ok;
+    t.server_started = started;
+    t.server_pid = 4000;
+    TmuxSession s;
+    s.id = "$1";
+    s.name = "gt-w01";
+    s.created = created;
+    s.panes = 1;
+    s.dead_panes = pane_dead ? 1 : 0;
+    t.sessions.emplace(s.id, s);
+    TmuxPane p;
+    p.id = "%3";
+    p.session_id = "$1";
+    p.pid = 5000;
+    p.dead = pane_dead;
+    t.panes.emplace(p.id, p);
+    t.session_ids = {"$1"};
+    t.session_names = {"gt-w01"};
+    t.pane_ids = {"%3"};
+    return t;
+}
+
+const TmuxFacts k_old_server = gastown_server(k_acquired - 1h, k_acquired - 30min);
+
+Judgement judge_with(const LockInfo& l, const ProcessFacts& p, const TmuxFacts& t,
+                     TmuxEvidence evidence = {}, ReuseFacts reuse = {}) {
+    return judge_lock(l, p, t, k_host, reuse, evidence);
+}
+
+bool says(const Judgement& j, const std::string& text) {
+    return j.reason.find(text) != std::string::npos;
+}
+
+TEST(TmuxIdentity, AnOlderServerSessionAndPaneHoldTheLock) {
+    for (const char* recorded : {"%3", "$1", "gt-w01"}) {
+        const Judgement j = judge_with(lock(10, recorded), k_dead, k_old_server);
+        EXPECT_EQ(j.verdict, Verdict::held_by_session) << recorded << ": " << j.reason;
+    }
+}
+
+// tmux numbers panes and sessions from %0 and $0 again after a restart: the new server's %3 is
+// not the pane that took the lock.
+TEST(TmuxIdentity, APaneOfAServerStartedAfterTheLockIsAReusedId) {
+    const TmuxFacts restarted = gastown_server(k_acquired + 2h, k_acquired + 2h);
+    for (const char* recorded : {"%3", "$1"}) {
+        const Judgement j = judge_with(lock(10, recorded), k_dead, restarted);
+        EXPECT_EQ(j.verdict, Verdict::stale) << recorded << ": " << j.reason;
+        EXPECT_TRUE(says(j, "not the one that took it")) << j.reason;
+    }
+    EXPECT_TRUE(says(judge_with(lock(10, "%3"), k_dead, restarted), "tmux server"));
+    // A live owner's lock is kept whatever its session: orphaned.
+    EXPECT_EQ(judge_with(lock(10, "%3"), alive(), restarted).verdict, Verdict::orphaned);
+}
+
+// gastown recreates its sessions under the same names.
+TEST(TmuxIdentity, ASessionRecreatedUnderTheSameNameIsNotTheHolder) {
+    const TmuxFacts recreated = gastown_server(k_acquired - 1h, k_acquired + 10min);
+    const Judgement j = judge_with(lock(10, "gt-w01"), k_dead, recreated);
+    EXPECT_EQ(j.verdict, Verdict::stale) << j.reason;
+    EXPECT_TRUE(says(j, "session gt-w01 ($1) was created at")) << j.reason;
+    // The pane id is the server's, never reused while it runs: a pane of the old server holds.
+    EXPECT_EQ(judge_with(lock(10, "%3"), k_dead, recreated).verdict, Verdict::held_by_session);
+}
+
+// A launcher writes the lock, then creates the session: within the slack it is the holder.
+TEST(TmuxIdentity, TheSlackCoversALauncherThatCreatesTheSessionAfterTheLock) {
+    const TmuxFacts launched = gastown_server(k_acquired + 20s, k_acquired + 30s);
+    for (const char* recorded : {"%3", "$1", "gt-w01"}) {
+        EXPECT_EQ(judge_with(lock(10, recorded), k_dead, launched).verdict,
+                  Verdict::held_by_session)
+            << recorded;
+    }
+    // The slack is the config's: 10 s makes the same session too late.
+    TmuxEvidence strict;
+    strict.created_slack = 10s;
+    for (const char* recorded : {"%3", "$1", "gt-w01"}) {
+        const Judgement j = judge_with(lock(10, recorded), k_dead, launched, strict);
+        EXPECT_EQ(j.verdict, Verdict::stale) << recorded << ": " << j.reason;
+        EXPECT_TRUE(says(j, "10s of slack")) << j.reason;
+    }
+    // Exactly at the slack is still within it.
+    const TmuxFacts at_slack = gastown_server(k_acquired + 60s, k_acquired + 60s);
+    EXPECT_EQ(judge_with(lock(10, "%3"), k_dead, at_slack).verdict, Verdict::held_by_session);
+    EXPECT_EQ(judge_with(lock(10, "gt-w01"), k_dead, at_slack).verdict, Verdict::held_by_session);
+    const TmuxFacts past_slack = gastown_server(k_acquired + 61s, k_acquired + 61s);
+    EXPECT_EQ(judge_with(lock(10, "%3"), k_dead, past_slack).verdict, Verdict::stale);
+    EXPECT_EQ(judge_with(lock(10, "gt-w01"), k_dead, past_slack).verdict, Verdict::stale);
+}
+
+TEST(TmuxIdentity, AnUnreadableTimeIsUnknownNeverStale) {
+    TmuxFacts t = k_old_server;
+    t.server_started.reset();
+    Judgement j = judge_with(lock(10, "%3"), k_dead, t);
+    EXPECT_EQ(j.verdict, Verdict::unknown) << j.reason;
+    EXPECT_TRUE(says(j, "start time is unreadable")) << j.reason;
+    // A session's own creation time does not need the server's.
+    EXPECT_EQ(judge_with(lock(10, "gt-w01"), k_dead, t).verdict, Verdict::held_by_session);
+
+    t = k_old_server;
+    t.sessions.at("$1").created.reset();
+    j = judge_with(lock(10, "gt-w01"), k_dead, t);
+    EXPECT_EQ(j.verdict, Verdict::unknown) << j.reason;
+    EXPECT_TRUE(says(j, "creation time is unreadable")) << j.reason;
+    EXPECT_EQ(judge_with(lock(10, "$1"), k_dead, t).verdict, Verdict::unknown);
+}
+
+// The times are the wall clock's; a step seen since the lock was written makes them
+// incomparable, so "created later" is not concluded.
+TEST(TmuxIdentity, AStepSeenSinceTheLockMakesCreatedLaterUnknown) {
+    ReuseFacts reuse;
+    reuse.clock.record(ClockStep{k_acquired + 1h, -30min});
+    const TmuxFacts restarted = gastown_server(k_acquired + 2h, k_acquired + 2h);
+    for (const char* recorded : {"%3", "$1", "gt-w01"}) {
+        const Judgement j = judge_with(lock(10, recorded), k_dead, restarted, {}, reuse);
+        EXPECT_EQ(j.verdict, Verdict::unknown) << recorded << ": " << j.reason;
+        EXPECT_TRUE(says(j, "wall clock was stepped")) << j.reason;
+    }
+    // A step before the lock was written changes nothing.
+    ReuseFacts earlier;
+    earlier.clock.record(ClockStep{k_acquired - 1h, 5min});
+    EXPECT_EQ(judge_with(lock(10, "%3"), k_dead, restarted, {}, earlier).verdict, Verdict::stale);
+}
+
+// --- dead panes ------------------------------------------------------------------------------
+
+TEST(TmuxDeadPanes, ADeadPaneDoesNotHold) {
+    const TmuxFacts t = gastown_server(k_acquired - 1h, k_acquired - 30min, true);
+    Judgement j = judge_with(lock(10, "%3"), k_dead, t);
+    EXPECT_EQ(j.verdict, Verdict::stale) << j.reason;
+    EXPECT_TRUE(says(j, "pane %3 is dead")) << j.reason;
+    j = judge_with(lock(10, "%3"), alive(), t);
+    EXPECT_EQ(j.verdict, Verdict::orphaned) << j.reason;
+}
+
+TEST(TmuxDeadPanes, ASessionWhosePanesAreAllDeadDoesNotHold) {
+    TmuxFacts t = gastown_server(k_acquired - 1h, k_acquired - 30min, true);
+    for (const char* recorded : {"$1", "gt-w01"}) {
+        const Judgement j = judge_with(lock(10, recorded), k_dead, t);
+        EXPECT_EQ(j.verdict, Verdict::stale) << recorded << ": " << j.reason;
+        EXPECT_TRUE(says(j, "every pane of session gt-w01 ($1) is dead")) << j.reason;
+    }
+    // One live pane of two: held.
+    t.sessions.at("$1").panes = 2;
+    EXPECT_EQ(judge_with(lock(10, "gt-w01"), k_dead, t).verdict, Verdict::held_by_session);
+    // One dead, one whose state tmux did not say: unknown.
+    t.sessions.at("$1").unread_panes = 1;
+    EXPECT_EQ(judge_with(lock(10, "gt-w01"), k_dead, t).verdict, Verdict::unknown);
+}
+
+TEST(TmuxDeadPanes, AnUnreadableDeadFlagIsUnknown) {
+    TmuxFacts t = k_old_server;
+    t.panes.at("%3").dead.reset();
+    const Judgement j = judge_with(lock(10, "%3"), k_dead, t);
+    EXPECT_EQ(j.verdict, Verdict::unknown) << j.reason;
+}
+
+// A name may match a session while the same text is also a pane id: any match that holds keeps
+// the lock.
+TEST(TmuxDeadPanes, AnyMatchThatHoldsKeepsTheLock) {
+    TmuxFacts t = gastown_server(k_acquired - 1h, k_acquired - 30min);
+    TmuxSession odd;
+    odd.id = "$2";
+    odd.name = "%3";
+    odd.created = k_acquired + 1h; // created later: not the holder
+    odd.panes = 1;
+    t.sessions.emplace(odd.id, odd);
+    t.session_ids.insert("$2");
+    t.session_names.insert("%3");
+    EXPECT_EQ(judge_with(lock(10, "%3"), k_dead, t).verdict, Verdict::held_by_session);
+    t.panes.at("%3").dead = true;
+    EXPECT_EQ(judge_with(lock(10, "%3"), k_dead, t).verdict, Verdict::stale);
+}
+
+// A session listed without its details (a hand-built answer) is not judged by guesswork.
+TEST(TmuxDeadPanes, AListingWithoutDetailsIsUnknown) {
+    TmuxFacts t;
+    t.state = TmuxState::ok;
+    t.pane_ids = {"%3"};
+    EXPECT_EQ(judge_with(lock(10, "%3"), k_dead, t).verdict, Verdict::unknown);
+}
+
+TEST(TmuxDeadPanes, HasLiveIsWhatAHeldLockWaitsOn) {
+    TmuxFacts t = gastown_server(k_acquired - 1h, k_acquired - 30min);
+    EXPECT_TRUE(t.has_live("%3"));
+    EXPECT_TRUE(t.has_live("$1"));
+    EXPECT_TRUE(t.has_live("gt-w01"));
+    EXPECT_FALSE(t.has_live("%4"));
+    t = gastown_server(k_acquired - 1h, k_acquired - 30min, true);
+    EXPECT_TRUE(t.has("%3"));
+    EXPECT_FALSE(t.has_live("%3"));
+    EXPECT_FALSE(t.has_live("$1"));
+    EXPECT_FALSE(t.has_live("gt-w01"));
+}
+
+// --- before this boot ------------------------------------------------------------------------
+
+ReuseFacts booted_at(Timestamp btime) {
+    ReuseFacts r;
+    r.pid_table.boot_time = btime;
+    return r;
+}
+
+TEST(BootRule, OurLockFromAnotherBootIsStaleWhateverTmuxSays) {
+    LockInfo l = lock(10, "%3");
+    l.boot_id = "boot-0";
+    for (const TmuxFacts& t : {k_old_server, tmux_state(TmuxState::unknown, "no socket")}) {
+        const Judgement j = judge_with(l, alive(), t);
+        EXPECT_EQ(j.verdict, Verdict::stale) << j.reason;
+        EXPECT_TRUE(says(j, "written before the last reboot (boot id boot-0, now boot-1)"))
+            << j.reason;
+    }
+    // The same boot id: this boot, whatever btime reads.
+    l.boot_id = "boot-1";
+    EXPECT_EQ(judge_with(l, k_dead, k_old_server, {}, booted_at(k_acquired + 1h)).verdict,
+              Verdict::held_by_session);
+}
+
+// A Go lock has no boot id: acquired_at against btime, with a margin.
+TEST(BootRule, AGoLockAcquiredBeforeTheBootIsStaleWhateverTmuxSays) {
+    const ReuseFacts boot = booted_at(k_acquired + 1h);
+    for (const TmuxFacts& t : {tmux_state(TmuxState::unknown, "error connecting (No such file)"),
+                               gastown_server(k_acquired + 1h + 10s, k_acquired + 1h + 20s)}) {
+        const Judgement j = judge_with(lock(10, "%3"), k_dead, t, {}, boot);
+        EXPECT_EQ(j.verdict, Verdict::stale) << j.reason;
+        EXPECT_TRUE(says(j, "before this boot")) << j.reason;
+    }
+    // A live PID is not the owner either: no process survives a reboot.
+    EXPECT_EQ(judge_with(lock(10), alive(k_acquired + 2h), tmux_state(TmuxState::unknown), {}, boot)
+                  .verdict,
+              Verdict::stale);
+}
+
+TEST(BootRule, WithinTheMarginTheOtherRulesDecide) {
+    const TmuxFacts unknown = tmux_state(TmuxState::unknown, "no socket");
+    EXPECT_EQ(
+        judge_with(lock(10, "%3"), k_dead, unknown, {}, booted_at(k_acquired + k_boot_time_margin))
+            .verdict,
+        Verdict::unknown);
+    EXPECT_EQ(judge_with(lock(10, "%3"), k_dead, unknown, {},
+                         booted_at(k_acquired + k_boot_time_margin + 1s))
+                  .verdict,
+              Verdict::stale);
+    // No boot time read: no boot rule.
+    EXPECT_EQ(judge_with(lock(10, "%3"), k_dead, unknown).verdict, Verdict::unknown);
+}
+
+TEST(BootRule, AStepSeenMakesItUnknown) {
+    ReuseFacts boot = booted_at(k_acquired + 1h);
+    boot.clock.record(ClockStep{k_acquired + 2h, 1h});
+    const Judgement j =
+        judge_with(lock(10, "%3"), k_dead, tmux_state(TmuxState::unknown, "x"), {}, boot);
+    EXPECT_EQ(j.verdict, Verdict::unknown) << j.reason;
+    EXPECT_TRUE(says(j, "wall clock was stepped")) << j.reason;
+}
+
+// A running server started this boot; when its start reads before the boot too, the clock has
+// moved forward since (a host without a real-time clock, synced after the agents started).
+TEST(BootRule, ARunningServerThatReadsOlderThanTheBootMakesItUnknown) {
+    const Judgement j =
+        judge_with(lock(10, "%3"), k_dead, k_old_server, {}, booted_at(k_acquired + 1h));
+    EXPECT_EQ(j.verdict, Verdict::unknown) << j.reason;
+    EXPECT_TRUE(says(j, "the wall clock has moved")) << j.reason;
+}
+
+TEST(BootRule, NeededForLocalLocksWithoutADecidingBootId) {
+    LockInfo l = lock(10, "%3");
+    EXPECT_TRUE(needs_boot_time(l, k_host));
+    l.boot_id = "boot-1";
+    EXPECT_FALSE(needs_boot_time(l, k_host));
+    EXPECT_TRUE(needs_boot_time(l, HostFacts{"here", ""}));
+    EXPECT_FALSE(needs_boot_time(lock(10, "%3", "elsewhere"), k_host));
+}
+
+// --- the tmux server the lock records (our writer, from $TMUX) -------------------------------
+
+LockInfo recorded_lock(std::int64_t server_pid, std::string socket = "/tmp/tmux-0/town") {
+    LockInfo l = lock(10, "%3");
+    l.tmux_server_pid = server_pid;
+    l.tmux_socket = std::move(socket);
+    return l;
+}
+
+TmuxEvidence server_probe(ProcessState s) {
+    TmuxEvidence e;
+    e.recorded_server = state(s);
+    return e;
+}
+
+TEST(RecordedServer, ItsServerGoneMeansItsIdsHoldNothing) {
+    for (const TmuxFacts& t : {k_old_server, tmux_state(TmuxState::unknown, "no socket"),
+                               tmux_state(TmuxState::no_server)}) {
+        const Judgement j =
+            judge_with(recorded_lock(4000), k_dead, t, server_probe(ProcessState::dead));
+        EXPECT_EQ(j.verdict, Verdict::stale) << j.reason;
+        EXPECT_TRUE(says(j, "the lock's tmux server (PID 4000, socket /tmp/tmux-0/town) is gone"))
+            << j.reason;
+    }
+    EXPECT_EQ(
+        judge_with(recorded_lock(4000), k_dead, k_old_server, server_probe(ProcessState::zombie))
+            .verdict,
+        Verdict::stale);
+}
+
+TEST(RecordedServer, ItsOwnAnswerDecides) {
+    TmuxFacts t = k_old_server;
+    t.socket_path = "/tmp/tmux-0/town";
+    EXPECT_EQ(judge_with(recorded_lock(4000), k_dead, t, server_probe(ProcessState::alive)).verdict,
+              Verdict::held_by_session);
+    // Its start time still counts: a reused PID of a newer server.
+    const TmuxFacts newer = gastown_server(k_acquired + 2h, k_acquired + 2h);
+    EXPECT_EQ(
+        judge_with(recorded_lock(4000), k_dead, newer, server_probe(ProcessState::alive)).verdict,
+        Verdict::stale);
+}
+
+TEST(RecordedServer, AnotherServersAnswerIsNoEvidence) {
+    TmuxFacts other = k_old_server;
+    other.server_pid = 4100;
+    for (ProcessState s : {ProcessState::alive, ProcessState::unknown}) {
+        const Judgement j = judge_with(recorded_lock(4000), k_dead, other, server_probe(s));
+        EXPECT_EQ(j.verdict, Verdict::unknown) << j.reason;
+    }
+    // Not probed at all (a caller without the evidence): never taken as gone.
+    other.pane_ids.clear();
+    other.panes.clear();
+    EXPECT_EQ(judge_with(recorded_lock(4000), k_dead, other).verdict, Verdict::unknown);
+    // The same socket, served by another PID, while the recorded one may still run.
+    other.socket_path = "/tmp/tmux-0/town";
+    const Judgement j =
+        judge_with(recorded_lock(4000), k_dead, other, server_probe(ProcessState::alive));
+    EXPECT_EQ(j.verdict, Verdict::unknown) << j.reason;
+    EXPECT_TRUE(says(j, "its socket is now served by PID 4100")) << j.reason;
+}
+
+TEST(RecordedServer, NoServerOnItsSocketWhileItsPidLivesIsUnknown) {
+    TmuxFacts none = tmux_state(TmuxState::no_server, "no server running on /tmp/tmux-0/town");
+    none.socket_path = "/tmp/tmux-0/town";
+    EXPECT_EQ(
+        judge_with(recorded_lock(4000), k_dead, none, server_probe(ProcessState::alive)).verdict,
+        Verdict::unknown);
+    EXPECT_EQ(
+        judge_with(recorded_lock(4000), k_dead, none, server_probe(ProcessState::dead)).verdict,
+        Verdict::stale);
+    // A socket without a PID recorded: no server there is no session there.
+    LockInfo socket_only = lock(10, "%3");
+    socket_only.tmux_socket = "/tmp/tmux-0/town";
+    EXPECT_EQ(judge_with(socket_only, k_dead, none).verdict, Verdict::stale);
+}
+
 } // namespace
 } // namespace agentlock

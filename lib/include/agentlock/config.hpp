@@ -37,6 +37,9 @@ struct Config {
     std::string tmux_socket;      ///< tmux -L NAME
     std::string tmux_socket_path; ///< tmux -S PATH
     std::chrono::milliseconds tmux_timeout{std::chrono::seconds(3)};
+    /// A tmux server or session created more than this after a lock was acquired is not its
+    /// holder; covers a launcher that writes the lock before it creates the session.
+    std::chrono::milliseconds tmux_created_slack{k_default_tmux_created_slack};
     bool dry_run = false;
     std::vector<std::string> prune = default_prune_list();
     std::optional<unsigned> max_depth;
@@ -59,6 +62,7 @@ struct ConfigOverrides {
     std::optional<std::string> tmux_socket;
     std::optional<std::string> tmux_socket_path;
     std::optional<std::chrono::milliseconds> tmux_timeout;
+    std::optional<std::chrono::milliseconds> tmux_created_slack;
     std::optional<bool> dry_run;
     std::optional<std::vector<std::string>> prune;
     std::optional<unsigned> max_depth;

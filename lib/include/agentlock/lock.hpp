@@ -21,6 +21,8 @@ struct LockOptions {
     /// that runs the agent as its child names the child, so the lock lives as long as the agent
     /// does, even when the launcher is killed.
     std::int64_t owner_pid = 0;
+    /// The $TMUX to record the agent's tmux server from; unset: this process's environment.
+    std::optional<std::string> tmux_env;
     /// Optional seams for tests; the real probes are used when null. Not owned.
     ProcessProbe* process_probe = nullptr;
     TmuxProbe* tmux_probe = nullptr;

@@ -28,6 +28,9 @@ struct LockInfo {
     /// Extra fields only our writer records; Go readers ignore them.
     std::optional<std::uint64_t> pid_start_ticks; ///< /proc/<pid>/stat field 22 of the owner
     std::optional<std::string> boot_id;           ///< /proc/sys/kernel/random/boot_id at write
+    /// The tmux server the agent ran in, from its $TMUX, so the judge asks that server.
+    std::optional<std::string> tmux_socket;      ///< the server's socket path
+    std::optional<std::int64_t> tmux_server_pid; ///< the server's PID
 
     bool operator==(const LockInfo&) const = default;
 };
@@ -64,6 +67,16 @@ LockRead read_lock_at(int runtime_fd, const std::string& lock_path);
 /// Atomically replaces `agent.lock` under `runtime_fd`: temporary file in the same directory,
 /// fsync, rename, fsync of the directory. Mode 0644.
 Status write_lock_at(int runtime_fd, const std::string& lock_path, const LockInfo& info);
+
+/// The tmux server named by a $TMUX value ("socket_path,server_pid,session_index").
+struct TmuxEnv {
+    std::string socket_path;
+    std::int64_t server_pid = 0;
+};
+
+/// Parses $TMUX; nullopt when it is empty or not of that shape. The path may hold commas: the
+/// last two fields are the numbers.
+std::optional<TmuxEnv> parse_tmux_env(std::string_view value);
 
 /// `<worker>/.runtime/agent.lock` for a worker directory.
 std::string lock_path_for(std::string_view worker_dir);

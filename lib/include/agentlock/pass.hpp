@@ -11,9 +11,11 @@
 #include <agentlock/verdict.hpp>
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
 #include <optional>
 #include <ostream>
 #include <string>
@@ -38,6 +40,15 @@ struct PassOptions {
     /// ReuseFacts::known_owner); empty: none known. Asked once per local lock judged, never
     /// twice at once.
     std::function<std::optional<KnownOwner>(std::string_view worker)> known_owner;
+    /// A tmux server or session created more than this after a lock's acquired_at is not its
+    /// holder (TmuxEvidence::created_slack).
+    std::chrono::milliseconds tmux_created_slack = k_default_tmux_created_slack;
+    /// Asks the tmux server at a socket path. A lock that records its agent's server
+    /// (tmux_socket) is judged against that server's answer, asked at most once per pass (and
+    /// again before a removal), unless the configured server's answer is already that server's.
+    /// Empty: such locks are judged against the configured server's answer, which the judge
+    /// takes as theirs only when it comes from the same server.
+    std::function<TmuxFacts(const TmuxServer& server)> ask_tmux_server;
 };
 
 enum class LockAction { kept, removed, would_remove, skipped_changed };

@@ -1,7 +1,14 @@
 #pragma once
 // The tmux probe: one query per pass, three honest outcomes.
 
+#include <agentlock/lock_file.hpp>
+
 #include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -16,6 +23,24 @@ enum class TmuxState {
 
 std::string_view to_string(TmuxState state); ///< "ok", "no-server", "unknown"
 
+/// One listed session. tmux's times are whole seconds of the wall clock, truncated.
+struct TmuxSession {
+    std::string id;                   ///< "$N"
+    std::string name;                 ///< e.g. "gt-rig-w01"
+    std::optional<Timestamp> created; ///< session_created; unset when tmux did not say
+    std::size_t panes = 0;            ///< its panes as listed (a linked window counts in each)
+    std::size_t dead_panes = 0;       ///< of those, the ones with pane_dead 1
+    std::size_t unread_panes = 0;     ///< of those, the ones whose pane_dead tmux did not say
+};
+
+/// One listed pane.
+struct TmuxPane {
+    std::string id;                  ///< "%N" ($TMUX_PANE)
+    std::string session_id;          ///< "$N" of the first session it was listed in
+    std::optional<std::int64_t> pid; ///< pane_pid: the first process run in the pane
+    std::optional<bool> dead;        ///< pane_dead: its process exited (remain-on-exit kept it)
+};
+
 /// What the tmux server reported.
 struct TmuxFacts {
     TmuxState state = TmuxState::unknown;
@@ -23,10 +48,22 @@ struct TmuxFacts {
     std::set<std::string> session_names; ///< e.g. "gt-rig-w01"
     std::set<std::string> session_ids;   ///< "$N"
     std::set<std::string> pane_ids;      ///< "%N" ($TMUX_PANE)
+    /// Every listed session by "$N" and pane by "%N", with what tells their age and state.
+    std::map<std::string, TmuxSession, std::less<>> sessions;
+    std::map<std::string, TmuxPane, std::less<>> panes;
+    /// The server that answered: start_time and pid; unset when it did not say (or no server).
+    std::optional<Timestamp> server_started;
+    std::optional<std::int64_t> server_pid;
+    /// The socket asked, when the probe knows it (-S), or the one tmux named as having no server.
+    std::string socket_path;
 
     /// True when `session_id` names a listed session name, session id or pane id.
     /// Meaningful only when state is ok.
     bool has(std::string_view session_id) const;
+
+    /// Like has(), but false for a pane whose process has exited and for a session whose listed
+    /// panes all have: what a lock held by a session waits on. Meaningful only when state is ok.
+    bool has_live(std::string_view session_id) const;
 };
 
 /// Which tmux server to ask: -S path wins over -L name; both empty is tmux's default.
@@ -56,7 +93,12 @@ private:
     std::string m_binary;
 };
 
-/// Parses list-panes output (one "session_id<TAB>pane_id<TAB>session_name" per line).
+/// The `-F` format the probe lists panes with: session_id, pane_id, pane_pid, pane_dead,
+/// session_created, start_time, pid and session_name, tab-separated, the name last.
+std::string_view tmux_listing_format();
+
+/// Parses list-panes output in tmux_listing_format(). A field tmux left empty (a variable it does
+/// not know) leaves its fact unset; anything else malformed makes the whole listing unknown.
 TmuxFacts parse_tmux_listing(std::string_view output);
 
 } // namespace agentlock

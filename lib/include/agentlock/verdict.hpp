@@ -63,15 +63,44 @@ struct ReuseFacts {
     std::optional<KnownOwner> known_owner; ///< from an earlier judgement of this lock, this boot
 };
 
+/// The default of tmux_created_slack: how much later than acquired_at a tmux server or session may
+/// have been created and still hold the lock. A launcher may write the lock first and create the
+/// session after it (gastown's own start-up takes seconds; a slow one, tens), and tmux's times are
+/// whole seconds; a minute covers that and small wall-clock corrections, and costs only that a
+/// server restarted within a minute of a lock keeps it (kept, never removed).
+inline constexpr std::chrono::seconds k_default_tmux_created_slack{60};
+
+/// How much earlier than this boot (btime) a lock without a boot id must have been acquired to
+/// count as written before it. btime is the wall clock's current reading of the boot moment, so a
+/// forward step since the lock was written moves it later; the margin covers the corrections of
+/// the first minutes after a boot (an NTP or RTC sync).
+inline constexpr std::chrono::seconds k_boot_time_margin{300};
+
+/// What the judge needs besides the tmux listing to tell whether a recorded session is the one
+/// that took the lock.
+struct TmuxEvidence {
+    /// A server or session created more than this after acquired_at is not the lock's.
+    std::chrono::milliseconds created_slack = k_default_tmux_created_slack;
+    /// The process probe's answer for the lock's tmux_server_pid, when it records one; unset: not
+    /// probed (then that server is never taken as gone).
+    std::optional<ProcessFacts> recorded_server;
+};
+
 /// Whether judging `lock` with `process` may use ReuseFacts::pid_table: only a lock without start
 /// ticks whose live owner's start time reads later than acquired_at plus the margin. Callers read
 /// the PID table (ProcessProbe::pid_table) after the probe and only then: /proc/stat is too dear
 /// to read for every lock.
 bool needs_pid_table(const LockInfo& lock, const ProcessFacts& process);
 
+/// Whether judging `lock` needs the boot time (ReuseFacts::pid_table.boot_time): a lock of this
+/// host without a boot id that decides (ours, and this host's boot id readable). It changes only
+/// by clock steps, so callers may read it once per pass.
+bool needs_boot_time(const LockInfo& lock, const HostFacts& host);
+
 /// Judges one parsed lock. Pure: every fact is passed in.
 Judgement judge_lock(const LockInfo& lock, const ProcessFacts& process, const TmuxFacts& tmux,
-                     const HostFacts& host, const ReuseFacts& reuse = {});
+                     const HostFacts& host, const ReuseFacts& reuse = {},
+                     const TmuxEvidence& evidence = {});
 
 /// Only a stale lock may ever be removed.
 inline bool is_removable(Verdict verdict) {
