@@ -222,7 +222,7 @@ class CancellingSink final : public PassSink {
 public:
     CancellingSink(std::atomic<bool>& cancel, std::size_t after)
         : m_cancel(cancel), m_after(after) {}
-    void on_tmux(const TmuxFacts&) override {}
+    void on_tmux(const std::vector<TmuxServerReport>&) override {}
     void on_lock(LockRecord&&) override {
         if (++m_seen >= m_after) {
             m_cancel = true;
