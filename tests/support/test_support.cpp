@@ -212,8 +212,12 @@ TmuxServerFixture::TmuxServerFixture()
     : m_name("agentlock-test-" + std::to_string(::getpid()) + "-" +
              std::to_string(g_tmux_counter++)) {}
 
+TmuxServerFixture::TmuxServerFixture(std::string name) : m_name(std::move(name)) {}
+
 TmuxServerFixture::~TmuxServerFixture() {
     kill_server();
+    // A server killed by a signal leaves its socket behind; no test needs it afterwards.
+    (void)::unlink(socket_path().c_str());
 }
 
 std::string TmuxServerFixture::socket_path() const {

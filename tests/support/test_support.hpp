@@ -74,10 +74,13 @@ struct CommandResult {
 };
 CommandResult run_command(const std::string& shell_command);
 
-/// A real tmux server on a private -L socket, killed on destruction. Empty config (-f /dev/null).
+/// A real tmux server on a private -L socket, killed and its socket removed on destruction.
+/// Empty config (-f /dev/null).
 class TmuxServerFixture {
 public:
     TmuxServerFixture();
+    /// A server on the socket `name` (a name the code under test derives, such as gastown's).
+    explicit TmuxServerFixture(std::string name);
     ~TmuxServerFixture();
     TmuxServerFixture(const TmuxServerFixture&) = delete;
     TmuxServerFixture& operator=(const TmuxServerFixture&) = delete;
