@@ -2,6 +2,7 @@
 // durations are tested with the library (tests/unit/test_config.cpp).
 
 #include "command_line.hpp"
+#include "work.hpp"
 
 #include "test_support.hpp"
 
@@ -130,6 +131,19 @@ TEST(CommandLine, HelpDocumentsTheContract) {
         EXPECT_NE(help.find(flag), std::string::npos) << flag;
     }
     EXPECT_EQ(version_text().rfind("agentlockd ", 0), 0u);
+}
+
+TEST(Reload, AChangedRootServerRebuildsWhatIsKnown) {
+    Config a;
+    a.roots = {"/srv/town"};
+    Config b = a;
+    EXPECT_FALSE(scope_differs(a, b));
+    b.root_tmux["/srv/town"] = RootTmux{"", "", true};
+    EXPECT_TRUE(scope_differs(a, b)) << "plain root -> gastown town";
+    Config c = b;
+    c.root_tmux["/srv/town"] = RootTmux{"town-a1b2c3", "", false};
+    EXPECT_TRUE(scope_differs(b, c)) << "gastown town -> an explicit socket";
+    EXPECT_FALSE(scope_differs(c, c));
 }
 
 } // namespace

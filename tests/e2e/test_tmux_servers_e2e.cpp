@@ -47,6 +47,19 @@ std::string derived_socket_name(const std::string& town, const std::string& scra
     return (label.empty() ? std::string("default") : label) + "-" + r.out.substr(0, 6);
 }
 
+// Kills `tmux`'s server and waits until a client is told "no server running" (for a moment after
+// kill-server, clients are told "server exited unexpectedly": unknown, rightly).
+void kill_and_wait_gone(test::TmuxServerFixture& tmux) {
+    tmux.kill_server();
+    const bool gone = test::wait_until([&] {
+        return test::run_command("tmux -L '" + tmux.socket_name() + "' list-sessions 2>&1")
+                   .out.find("no server running") != std::string::npos;
+    });
+    if (!gone) {
+        throw std::runtime_error("tmux server " + tmux.socket_name() + " did not go away");
+    }
+}
+
 class TmuxServersE2E : public ::testing::Test {
 protected:
     void SetUp() override { m_dir = m_tmp.path(); }
@@ -133,7 +146,7 @@ TEST_F(TmuxServersE2E, AGastownTownsPaneHeldLocksLiveByTheTownsOwnServer) {
     EXPECT_TRUE(test::exists(lock2));
 
     // The town's server exits: no server running, no session holds anything.
-    tmux.kill_server();
+    kill_and_wait_gone(tmux);
     doc = once_json(config);
     EXPECT_EQ(str_or(server_entry(doc, server), "state"), "no-server") << json::serialize(doc);
     EXPECT_EQ(verdict_of(doc, lock2), "stale");
@@ -145,7 +158,7 @@ TEST_F(TmuxServersE2E, OneReportAnswersForEveryServerAndEachRootKeepsToItsOwn) {
     test::TmuxServerFixture down;
     up.new_session("one");
     down.new_session("one");
-    down.kill_server(); // its socket stays: "no server running" (a missing socket is unknown)
+    kill_and_wait_gone(down); // its socket stays: "no server running" (a missing socket is unknown)
     HangingListener hanging(m_dir + "/hanging.sock");
     const std::string a = m_dir + "/a", b = m_dir + "/b", c = m_dir + "/c";
     const std::string held = put_pane_lock(a, "w", "%0");

@@ -421,6 +421,11 @@ TEST_F(SeveralServersTest, AServerWithNoServerRunningFreesOnlyItsOwnRootsLocks) 
     put_pane_lock("a", "w", "%0");
     put_pane_lock("b", "w", "%0");
     m_b.kill_server();
+    // For a moment after kill-server clients hear "server exited unexpectedly" (unknown).
+    ASSERT_TRUE(test::wait_until([&] {
+        return test::run_command("tmux -L '" + m_b.socket_name() + "' list-sessions 2>&1")
+                   .out.find("no server running") != std::string::npos;
+    }));
 
     PassOptions o;
     o.roots = {root("a"), root("b")};
