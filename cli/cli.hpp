@@ -70,9 +70,11 @@ Status check_worker_dir(const std::string& worker);
 /// none ("").
 std::string config_path_of(const Args& args);
 
-/// The tmux server: --tmux-socket or --tmux-socket-path, else the config file's, else tmux's
-/// default (which is the server of $TMUX inside tmux). An unreadable config is an Error.
-Result<TmuxServer> tmux_server_of_args(const Args& args);
+/// The tmux server of `worker`: --tmux-socket or --tmux-socket-path, else the config file's for
+/// the root that holds the worker (its own server, a gastown town's socket) or for every root,
+/// else tmux's default (which is the server of $TMUX inside tmux). An unreadable config, or a
+/// gastown town whose socket cannot be named, is an Error.
+Result<TmuxServer> tmux_server_of_args(const Args& args, const std::string& worker);
 
 /// "-L NAME", "-S PATH" or "default".
 std::string describe(const TmuxServer& server);

@@ -4,6 +4,7 @@
 
 #include <cerrno>
 #include <cstdlib>
+#include <filesystem>
 #include <iostream>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -150,7 +151,7 @@ std::string config_path_of(const Args& args) {
     return default_config_path_if_present();
 }
 
-Result<TmuxServer> tmux_server_of_args(const Args& args) {
+Result<TmuxServer> tmux_server_of_args(const Args& args, const std::string& worker) {
     const auto name = args.value("--tmux-socket");
     const auto path = args.value("--tmux-socket-path");
     if (name && path) {
@@ -169,6 +170,23 @@ Result<TmuxServer> tmux_server_of_args(const Args& args) {
     auto config = load_config_file(config_path);
     if (!config) {
         return config.error();
+    }
+    Config finished = *config;
+    if (!finished.roots.empty() && finish_config(finished)) {
+        std::error_code ec;
+        std::string absolute = std::filesystem::absolute(worker, ec).string();
+        while (absolute.size() > 1 && absolute.back() == '/') {
+            absolute.pop_back();
+        }
+        if (auto root = !ec ? root_of_path(finished, absolute) : std::nullopt) {
+            const ServerRef server = tmux_server_of_root(finished, *root);
+            if (!server.unresolved.empty()) {
+                return invalid_input(config_path,
+                                     "config " + config_path + ": root " + *root +
+                                         ": tmux server not named: " + server.unresolved);
+            }
+            return server.server;
+        }
     }
     return tmux_server_of(*config);
 }

@@ -130,7 +130,7 @@ std::optional<std::int64_t> owner_pid_of(const Args& args, int& code) {
 
 std::optional<Lock> make_lock(const Args& args, const std::string& worker, std::int64_t owner,
                               int& code) {
-    auto server = tmux_server_of_args(args);
+    auto server = tmux_server_of_args(args, worker);
     if (!server) {
         code = fail(server.error().kind == ErrorKind::invalid ? k_exit_config : k_exit_io,
                     server.error().message);
@@ -302,19 +302,47 @@ int force_release_main(const Args& args) {
     return k_exit_ok;
 }
 
-// The config for list and why: the file, with ROOTs and tmux flags laid over it.
+// The config for list and why: the file, with ROOTs and tmux flags laid over it. A ROOT inside
+// a root of the file that has its own tmux server (a gastown town's) is judged against that
+// server, unless a tmux flag names one.
 Result<Config> list_config(const Args& args, const std::vector<std::string>& roots) {
     ConfigOverrides o;
     if (!roots.empty()) {
         o.roots = roots;
     }
-    if (auto name = args.value("--tmux-socket")) {
+    const auto name = args.value("--tmux-socket");
+    const auto path = args.value("--tmux-socket-path");
+    if (name) {
         o.tmux_socket = *name;
     }
-    if (auto path = args.value("--tmux-socket-path")) {
+    if (path) {
         o.tmux_socket_path = *path;
     }
-    return resolve_config(config_path_of(args), o);
+    const std::string file = config_path_of(args);
+    auto config = resolve_config(file, o);
+    if (!config || roots.empty() || name || path || file.empty()) {
+        return config;
+    }
+    ConfigOverrides file_roots = o;
+    file_roots.roots.reset();
+    auto from_file = resolve_config(file, file_roots);
+    if (!from_file) {
+        return config; // the file names no roots of its own
+    }
+    for (const auto& root : config->roots) {
+        const auto outer = root_of_path(*from_file, root);
+        if (!outer || from_file->root_tmux.count(*outer) == 0) {
+            continue;
+        }
+        const ServerRef server = tmux_server_of_root(*from_file, *outer);
+        if (!server.unresolved.empty()) {
+            return invalid_input(file, "config " + file + ": root " + *outer +
+                                           ": tmux server not named: " + server.unresolved);
+        }
+        config->root_tmux[root] =
+            RootTmux{server.server.socket_name, server.server.socket_path, false};
+    }
+    return config;
 }
 
 std::string_view verdict_style(Verdict v) {
@@ -362,7 +390,7 @@ int list_main(const Args& args) {
     PassOptions options = pass_options_of(*config);
     options.dry_run = true; // list never removes anything
     SystemProcessProbe processes;
-    SystemTmuxProbe tmux(tmux_server_of(*config), config->tmux_timeout);
+    SystemTmuxProbes tmux(config->tmux_timeout);
     const PassReport report = run_pass(options, processes, tmux, read_host_facts());
 
     if (args.has("--json")) {
@@ -402,10 +430,12 @@ int list_main(const Args& args) {
     const bool any_unknown =
         std::any_of(report.locks.begin(), report.locks.end(),
                     [](const LockRecord& r) { return r.judgement.verdict == Verdict::unknown; });
-    if (report.tmux.state == TmuxState::unknown && any_unknown) {
-        std::cerr << "agentlock: tmux server " << describe_tmux_server(*config)
-                  << " state unknown (" << shown(report.tmux.detail)
-                  << "): locks that record a session are judged unknown and kept\n";
+    for (const auto& server : report.tmux_servers) {
+        if (server.facts.state == TmuxState::unknown && any_unknown) {
+            std::cerr << "agentlock: tmux server " << describe_tmux_server(server.server)
+                      << " state unknown (" << shown(server.facts.detail)
+                      << "): locks that record a session are judged unknown and kept\n";
+        }
     }
     for (const auto& root : report.roots) {
         if (!root.ok) {
@@ -435,7 +465,7 @@ int why_main(const Args& args) {
     PassOptions options = pass_options_of(*config);
     options.dry_run = true;
     SystemProcessProbe processes;
-    SystemTmuxProbe tmux(tmux_server_of(*config), config->tmux_timeout);
+    SystemTmuxProbes tmux(config->tmux_timeout);
     const HostFacts host = read_host_facts();
     const WorkerCheck check = check_worker(config->roots.front(), options, processes, tmux, host);
     const std::string name = shown(check.worker);
@@ -458,7 +488,7 @@ int why_main(const Args& args) {
     if (rec.info) {
         line("owner", describe_holder(*rec.info));
         for (const auto& step : explain_lock(*rec.info, rec.process, check.tmux,
-                                             describe_tmux_server(*config), host)) {
+                                             describe_tmux_server(check.tmux_server), host)) {
             line(step.topic, step.finding);
         }
     }

@@ -145,7 +145,7 @@ int run_main(const Args& args) {
         return fail(s.error().kind == ErrorKind::invalid ? k_exit_no_worker : k_exit_io,
                     s.error().message);
     }
-    auto server = tmux_server_of_args(args);
+    auto server = tmux_server_of_args(args, worker);
     if (!server) {
         return fail(k_exit_config, server.error().message);
     }

@@ -32,19 +32,22 @@ int usage_error(const std::string& message) {
 template <typename Writer> class OnceSink final : public PassSink {
 public:
     OnceSink(PassLogger& log, Writer& writer) : m_log(log), m_writer(writer) {}
-    void on_tmux(const TmuxFacts& tmux) override {
-        m_tmux = tmux;
-        m_writer.on_tmux(tmux);
+    void on_tmux(const std::vector<TmuxServerReport>& servers) override {
+        m_servers = servers;
+        m_writer.on_tmux(servers);
     }
     void on_lock(LockRecord&& record) override {
-        m_log.log_lock(record, m_tmux);
+        m_log.log_lock(record, record.tmux_server < m_servers.size()
+                                   ? m_servers[record.tmux_server].facts
+                                   : m_none);
         m_writer.on_lock(std::move(record));
     }
 
 private:
     PassLogger& m_log;
     Writer& m_writer;
-    TmuxFacts m_tmux;
+    std::vector<TmuxServerReport> m_servers;
+    TmuxFacts m_none;
 };
 
 template <typename Writer>
@@ -52,7 +55,7 @@ PassReport stream_once(const Config& config, EventLog& log, Writer& writer) {
     const HostFacts host = read_host_facts();
     PassOptions options = pass_options_of(config);
     SystemProcessProbe processes;
-    SystemTmuxProbe tmux(tmux_server_of(config), config.tmux_timeout);
+    SystemTmuxProbes tmux(config.tmux_timeout);
     PassLogger pass_log(log);
     pass_log.begin_pass();
     OnceSink<Writer> sink(pass_log, writer);

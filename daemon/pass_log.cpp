@@ -1,5 +1,7 @@
 #include "pass_log.hpp"
 
+#include <agentlock/config.hpp>
+
 #include <algorithm>
 #include <sstream>
 
@@ -60,6 +62,26 @@ bool is_collision_event(const Finding& f) {
 }
 
 } // namespace
+
+std::string tmux_summary(const PassReport& report) {
+    const auto servers = tmux_servers_of(report);
+    if (servers.size() == 1) {
+        return std::string(to_string(servers.front().facts.state));
+    }
+    std::size_t count[3] = {0, 0, 0};
+    for (const auto& s : servers) {
+        ++count[static_cast<int>(s.facts.state)];
+    }
+    std::string out;
+    for (const TmuxState state : {TmuxState::ok, TmuxState::no_server, TmuxState::unknown}) {
+        if (count[static_cast<int>(state)] > 0) {
+            out += out.empty() ? "" : ",";
+            out += std::to_string(count[static_cast<int>(state)]) + " " +
+                   std::string(to_string(state));
+        }
+    }
+    return out;
+}
 
 LogLevel finding_level(const FindingChange& change) {
     if (change.state == FindingState::resolved) {
@@ -126,11 +148,18 @@ void PassLogger::end_pass(const PassReport& report, bool cancelled,
         for (const auto& change : m_findings.sweep(unavailable_roots(report))) {
             Fields fields = finding_event_fields(change);
             if (change.event() == "tmux.recovered") {
-                // Say what tmux answers now, not what the failure was.
-                fields = {{"state", "resolved"},
-                          {"tmux_state", std::string(to_string(report.tmux.state))}};
-                if (!report.tmux.detail.empty()) {
-                    fields.emplace_back("tmux_detail", report.tmux.detail);
+                // Say what the server answers now (when it is still asked), not the failure.
+                fields = {{"state", "resolved"}};
+                fields.insert(fields.end(), change.finding.fields.begin(),
+                              change.finding.fields.end());
+                for (const auto& server : tmux_servers_of(report)) {
+                    if (tmux_finding_key(server.server) == change.finding.key) {
+                        fields.emplace_back("tmux_state",
+                                            std::string(to_string(server.facts.state)));
+                        if (!server.facts.detail.empty()) {
+                            fields.emplace_back("tmux_detail", server.facts.detail);
+                        }
+                    }
                 }
             } else if (is_lock_event(change.finding)) {
                 fields =
@@ -156,7 +185,7 @@ void PassLogger::end_pass(const PassReport& report, bool cancelled,
         {"unreadable_dirs", std::to_string(report.stats.unreadable_dirs)},
         {"symlinked_runtimes", std::to_string(report.stats.symlinked_runtimes)},
         {"collisions", std::to_string(duplicate_claims(report))},
-        {"tmux", std::string(to_string(report.tmux.state))},
+        {"tmux", tmux_summary(report)},
         {"open_findings", std::to_string(m_findings.open_count())},
         {"elapsed_ms", std::to_string(report.stats.elapsed_ms)},
     };
@@ -170,7 +199,7 @@ void PassLogger::log_pass(const PassReport& report, bool cancelled,
                           std::chrono::steady_clock::time_point now) {
     begin_pass();
     for (const auto& rec : report.locks) {
-        log_lock(rec, report.tmux);
+        log_lock(rec, tmux_facts_of(report, rec));
     }
     if (!report.summaries.empty() || report.locks.empty()) {
         end_pass(report, cancelled, now);
@@ -241,7 +270,7 @@ std::string status_line(std::uint64_t pass_number, const PassReport& report) {
     if (would > 0) {
         s += ", " + std::to_string(would) + " would be removed (dry run)";
     }
-    s += ", tmux " + std::string(to_string(report.tmux.state));
+    s += ", tmux " + tmux_summary(report);
     s += ", " + std::to_string(duplicate_claims(report)) + " collisions";
     const auto down = unavailable_count(report);
     if (down > 0) {
@@ -259,12 +288,18 @@ std::string status_line(std::uint64_t pass_number, const PassReport& report) {
 
 TextReportWriter::TextReportWriter(std::ostream& out) : m_out(out) {}
 
-void TextReportWriter::on_tmux(const TmuxFacts& tmux) {
-    m_out << "tmux: " << to_string(tmux.state);
-    if (!tmux.detail.empty()) {
-        m_out << " (" << tmux.detail << ")";
+void TextReportWriter::on_tmux(const std::vector<TmuxServerReport>& servers) {
+    for (const auto& s : servers) {
+        m_out << "tmux";
+        if (servers.size() > 1) {
+            m_out << ' ' << describe_tmux_server(s.server) << " (" << join_list(s.roots) << ")";
+        }
+        m_out << ": " << to_string(s.facts.state);
+        if (!s.facts.detail.empty()) {
+            m_out << " (" << s.facts.detail << ")";
+        }
+        m_out << '\n';
     }
-    m_out << '\n';
 }
 
 void TextReportWriter::on_lock(LockRecord&& rec) {

@@ -80,6 +80,10 @@ Fields finding_event_fields(const FindingChange& change);
 /// Duplicate-session and duplicate-pid collisions in a report.
 std::size_t duplicate_claims(const PassReport& report);
 
+/// tmux's state in a pass, for pass.completed and STATUS=: the state of its one server, or
+/// with several servers how many answered each way ("2 ok,1 unknown").
+std::string tmux_summary(const PassReport& report);
+
 /// One line for systemd's STATUS=, e.g. "pass 12: 340 locks, 3 removed, tmux ok, 2 collisions".
 std::string status_line(std::uint64_t pass_number, const PassReport& report);
 
@@ -91,7 +95,7 @@ std::string format_report_text(const PassReport& report);
 class TextReportWriter final : public PassSink {
 public:
     explicit TextReportWriter(std::ostream& out);
-    void on_tmux(const TmuxFacts& tmux) override;
+    void on_tmux(const std::vector<TmuxServerReport>& servers) override;
     void on_lock(LockRecord&& record) override;
     void finish(const PassReport& report);
 

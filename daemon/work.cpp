@@ -19,12 +19,17 @@ namespace {
 class LoggingSink final : public PassSink {
 public:
     explicit LoggingSink(PassLogger& log) : m_log(log) {}
-    void on_tmux(const TmuxFacts& tmux) override { m_tmux = tmux; }
-    void on_lock(LockRecord&& record) override { m_log.log_lock(record, m_tmux); }
+    void on_tmux(const std::vector<TmuxServerReport>& servers) override { m_servers = servers; }
+    void on_lock(LockRecord&& record) override {
+        m_log.log_lock(record, record.tmux_server < m_servers.size()
+                                   ? m_servers[record.tmux_server].facts
+                                   : m_none);
+    }
 
 private:
     PassLogger& m_log;
-    TmuxFacts m_tmux;
+    std::vector<TmuxServerReport> m_servers;
+    TmuxFacts m_none;
 };
 
 } // namespace
@@ -33,7 +38,7 @@ PassRunner system_pass_runner(HostFacts host) {
     return
         [host = std::move(host)](const PassOptions& options, const Config& config, PassSink& sink) {
             SystemProcessProbe processes;
-            SystemTmuxProbe tmux(tmux_server_of(config), config.tmux_timeout);
+            SystemTmuxProbes tmux(config.tmux_timeout);
             return run_pass(options, processes, tmux, host, sink);
         };
 }
@@ -44,11 +49,11 @@ Backend system_backend(const HostFacts& host) {
     b.check = [host](const std::string& worker, const PassOptions& options, const Config& config,
                      const TmuxFacts* fresh_tmux) {
         SystemProcessProbe processes;
-        SystemTmuxProbe tmux(tmux_server_of(config), config.tmux_timeout);
+        SystemTmuxProbes tmux(config.tmux_timeout);
         return check_worker(worker, options, processes, tmux, host, fresh_tmux);
     };
-    b.tmux = [](const Config& config) {
-        SystemTmuxProbe tmux(tmux_server_of(config), config.tmux_timeout);
+    b.tmux = [](const TmuxServer& server, const Config& config) {
+        SystemTmuxProbe tmux(server, config.tmux_timeout);
         return tmux.query();
     };
     return b;
@@ -67,7 +72,7 @@ MonitorSettings monitor_settings_of(const Config& config) {
 bool scope_differs(const Config& a, const Config& b) {
     return a.roots != b.roots || a.prune != b.prune || a.max_depth != b.max_depth ||
            a.one_file_system != b.one_file_system || a.tmux_socket != b.tmux_socket ||
-           a.tmux_socket_path != b.tmux_socket_path;
+           a.tmux_socket_path != b.tmux_socket_path || a.root_tmux != b.root_tmux;
 }
 
 PassOutcome run_full_pass(const Backend& backend, const PassOptions& options, const Config& config,
@@ -79,7 +84,7 @@ PassOutcome run_full_pass(const Backend& backend, const PassOptions& options, co
         outcome.report = backend.pass(options, config, sink);
         // Records the runner kept instead of streaming them: logged now, as if streamed.
         for (const auto& rec : outcome.report->locks) {
-            log.log_lock(rec, outcome.report->tmux);
+            log.log_lock(rec, tmux_facts_of(*outcome.report, rec));
         }
         if (outcome.report->summaries.empty()) {
             summarize_locks(*outcome.report);
@@ -127,9 +132,28 @@ BatchOutcome run_recheck_batch(const Backend& backend, RecheckBatch batch,
     };
     try {
         std::map<std::string, std::string> todo = std::move(batch.checks);
-        if (!batch.session_waits.empty()) {
-            out.tmux = backend.tmux(config);
-            for (auto& worker : workers_to_recheck(batch.session_waits, *out.tmux)) {
+        // Each server asked once, for the waiting locks of every root it serves; a lock is
+        // judged again with its own server's answer only.
+        std::map<ServerRef, std::vector<SessionWait>> waits;
+        for (auto& wait : batch.session_waits) {
+            if (root_containing(options.roots, wait.worker) != nullptr) {
+                waits[tmux_server_of_path(options, wait.worker)].push_back(std::move(wait));
+            }
+        }
+        std::map<std::string, const TmuxFacts*> fresh; // worker -> its server's answer
+        out.tmux_servers.reserve(waits.size());        // the pointers in `fresh` stay valid
+        for (auto& [server, server_waits] : waits) {
+            TmuxServerReport answer{server, {}, {}};
+            answer.facts = server.unresolved.empty() ? backend.tmux(server.server, config)
+                                                     : unresolved_tmux_facts(server);
+            out.tmux_servers.push_back(std::move(answer));
+            const TmuxFacts& facts = out.tmux_servers.back().facts;
+            if (!out.tmux ||
+                (facts.state == TmuxState::unknown && out.tmux->state != TmuxState::unknown)) {
+                out.tmux = facts;
+            }
+            for (auto& worker : workers_to_recheck(server_waits, facts)) {
+                fresh[worker] = &facts;
                 todo[std::move(worker)] = "tmux";
             }
         }
@@ -150,7 +174,9 @@ BatchOutcome run_recheck_batch(const Backend& backend, RecheckBatch batch,
             if (options.cancel != nullptr && options.cancel->load()) {
                 break; // stopping: no removal starts now
             }
-            const TmuxFacts* facts = trigger == "tmux" && out.tmux ? &*out.tmux : nullptr;
+            const auto asked = fresh.find(worker);
+            const TmuxFacts* facts =
+                trigger == "tmux" && asked != fresh.end() ? asked->second : nullptr;
             WorkerCheck check = backend.check(worker, options, config, facts);
             if (dirs != nullptr && check.state == WorkerCheck::State::found) {
                 // A lock here: watch the way to it, so that its next change is seen.

@@ -30,16 +30,18 @@ namespace agentlock::daemon {
 using PassRunner =
     std::function<PassReport(const PassOptions& options, const Config& config, PassSink& sink)>;
 
-/// The real thing: SystemProcessProbe, SystemTmuxProbe on the configured server, run_pass.
+/// The real thing: SystemProcessProbe, a SystemTmuxProbe per root's server, run_pass.
 PassRunner system_pass_runner(HostFacts host);
 
-/// Re-checks one worker (check_worker) with `options` for `config`; `fresh_tmux` is a tmux answer
-/// just obtained, or null. Called on the worker thread, never at the same time as a pass.
+/// Re-checks one worker (check_worker) with `options` for `config`; `fresh_tmux` is an answer
+/// just obtained from the worker's root's tmux server, or null. Called on the worker thread,
+/// never at the same time as a pass.
 using CheckRunner = std::function<WorkerCheck(const std::string& worker, const PassOptions& options,
                                               const Config& config, const TmuxFacts* fresh_tmux)>;
 
-/// Asks the configured tmux server once. Called on the worker thread.
-using TmuxRunner = std::function<TmuxFacts(const Config& config)>;
+/// Asks one tmux server (a root's, see PassOptions::root_servers) once. Called on the worker
+/// thread.
+using TmuxRunner = std::function<TmuxFacts(const TmuxServer& server, const Config& config)>;
 
 /// What the worker thread runs. Without `check` or `tmux`, events are unavailable: the daemon
 /// polls with a pass every interval.
@@ -55,8 +57,8 @@ Backend system_backend(const HostFacts& host);
 /// The monitor's settings for a config.
 MonitorSettings monitor_settings_of(const Config& config);
 
-/// Whether `b` searches other places than `a` or asks another tmux server: what is watched and
-/// known must then be rebuilt by a full pass.
+/// Whether `b` searches other places than `a` or asks another tmux server (the global one or a
+/// root's own): what is watched and known must then be rebuilt by a full pass.
 bool scope_differs(const Config& a, const Config& b);
 
 /// A full pass as run on the worker thread.
@@ -75,7 +77,10 @@ PassOutcome run_full_pass(const Backend& backend, const PassOptions& options, co
 /// A batch of re-checks as run on the worker thread.
 struct BatchOutcome {
     std::vector<CheckOutcome> checks;
-    std::optional<TmuxFacts> tmux; ///< the tmux re-poll's answer
+    /// The tmux re-poll's answer: the first unknown answer of the servers asked, else the
+    /// first answer (so that one server that cannot be reached slows the re-poll down).
+    std::optional<TmuxFacts> tmux;
+    std::vector<TmuxServerReport> tmux_servers; ///< each server the re-poll asked, its answer
     AddWatch watch = AddWatch::added;
     std::string watch_error;
     std::size_t scans = 0; ///< new directories searched
@@ -83,7 +88,8 @@ struct BatchOutcome {
     std::uint64_t elapsed_ms = 0;
 };
 
-/// Runs `batch`: asks tmux when some lock waits on it and adds the workers it frees; with
+/// Runs `batch`: asks each tmux server some lock waits on (once, for all the locks of the roots
+/// it serves) and adds the workers its answer frees; with
 /// `dirs`, searches (and watches) the new directories; then judges every worker, stopping
 /// before the next one once `options.cancel` is set. Never throws.
 BatchOutcome run_recheck_batch(const Backend& backend, RecheckBatch batch,

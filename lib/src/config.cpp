@@ -1,5 +1,6 @@
 #include <agentlock/config.hpp>
 #include <agentlock/duration.hpp>
+#include <agentlock/scope.hpp>
 
 #include <algorithm>
 #include <boost/json.hpp>
@@ -131,7 +132,102 @@ public:
         return true;
     }
 
+    /// `roots`: an array of paths, or of objects naming a root's own tmux server.
+    bool read_roots(std::string_view key, const boost::json::value& v,
+                    std::vector<std::string>& roots, std::map<std::string, RootTmux>& servers) {
+        if (!v.is_array()) {
+            return wrong_type(key, v, "an array of paths or {\"path\": ...} objects");
+        }
+        roots.clear();
+        servers.clear();
+        std::map<std::string, std::optional<RootTmux>> seen; // what each root was given
+        for (const auto& item : v.get_array()) {
+            std::string path;
+            std::optional<RootTmux> server;
+            if (item.is_string()) {
+                path = std::string(item.get_string());
+            } else if (item.is_object()) {
+                server.emplace();
+                if (!read_root_object(key, item.get_object(), path, *server)) {
+                    return false;
+                }
+                if (*server == RootTmux{}) {
+                    server.reset(); // {"path": DIR} alone is a plain root
+                }
+            } else {
+                return fail(key,
+                            "must be an array of paths or {\"path\": ...} objects, but holds " +
+                                describe_kind(item));
+            }
+            if (auto [it, added] = seen.emplace(path, server); !added) {
+                if (it->second != server) {
+                    return fail(key,
+                                "lists root " + quote(path) + " twice with different tmux servers");
+                }
+                continue;
+            }
+            roots.push_back(path);
+            if (server) {
+                servers.emplace(path, *server);
+            }
+        }
+        return true;
+    }
+
 private:
+    // One {"path": DIR, "tmux_socket": NAME | "tmux_socket_path": P | "gastown": true} entry.
+    bool read_root_object(std::string_view key, const boost::json::object& o, std::string& path,
+                          RootTmux& server) {
+        const std::string k_known = "(known keys: path, tmux_socket, tmux_socket_path, gastown)";
+        const auto* given_path = o.if_contains("path");
+        if (given_path == nullptr || !given_path->is_string()) {
+            return fail(key, given_path == nullptr
+                                 ? "holds an object without \"path\" " + k_known
+                                 : "holds an object whose \"path\" must be a string, not " +
+                                       describe_kind(*given_path));
+        }
+        path = std::string(given_path->get_string());
+        const std::string where = "root " + quote(path) + ": ";
+        for (const auto& [raw_name, value] : o) {
+            const std::string_view name(raw_name.data(), raw_name.size());
+            auto bad = [&](const std::string& what) {
+                return fail(key, where + "key " + quote(name) + " " + what);
+            };
+            if (name == "path") {
+                continue;
+            }
+            if (name == "tmux_socket" || name == "tmux_socket_path") {
+                if (!value.is_string()) {
+                    return bad("must be a string, not " + describe_kind(value));
+                }
+                if (value.get_string().empty()) {
+                    return bad("is empty");
+                }
+                (name == "tmux_socket" ? server.tmux_socket : server.tmux_socket_path) =
+                    std::string(value.get_string());
+            } else if (name == "gastown") {
+                if (!value.is_bool()) {
+                    return bad("must be true or false, not " + describe_kind(value));
+                }
+                server.gastown = value.get_bool();
+            } else {
+                return bad("is unknown " + k_known);
+            }
+        }
+        const int named = (server.tmux_socket.empty() ? 0 : 1) +
+                          (server.tmux_socket_path.empty() ? 0 : 1) + (server.gastown ? 1 : 0);
+        if (named > 1) {
+            return fail(key, where + "give one of \"tmux_socket\", \"tmux_socket_path\" and "
+                                     "\"gastown\": true, not several");
+        }
+        if (server.tmux_socket.find('/') != std::string::npos) {
+            return fail(key, where + "key \"tmux_socket\": tmux socket name " +
+                                 quote(server.tmux_socket) +
+                                 " contains '/': use \"tmux_socket_path\" for a path");
+        }
+        return true;
+    }
+
     const std::string& m_origin;
     std::string m_message;
 };
@@ -188,7 +284,7 @@ Result<Config> parse_config(std::string_view json, const std::string& origin) {
         const std::string_view key(raw_key.data(), raw_key.size());
         bool ok = true;
         if (key == "roots") {
-            ok = reader.read_string_list(key, v, config.roots);
+            ok = reader.read_roots(key, v, config.roots, config.root_tmux);
         } else if (key == "interval") {
             ok = reader.read_duration(key, v, config.interval);
             config.interval_set = true;
@@ -297,6 +393,7 @@ Result<Config> load_config_file(const std::string& path) {
 void apply_overrides(Config& config, const ConfigOverrides& o) {
     if (o.roots) {
         config.roots = *o.roots;
+        config.root_tmux.clear();
     }
     if (o.interval) {
         config.interval = *o.interval;
@@ -352,6 +449,7 @@ Status finish_config(Config& config) {
             "roots", "no worker root given: set \"roots\" in the config file or pass --root DIR");
     }
     std::vector<std::string> roots;
+    std::map<std::string, RootTmux> root_tmux;
     for (const auto& root : config.roots) {
         if (root.empty()) {
             return invalid_input("roots", "a worker root is an empty string");
@@ -362,11 +460,26 @@ Status finish_config(Config& config) {
             return invalid_input("roots", "make root " + root + " absolute: " + ec.message());
         }
         absolute = strip_trailing_slashes(std::move(absolute));
-        if (std::find(roots.begin(), roots.end(), absolute) == roots.end()) {
-            roots.push_back(std::move(absolute));
+        const auto own = config.root_tmux.find(root);
+        const bool listed = std::find(roots.begin(), roots.end(), absolute) != roots.end();
+        if (listed) {
+            const auto before = root_tmux.find(absolute);
+            const bool same = own == config.root_tmux.end()
+                                  ? before == root_tmux.end()
+                                  : before != root_tmux.end() && before->second == own->second;
+            if (!same) {
+                return invalid_input("roots", "root " + absolute +
+                                                  " is listed twice with different tmux servers");
+            }
+            continue;
         }
+        if (own != config.root_tmux.end()) {
+            root_tmux.emplace(absolute, own->second);
+        }
+        roots.push_back(std::move(absolute));
     }
     config.roots = std::move(roots);
+    config.root_tmux = std::move(root_tmux);
     if (!config.tmux_socket.empty() && !config.tmux_socket_path.empty()) {
         return invalid_input("tmux_socket_path",
                              "tmux_socket and tmux_socket_path are both set; use one");
@@ -454,12 +567,32 @@ std::string join_list(const std::vector<std::string>& items) {
     return out;
 }
 
+namespace {
+
+// config_fields' root_tmux: "ROOT=SERVER,..." for the roots with a server of their own.
+std::string describe_root_servers(const Config& c) {
+    std::string out;
+    for (const auto& root : c.roots) {
+        const auto own = c.root_tmux.find(root);
+        if (own == c.root_tmux.end()) {
+            continue;
+        }
+        out += out.empty() ? "" : ",";
+        out += root + "=" + (own->second.gastown ? "gastown " : "") +
+               describe_tmux_server(tmux_server_of_root(c, root));
+    }
+    return out.empty() ? "none" : out;
+}
+
+} // namespace
+
 Fields config_fields(const Config& c) {
     return {
         {"roots", join_list(c.roots)},
         {"interval", format_duration(c.interval)},
         {"tmux_socket", c.tmux_socket},
         {"tmux_socket_path", c.tmux_socket_path},
+        {"root_tmux", describe_root_servers(c)},
         {"tmux_timeout", format_duration(c.tmux_timeout)},
         {"dry_run", c.dry_run ? "true" : "false"},
         {"prune", join_list(c.prune)},
@@ -516,9 +649,35 @@ std::string describe_tmux_server(const Config& config) {
     return "default";
 }
 
+ServerRef tmux_server_of_root(const Config& config, const std::string& root) {
+    const auto own = config.root_tmux.find(root);
+    if (own == config.root_tmux.end()) {
+        return ServerRef{tmux_server_of(config), {}};
+    }
+    const RootTmux& t = own->second;
+    if (!t.gastown) {
+        return ServerRef{TmuxServer{t.tmux_socket, t.tmux_socket_path}, {}};
+    }
+    auto name = gastown_socket_name(root);
+    if (!name) {
+        return ServerRef{{}, "gastown socket name: " + name.error().message};
+    }
+    return ServerRef{TmuxServer{*name, ""}, {}};
+}
+
+std::optional<std::string> root_of_path(const Config& config, const std::string& path) {
+    if (const std::string* root = root_containing(config.roots, path)) {
+        return *root;
+    }
+    return std::nullopt;
+}
+
 PassOptions pass_options_of(const Config& config) {
     PassOptions options;
     options.roots = config.roots;
+    for (const auto& root : config.roots) {
+        options.root_servers.push_back(tmux_server_of_root(config, root));
+    }
     options.walk.prune = config.prune;
     options.walk.max_depth = config.max_depth;
     options.walk.one_file_system = config.one_file_system;

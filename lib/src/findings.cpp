@@ -435,6 +435,10 @@ std::optional<Finding> lock_finding(const LockRecord& rec, const TmuxFacts& tmux
     return f;
 }
 
+std::string tmux_finding_key(const ServerRef& server) {
+    return "tmux " + describe_tmux_server(server);
+}
+
 std::vector<Finding> pass_findings(const PassReport& report) {
     std::vector<Finding> out;
 
@@ -452,14 +456,21 @@ std::vector<Finding> pass_findings(const PassReport& report) {
         out.push_back(std::move(f));
     }
 
-    if (report.tmux.state == TmuxState::unknown) {
+    for (const auto& server : tmux_servers_of(report)) {
+        if (server.facts.state != TmuxState::unknown) {
+            continue;
+        }
+        const std::string name = describe_tmux_server(server.server);
         Finding f;
         f.event = "tmux.unreachable";
         f.resolved_event = "tmux.recovered";
-        f.key = "tmux";
-        f.fingerprint = report.tmux.detail;
-        f.fields = {{"tmux_state", std::string(to_string(report.tmux.state))},
-                    {"tmux_detail", report.tmux.detail}};
+        f.key = tmux_finding_key(server.server);
+        f.fingerprint = server.facts.detail;
+        f.fields = {{"tmux_server", name},
+                    {"roots", join(server.roots, ",")},
+                    {"tmux_state", std::string(to_string(server.facts.state))},
+                    {"tmux_detail", server.facts.detail}};
+        f.resolve_fields = {{"tmux_server", name}};
         out.push_back(std::move(f));
     }
 
@@ -514,7 +525,7 @@ std::vector<Finding> pass_findings(const PassReport& report) {
 std::vector<Finding> findings_of(const PassReport& report) {
     std::vector<Finding> out = pass_findings(report);
     for (const auto& rec : report.locks) {
-        if (auto f = lock_finding(rec, report.tmux)) {
+        if (auto f = lock_finding(rec, tmux_facts_of(report, rec))) {
             out.push_back(std::move(*f));
         }
     }

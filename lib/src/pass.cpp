@@ -222,8 +222,8 @@ private:
 
 // Keeps what a pass reports of each lock: its summary and counts in the report, its record in
 // the sink, or in the report when there is none.
-void keep(PassReport& report, PassSink* sink, LockRecord&& rec) {
-    report.summaries.push_back(summarize(rec, report.tmux.state));
+void keep(PassReport& report, PassSink* sink, LockRecord&& rec, TmuxState tmux_state) {
+    report.summaries.push_back(summarize(rec, tmux_state));
     report.stats.removed += rec.action == LockAction::removed ? 1u : 0u;
     report.stats.would_remove += rec.action == LockAction::would_remove ? 1u : 0u;
     if (sink != nullptr) {
@@ -250,17 +250,69 @@ void finish_report(PassReport& report, bool per_lock_collisions) {
     report.collisions = detect_collisions(judged, per_lock_collisions);
 }
 
-PassReport run_pass_into(const PassOptions& options, ProcessProbe& processes, TmuxProbe& tmux,
+// The answer of a server that could not be named, given as a probe: unknown, saying why.
+class UnresolvedTmuxProbe final : public TmuxProbe {
+public:
+    explicit UnresolvedTmuxProbe(const ServerRef& server)
+        : m_facts(unresolved_tmux_facts(server)) {}
+    TmuxFacts query() override { return m_facts; }
+
+private:
+    TmuxFacts m_facts;
+};
+
+ServerRef server_of_root(const PassOptions& options, std::size_t root) {
+    return root < options.root_servers.size() ? options.root_servers[root] : ServerRef{};
+}
+
+// Each distinct server of the roots, asked once, in the order of their first roots; with no
+// roots, tmux's default server. `server_of` gets each root's index in the result.
+std::vector<TmuxServerReport> ask_servers(const PassOptions& options, TmuxProbes& probes,
+                                          std::vector<std::size_t>& server_of) {
+    std::vector<TmuxServerReport> servers;
+    auto index_of = [&servers](const ServerRef& ref) {
+        for (std::size_t i = 0; i < servers.size(); ++i) {
+            if (servers[i].server == ref) {
+                return i;
+            }
+        }
+        servers.push_back({ref, {}, {}});
+        return servers.size() - 1;
+    };
+    for (std::size_t r = 0; r < options.roots.size(); ++r) {
+        const std::size_t i = index_of(server_of_root(options, r));
+        servers[i].roots.push_back(options.roots[r]);
+        server_of.push_back(i);
+    }
+    if (servers.empty()) {
+        index_of(ServerRef{});
+    }
+    for (auto& s : servers) {
+        s.facts = s.server.unresolved.empty() ? probes.probe(s.server.server).query()
+                                              : unresolved_tmux_facts(s.server);
+    }
+    return servers;
+}
+
+PassReport run_pass_into(const PassOptions& options, ProcessProbe& processes, TmuxProbes& probes,
                          const HostFacts& host, PassSink* sink) {
     const auto started = std::chrono::steady_clock::now();
     PassReport report;
-    report.tmux = tmux.query();
+    std::vector<std::size_t> server_of_roots;
+    report.tmux_servers = ask_servers(options, probes, server_of_roots);
+    report.tmux = report.tmux_servers.front().facts;
     if (sink != nullptr) {
-        sink->on_tmux(report.tmux);
+        sink->on_tmux(report.tmux_servers);
     }
-    LockHandler handler(options, processes, tmux, &report.tmux, host);
 
-    for (const auto& root : options.roots) {
+    for (std::size_t r = 0; r < options.roots.size(); ++r) {
+        const std::string& root = options.roots[r];
+        const std::size_t server = server_of_roots[r];
+        const TmuxServerReport& asked = report.tmux_servers[server];
+        UnresolvedTmuxProbe unresolved(asked.server);
+        TmuxProbe& tmux =
+            asked.server.unresolved.empty() ? probes.probe(asked.server.server) : unresolved;
+        LockHandler handler(options, processes, tmux, &asked.facts, host);
         RootReport root_report;
         root_report.path = root;
         if (cancelled(options)) {
@@ -273,7 +325,8 @@ PassReport run_pass_into(const PassOptions& options, ProcessProbe& processes, Tm
         walk.cancel = options.cancel; // SIGTERM does not wait for the rest of a big tree
         auto walked = walk_locks(root, walk, [&](const LockSite& site) {
             if (auto rec = handler.handle(site)) {
-                keep(report, sink, std::move(*rec));
+                rec->tmux_server = server;
+                keep(report, sink, std::move(*rec), asked.facts.state);
             }
         });
         if (!walked) {
@@ -330,7 +383,7 @@ LockSummary summarize(const LockRecord& record, TmuxState tmux_state) {
 void summarize_locks(PassReport& report) {
     report.summaries.clear();
     for (const auto& rec : report.locks) {
-        report.summaries.push_back(summarize(rec, report.tmux.state));
+        report.summaries.push_back(summarize(rec, tmux_facts_of(report, rec).state));
     }
     std::sort(report.summaries.begin(), report.summaries.end(), summary_before);
 }
@@ -342,14 +395,52 @@ const LockSummary* find_summary(const std::deque<LockSummary>& summaries, std::s
     return it != summaries.end() && it->worker == worker ? &*it : nullptr;
 }
 
-PassReport run_pass(const PassOptions& options, ProcessProbe& processes, TmuxProbe& tmux,
+PassReport run_pass(const PassOptions& options, ProcessProbe& processes, TmuxProbes& tmux,
                     const HostFacts& host) {
     return run_pass_into(options, processes, tmux, host, nullptr);
 }
 
-PassReport run_pass(const PassOptions& options, ProcessProbe& processes, TmuxProbe& tmux,
+PassReport run_pass(const PassOptions& options, ProcessProbe& processes, TmuxProbes& tmux,
                     const HostFacts& host, PassSink& sink) {
     return run_pass_into(options, processes, tmux, host, &sink);
+}
+
+PassReport run_pass(const PassOptions& options, ProcessProbe& processes, TmuxProbe& tmux,
+                    const HostFacts& host) {
+    OneTmuxProbe probes(tmux);
+    return run_pass_into(options, processes, probes, host, nullptr);
+}
+
+PassReport run_pass(const PassOptions& options, ProcessProbe& processes, TmuxProbe& tmux,
+                    const HostFacts& host, PassSink& sink) {
+    OneTmuxProbe probes(tmux);
+    return run_pass_into(options, processes, probes, host, &sink);
+}
+
+std::vector<TmuxServerReport> tmux_servers_of(const PassReport& report) {
+    if (!report.tmux_servers.empty()) {
+        return report.tmux_servers;
+    }
+    TmuxServerReport one;
+    for (const auto& root : report.roots) {
+        one.roots.push_back(root.path);
+    }
+    one.facts = report.tmux;
+    return {std::move(one)};
+}
+
+const TmuxFacts& tmux_facts_of(const PassReport& report, const LockRecord& record) {
+    return record.tmux_server < report.tmux_servers.size()
+               ? report.tmux_servers[record.tmux_server].facts
+               : report.tmux;
+}
+
+ServerRef tmux_server_of_path(const PassOptions& options, std::string_view path) {
+    const std::string* root = root_containing(options.roots, path);
+    if (root == nullptr) {
+        return ServerRef{};
+    }
+    return server_of_root(options, static_cast<std::size_t>(root - options.roots.data()));
 }
 
 std::string_view to_string(WorkerCheck::State state) {
@@ -378,8 +469,15 @@ WorkerCheck ended(WorkerCheck check, WorkerCheck::State state, std::string error
 
 } // namespace
 
-WorkerCheck check_worker(const std::string& worker_path, const PassOptions& options,
+WorkerCheck check_worker(const std::string& worker, const PassOptions& options,
                          ProcessProbe& processes, TmuxProbe& tmux, const HostFacts& host,
+                         const TmuxFacts* fresh_tmux) {
+    OneTmuxProbe probes(tmux);
+    return check_worker(worker, options, processes, probes, host, fresh_tmux);
+}
+
+WorkerCheck check_worker(const std::string& worker_path, const PassOptions& options,
+                         ProcessProbe& processes, TmuxProbes& probes, const HostFacts& host,
                          const TmuxFacts* fresh_tmux) {
     std::string worker = worker_path;
     while (worker.size() > 1 && worker.back() == '/') {
@@ -395,6 +493,8 @@ WorkerCheck check_worker(const std::string& worker_path, const PassOptions& opti
         return ended(std::move(check), State::outside, worker + " is under no configured root");
     }
     check.root = *root;
+    check.tmux_server =
+        server_of_root(options, static_cast<std::size_t>(root - options.roots.data()));
     auto names = names_below(*root, worker);
     if (!names) {
         return ended(std::move(check), State::outside, worker + " is not a plain path");
@@ -443,6 +543,9 @@ WorkerCheck check_worker(const std::string& worker_path, const PassOptions& opti
         dir = std::move(next);
     }
 
+    UnresolvedTmuxProbe unresolved(check.tmux_server);
+    TmuxProbe& tmux =
+        check.tmux_server.unresolved.empty() ? probes.probe(check.tmux_server.server) : unresolved;
     LockHandler handler(options, processes, tmux, fresh_tmux, host);
     LockSite site;
     site.worker = worker;

@@ -62,11 +62,26 @@ json::object lock_json(const LockRecord& rec) {
 
 JsonReportWriter::JsonReportWriter(std::ostream& out) : m_out(out) {}
 
-void JsonReportWriter::on_tmux(const TmuxFacts& tmux) {
+void JsonReportWriter::on_tmux(const std::vector<TmuxServerReport>& servers) {
+    static const TmuxFacts k_none;
+    const TmuxFacts& first = servers.empty() ? k_none : servers.front().facts;
+    json::array all;
+    for (const auto& s : servers) {
+        json::array roots;
+        for (const auto& r : s.roots) {
+            roots.push_back(text(r));
+        }
+        all.push_back(json::object{{"server", text(describe_tmux_server(s.server))},
+                                   {"roots", std::move(roots)},
+                                   {"state", to_string(s.facts.state)},
+                                   {"detail", text(s.facts.detail)},
+                                   {"sessions", s.facts.session_ids.size()},
+                                   {"panes", s.facts.pane_ids.size()}});
+    }
     m_out << "{\"tmux\":"
           << json::serialize(
-                 json::object{{"state", to_string(tmux.state)}, {"detail", text(tmux.detail)}})
-          << ",\"locks\":[";
+                 json::object{{"state", to_string(first.state)}, {"detail", text(first.detail)}})
+          << ",\"tmux_servers\":" << json::serialize(all) << ",\"locks\":[";
 }
 
 void JsonReportWriter::on_lock(LockRecord&& record) {

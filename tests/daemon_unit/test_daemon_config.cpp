@@ -2,6 +2,7 @@
 // durations are tested with the library (tests/unit/test_config.cpp).
 
 #include "command_line.hpp"
+#include "work.hpp"
 
 #include "test_support.hpp"
 
@@ -155,6 +156,19 @@ TEST(CommandLine, MetricsFile) {
     EXPECT_EQ(cl->overrides.metrics_file, "/var/lib/prometheus/node-exporter/agentlock.prom");
     EXPECT_FALSE(cli({"--metrics-file"}));
     EXPECT_NE(help_text().find("--metrics-file"), std::string::npos);
+}
+
+TEST(Reload, AChangedRootServerRebuildsWhatIsKnown) {
+    Config a;
+    a.roots = {"/srv/town"};
+    Config b = a;
+    EXPECT_FALSE(scope_differs(a, b));
+    b.root_tmux["/srv/town"] = RootTmux{"", "", true};
+    EXPECT_TRUE(scope_differs(a, b)) << "plain root -> gastown town";
+    Config c = b;
+    c.root_tmux["/srv/town"] = RootTmux{"town-a1b2c3", "", false};
+    EXPECT_TRUE(scope_differs(b, c)) << "gastown town -> an explicit socket";
+    EXPECT_FALSE(scope_differs(c, c));
 }
 
 } // namespace

@@ -253,6 +253,8 @@ TmuxServerFixture::TmuxServerFixture()
              std::to_string(g_tmux_counter++)),
       m_socket_path(tmux_socket_dir() + "/" + m_name) {}
 
+TmuxServerFixture::TmuxServerFixture(std::string name) : m_name(std::move(name)) {}
+
 TmuxServerFixture::~TmuxServerFixture() {
     // kill-server reaches the server through its socket; a test may have deleted that socket
     // (or failed before recreating it), so any server left for this name is killed by PID.

@@ -91,6 +91,8 @@ CommandResult run_command(const std::string& shell_command);
 class TmuxServerFixture {
 public:
     TmuxServerFixture();
+    /// A server on the socket `name` (a name the code under test derives, such as gastown's).
+    explicit TmuxServerFixture(std::string name);
     ~TmuxServerFixture();
     TmuxServerFixture(const TmuxServerFixture&) = delete;
     TmuxServerFixture& operator=(const TmuxServerFixture&) = delete;

@@ -37,7 +37,8 @@ protected:
         PassOptions o;
         o.roots = {root()};
         o.dry_run = dry_run;
-        SystemTmuxProbe tmux(TmuxServer{m_tmux.socket_name(), ""});
+        o.root_servers = {ServerRef{TmuxServer{m_tmux.socket_name(), ""}, {}}};
+        SystemTmuxProbes tmux;
         SystemProcessProbe processes;
         return run_pass(o, processes, tmux, read_host_facts());
     }
@@ -224,7 +225,7 @@ class CancellingSink final : public PassSink {
 public:
     CancellingSink(std::atomic<bool>& cancel, std::size_t after)
         : m_cancel(cancel), m_after(after) {}
-    void on_tmux(const TmuxFacts&) override {}
+    void on_tmux(const std::vector<TmuxServerReport>&) override {}
     void on_lock(LockRecord&&) override {
         if (++m_seen >= m_after) {
             m_cancel = true;
@@ -282,12 +283,24 @@ TEST_F(PassTest, TheJsonReportHasTheDocumentedShape) {
     json::value doc = json::parse(report_to_json(pass()), ec);
     ASSERT_FALSE(ec) << ec.message();
     const json::object& o = doc.as_object();
-    for (const char* key : {"roots", "root_errors", "tmux", "locks", "collisions", "walk_errors",
-                            "skipped_runtimes", "stats"}) {
+    for (const char* key : {"roots", "root_errors", "tmux", "tmux_servers", "locks", "collisions",
+                            "walk_errors", "skipped_runtimes", "stats"}) {
         EXPECT_TRUE(o.contains(key)) << key;
     }
     EXPECT_EQ(o.at("roots").as_array().at(0).as_string(), root());
     EXPECT_EQ(o.at("tmux").at("state").as_string(), "ok");
+    EXPECT_TRUE(o.at("tmux").at("detail").is_string());
+    // Every server with its roots: here the one the whole pass asked.
+    const auto& servers = o.at("tmux_servers").as_array();
+    ASSERT_EQ(servers.size(), 1u) << json::serialize(servers);
+    const auto& server = servers.at(0).as_object();
+    EXPECT_EQ(server.at("server").as_string(), "-L " + m_tmux.socket_name());
+    ASSERT_EQ(server.at("roots").as_array().size(), 1u);
+    EXPECT_EQ(server.at("roots").as_array().at(0).as_string(), root());
+    EXPECT_EQ(server.at("state").as_string(), "ok");
+    EXPECT_TRUE(server.at("detail").is_string());
+    EXPECT_EQ(server.at("sessions").to_number<std::uint64_t>(), 1u);
+    EXPECT_EQ(server.at("panes").to_number<std::uint64_t>(), 1u);
     const auto& locks = o.at("locks").as_array();
     ASSERT_EQ(locks.size(), 3u);
     for (const auto& l : locks) {

@@ -259,9 +259,10 @@ TEST(PathRef, ThreadsSharingPathsLeaveThePoolAsTheyFoundIt) {
 // Records what a streaming pass hands over, and whether it ever did so out of turn.
 class RecordingSink final : public PassSink {
 public:
-    void on_tmux(const TmuxFacts& tmux) override {
+    void on_tmux(const std::vector<TmuxServerReport>& servers) override {
         calls.push_back('t');
-        seen_tmux = tmux;
+        seen_tmux = servers.at(0).facts;
+        seen_servers = servers.size();
     }
     void on_lock(LockRecord&& record) override {
         if (m_busy.exchange(true)) {
@@ -273,6 +274,7 @@ public:
     }
     std::string calls; ///< 't' per on_tmux, 'l' per on_lock, in order
     TmuxFacts seen_tmux;
+    std::size_t seen_servers = 0;
     std::vector<LockRecord> locks;
     bool overlapped = false;
 
@@ -390,6 +392,7 @@ TEST_F(StreamingPassTest, TheSinkGetsWhatThePlainPassKeeps) {
     ASSERT_FALSE(sink.calls.empty());
     EXPECT_EQ(sink.calls.front(), 't');
     EXPECT_EQ(std::count(sink.calls.begin(), sink.calls.end(), 't'), 1);
+    EXPECT_EQ(sink.seen_servers, 1u);
     EXPECT_EQ(sink.seen_tmux.state, TmuxState::ok);
     EXPECT_EQ(sink.seen_tmux.session_names, got.tmux.session_names);
     EXPECT_FALSE(sink.overlapped);
@@ -522,7 +525,8 @@ TEST(Summaries, SummarizeLocksSortsByWorkerAndKeepsTheClaim) {
     report.locks.push_back(record("/r/a", 10, "", Verdict::stale, LockAction::removed));
     report.locks.push_back(record("/r/b", std::nullopt, "", Verdict::invalid, LockAction::kept));
     report.locks.push_back(record("/r/ab", 40, "s4", Verdict::live, LockAction::kept));
-    report.summaries.push_back(summarize(record("/r/old", 1, "", Verdict::live, LockAction::kept), TmuxState::ok));
+    report.summaries.push_back(
+        summarize(record("/r/old", 1, "", Verdict::live, LockAction::kept), TmuxState::ok));
     summarize_locks(report);
 
     ASSERT_EQ(report.summaries.size(), 4u) << "replaces what was there";

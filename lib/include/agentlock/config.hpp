@@ -6,9 +6,11 @@
 #include <agentlock/pass.hpp>
 #include <agentlock/result.hpp>
 #include <agentlock/tmux_probe.hpp>
+#include <agentlock/tmux_servers.hpp>
 #include <agentlock/tree_walk.hpp>
 
 #include <chrono>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -21,9 +23,21 @@ inline constexpr std::string_view k_default_config_path = "/etc/agentlockd/agent
 /// Shortest interval and tmux time-out accepted.
 inline constexpr std::chrono::milliseconds k_min_interval{10};
 
+/// A root's own tmux server, as its entry in `roots` names it (at most one of the three).
+struct RootTmux {
+    std::string tmux_socket;      ///< tmux -L NAME
+    std::string tmux_socket_path; ///< tmux -S PATH
+    bool gastown = false;         ///< the town's own socket, named as gastown names it
+
+    bool operator==(const RootTmux&) const = default;
+};
+
 /// Everything agentlockd can be configured with. Defaults are the daemon's defaults.
 struct Config {
     std::vector<std::string> roots;
+    /// The roots whose entry names their own tmux server (an object in `roots`), by root as in
+    /// `roots`; the others use tmux_socket / tmux_socket_path (or tmux's default server).
+    std::map<std::string, RootTmux> root_tmux;
     /// Time between passes when events are off or unavailable (polling), and between re-checks
     /// of owners that have no pidfd.
     std::chrono::milliseconds interval{std::chrono::seconds(30)};
@@ -80,7 +94,8 @@ Result<Config> parse_config(std::string_view json, const std::string& origin);
 /// Reads and parses a config file; an `io` Error when it cannot be read.
 Result<Config> load_config_file(const std::string& path);
 
-/// Lays the command-line values over `config`. A tmux socket flag replaces both socket keys.
+/// Lays the command-line values over `config`. A tmux socket flag replaces both socket keys
+/// (roots with a server of their own keep it); --root replaces the roots, their servers too.
 void apply_overrides(Config& config, const ConfigOverrides& overrides);
 
 /// Checks a merged config: at least one root, not both tmux socket options, sane durations,
@@ -96,8 +111,10 @@ Result<Config> resolve_config(const std::string& path, const ConfigOverrides& ov
 /// The config file to use when --config is not given: the default path if it exists, else none.
 std::string default_config_path_if_present();
 
-/// Config values as log fields, in key order: roots, interval, tmux_socket, ... log_format,
-/// events, full_pass_interval, metrics_file.
+/// Config values as log fields, in key order: roots, interval, tmux_socket, tmux_socket_path,
+/// root_tmux (each root with a server of its own, as "ROOT=SERVER" joined with ',', a gastown
+/// town's as "ROOT=gastown -L NAME"; "none"), tmux_timeout, ... log_format, events,
+/// full_pass_interval, metrics_file, tmux_created_slack.
 Fields config_fields(const Config& config);
 
 /// Time between the starts of two full passes: `interval` when events are off or not in use
@@ -109,13 +126,20 @@ std::chrono::milliseconds pass_period(const Config& config, bool events_active);
 /// "changed" listing the keys (comma-separated, "none" when nothing changed).
 Fields config_changes(const Config& before, const Config& after);
 
-/// How to reach the tmux server the config names.
+/// How to reach the tmux server the config names for every root without one of its own.
 TmuxServer tmux_server_of(const Config& config);
 
-/// "-L NAME", "-S PATH" or "default", for logs.
+/// "-L NAME", "-S PATH" or "default", for logs: tmux_server_of's server.
 std::string describe_tmux_server(const Config& config);
 
-/// The options for one pass (without the cancel flag).
+/// The tmux server of `root` (one of config.roots): its own, a gastown town's socket (derived
+/// now; unresolved when the town's path does not resolve), or tmux_server_of's.
+ServerRef tmux_server_of_root(const Config& config, const std::string& root);
+
+/// The configured root that contains `path` (longest match), if any.
+std::optional<std::string> root_of_path(const Config& config, const std::string& path);
+
+/// The options for one pass (without the cancel flag), with each root's tmux server.
 PassOptions pass_options_of(const Config& config);
 
 /// Joins paths or names with ',' for a log field.

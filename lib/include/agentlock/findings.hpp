@@ -153,10 +153,14 @@ std::vector<Finding> findings_of(const PassReport& report);
 /// The finding one lock record makes, if any (findings_of applies it to every record).
 std::optional<Finding> lock_finding(const LockRecord& record, const TmuxFacts& tmux);
 
-/// The findings of a report other than its locks': roots unavailable, tmux unreachable,
+/// The findings of a report other than its locks': roots unavailable, tmux unreachable (one
+/// finding per server, keyed by it),
 /// duplicate claims, unreadable directories, symlinked `.runtime` entries. With lock_finding for
 /// each record streamed, these make up findings_of.
 std::vector<Finding> pass_findings(const PassReport& report);
+
+/// The key of a tmux server's tmux.unreachable finding: "tmux " and describe_tmux_server.
+std::string tmux_finding_key(const ServerRef& server);
 
 /// Events of lock findings ("lock.orphaned", ...), each a finding's `event` for one lock.
 const std::vector<std::string_view>& lock_finding_events();

@@ -1,5 +1,6 @@
 #pragma once
-// One pass of the cleaner: walk the roots, query tmux once, judge, remove stale, find collisions.
+// One pass of the cleaner: walk the roots, ask each tmux server once, judge, remove stale, find
+// collisions.
 
 #include <agentlock/collisions.hpp>
 #include <agentlock/lock_file.hpp>
@@ -7,6 +8,7 @@
 #include <agentlock/process_probe.hpp>
 #include <agentlock/reaper.hpp>
 #include <agentlock/tmux_probe.hpp>
+#include <agentlock/tmux_servers.hpp>
 #include <agentlock/tree_walk.hpp>
 #include <agentlock/verdict.hpp>
 
@@ -26,6 +28,10 @@ namespace agentlock {
 
 struct PassOptions {
     std::vector<std::string> roots;
+    /// The tmux server each root's locks are judged against, in the order of `roots`; a root
+    /// past its end uses tmux's default server (ServerRef{}). Roots sharing a server share its
+    /// one answer.
+    std::vector<ServerRef> root_servers;
     WalkOptions walk;
     bool dry_run = false;
     /// When set and true, the pass stops early: no removal starts after it is seen.
@@ -64,6 +70,8 @@ struct LockRecord {
     LockAction action = LockAction::kept;
     ProcessFacts process; ///< evidence: what the process probe saw
     std::string detail;   ///< reaper's detail when skipped or failed
+    /// In a pass: the index in its tmux_servers of the server the lock was judged against.
+    std::size_t tmux_server = 0;
 };
 
 /// What a pass keeps of each lock once it has handled it, and what the daemon's lock table keeps
@@ -86,13 +94,21 @@ struct LockSummary {
 /// The summary of one record, judged while tmux's state was `tmux_state`.
 LockSummary summarize(const LockRecord& record, TmuxState tmux_state);
 
+/// One tmux server of a pass: the roots judged against it and its answer.
+struct TmuxServerReport {
+    ServerRef server;
+    std::vector<std::string> roots;
+    TmuxFacts facts;
+};
+
 /// Receives the locks of a streaming pass as they are handled, so that no record outlives its
 /// moment: the daemon logs each one and keeps only its summary.
 class PassSink {
 public:
     virtual ~PassSink() = default;
-    /// tmux's answer for this pass, before any lock.
-    virtual void on_tmux(const TmuxFacts& tmux) = 0;
+    /// The answer of each tmux server of this pass (in the order of their first roots; at least
+    /// one), before any lock. A record's tmux_server indexes this list.
+    virtual void on_tmux(const std::vector<TmuxServerReport>& servers) = 0;
     /// One lock as judged and handled (kept, removed, ...), in walk order, never two at once
     /// (but possibly from several walk threads).
     virtual void on_lock(LockRecord&& record) = 0;
@@ -116,7 +132,10 @@ struct PassStats {
 
 struct PassReport {
     std::vector<RootReport> roots;
-    TmuxFacts tmux;
+    TmuxFacts tmux; ///< the first server's answer (tmux_servers[0]), as before servers per root
+    /// Every tmux server asked, in the order of their first roots; empty in a report assembled
+    /// by hand (see tmux_servers_of).
+    std::vector<TmuxServerReport> tmux_servers;
     /// Every lock's record, sorted by lock_path; empty when the pass streamed them to a sink.
     std::deque<LockRecord> locks;
     /// Every lock's summary, sorted by worker (see summarize_locks for reports made by hand). A
@@ -130,13 +149,30 @@ struct PassReport {
 };
 
 /// Runs one full pass. Never throws for a bad root or lock: everything lands in the report.
-PassReport run_pass(const PassOptions& options, ProcessProbe& processes, TmuxProbe& tmux,
+/// Each server of options.root_servers is asked once, through `tmux`, before any lock.
+PassReport run_pass(const PassOptions& options, ProcessProbe& processes, TmuxProbes& tmux,
                     const HostFacts& host);
 
 /// The same pass, streaming: every record goes to `sink` as soon as it is handled instead of
 /// into `locks`, so memory grows with the summaries only. Collisions and stats are the same.
+PassReport run_pass(const PassOptions& options, ProcessProbe& processes, TmuxProbes& tmux,
+                    const HostFacts& host, PassSink& sink);
+
+/// run_pass with one probe for every server (OneTmuxProbe).
+PassReport run_pass(const PassOptions& options, ProcessProbe& processes, TmuxProbe& tmux,
+                    const HostFacts& host);
 PassReport run_pass(const PassOptions& options, ProcessProbe& processes, TmuxProbe& tmux,
                     const HostFacts& host, PassSink& sink);
+
+/// The report's tmux servers, or for a report assembled by hand (no tmux_servers) one server,
+/// tmux's default, with every root and `report.tmux`.
+std::vector<TmuxServerReport> tmux_servers_of(const PassReport& report);
+
+/// The answer `record` was judged with in `report` (its server's; report.tmux when unknown).
+const TmuxFacts& tmux_facts_of(const PassReport& report, const LockRecord& record);
+
+/// The tmux server of the configured root that contains `path`, or of none (ServerRef{}).
+ServerRef tmux_server_of_path(const PassOptions& options, std::string_view path);
 
 /// Fills `summaries` from `locks` (sorted by worker): for reports assembled by hand.
 void summarize_locks(PassReport& report);
@@ -156,6 +192,7 @@ struct WorkerCheck {
     std::string worker;
     std::string lock_path;
     std::string root;              ///< the configured root the worker lies under
+    ServerRef tmux_server;         ///< that root's tmux server
     LockRecord record;             ///< set when state is found
     std::optional<TmuxFacts> tmux; ///< the tmux answer the judgement used, when tmux was asked
     std::string error;             ///< why it is outside or unreachable
@@ -167,24 +204,30 @@ std::string_view to_string(WorkerCheck::State state); ///< "found", "absent", ..
 /// as run_pass, for event-driven re-checks. <worker>/.runtime is reached from the configured
 /// root that contains `worker`, one component at a time with openat(O_NOFOLLOW|O_DIRECTORY), so
 /// no symlink is followed, and only where a full pass would look (prune list, max_depth,
-/// one_file_system). tmux is asked only when the lock records a session, unless `fresh_tmux`
-/// (an answer just obtained) is given. Never throws for a bad path or lock.
+/// one_file_system). The root's tmux server (options.root_servers) is asked only when the lock
+/// records a session, unless `fresh_tmux` (an answer just obtained from that same server) is
+/// given. Never throws for a bad path or lock.
+WorkerCheck check_worker(const std::string& worker, const PassOptions& options,
+                         ProcessProbe& processes, TmuxProbes& tmux, const HostFacts& host,
+                         const TmuxFacts* fresh_tmux = nullptr);
+
+/// check_worker with one probe for every server (OneTmuxProbe).
 WorkerCheck check_worker(const std::string& worker, const PassOptions& options,
                          ProcessProbe& processes, TmuxProbe& tmux, const HostFacts& host,
                          const TmuxFacts* fresh_tmux = nullptr);
 
-/// The report as the JSON document `agentlockd --once --json` prints: an object with tmux,
-/// locks, roots, root_errors, collisions, walk_errors, skipped_runtimes and stats (see
-/// JsonReportWriter).
+/// The report as the JSON document `agentlockd --once --json` prints: an object with tmux (the
+/// first server's state), tmux_servers, locks, roots, root_errors, collisions, walk_errors,
+/// skipped_runtimes and stats (see JsonReportWriter).
 std::string report_to_json(const PassReport& report);
 
 /// Writes report_to_json's document while a streaming pass runs, so that no lock is held longer
-/// than it takes to print it: "tmux" and the opening of "locks" on on_tmux, each lock on
-/// on_lock (in the order the pass handles them), the rest on finish.
+/// than it takes to print it: "tmux", "tmux_servers" and the opening of "locks" on on_tmux, each
+/// lock on on_lock (in the order the pass handles them), the rest on finish.
 class JsonReportWriter final : public PassSink {
 public:
     explicit JsonReportWriter(std::ostream& out);
-    void on_tmux(const TmuxFacts& tmux) override;
+    void on_tmux(const std::vector<TmuxServerReport>& servers) override;
     void on_lock(LockRecord&& record) override;
     /// Closes the locks and writes roots, root_errors, collisions, walk_errors, skipped_runtimes
     /// and stats.
@@ -195,10 +238,10 @@ private:
     std::size_t m_locks = 0;
 };
 
-/// Feeds a finished report (tmux, each of its `locks`, then the rest) to a streaming writer
-/// such as JsonReportWriter: what a streaming pass would have written.
+/// Feeds a finished report (its tmux servers, each of its `locks`, then the rest) to a
+/// streaming writer such as JsonReportWriter: what a streaming pass would have written.
 template <typename Writer> void replay_report(const PassReport& report, Writer& writer) {
-    writer.on_tmux(report.tmux);
+    writer.on_tmux(tmux_servers_of(report));
     for (const auto& rec : report.locks) {
         LockRecord copy = rec;
         writer.on_lock(std::move(copy));
