@@ -359,5 +359,44 @@ TEST_F(MonitorTest, AFailedPassChangesNothingKnown) {
     EXPECT_EQ(m_owners.owners.count("/srv/a"), 1u);
 }
 
+// A wall-clock step fed to the monitor: every later piece of work judges with it, and a lock
+// written before it is no longer comparable by start time alone.
+TEST_F(MonitorTest, AClockStepReachesEveryLaterJudgement) {
+    events_on();
+    first_pass({});
+    const Timestamp written = std::chrono::sys_days{std::chrono::year{2026} / 12 / 7};
+    EXPECT_FALSE(m_monitor.clock_facts().may_predate_a_step(written)) << "no step seen yet";
+    m_monitor.clock_stepped(ClockStep{written + 10min, 60s});
+    EXPECT_TRUE(m_monitor.clock_facts().may_predate_a_step(written));
+    EXPECT_TRUE(m_monitor.clock_facts().may_predate_a_step(written + 9min))
+        << "before the step, as the clock read before it was moved";
+    EXPECT_FALSE(m_monitor.clock_facts().may_predate_a_step(written + 11min));
+    ASSERT_TRUE(m_monitor.clock_facts().last_step);
+    EXPECT_EQ(m_monitor.clock_facts().last_step->size, 60s);
+}
+
+// The owner judged alive is remembered with its start ticks, which do not move with the wall
+// clock: after a step, the same PID with the same ticks is still that owner.
+TEST_F(MonitorTest, TheOwnersJudgedAliveAreKnownByTheirStartTicks) {
+    events_on();
+    first_pass({record("/srv/a", Verdict::live, 10), record("/srv/b", Verdict::stale, 11),
+                record("/srv/c", Verdict::held_by_session, 12, "%1")});
+    const std::optional<KnownOwner> a = m_monitor.known_owner("/srv/a");
+    ASSERT_TRUE(a);
+    EXPECT_EQ(a->pid, 10);
+    EXPECT_EQ(a->start_ticks, 77u);
+    EXPECT_FALSE(m_monitor.known_owner("/srv/b")) << "a dead owner is no one's";
+    EXPECT_FALSE(m_monitor.known_owner("/srv/c"));
+    EXPECT_FALSE(m_monitor.known_owner("/srv/none"));
+
+    // Once its owner died and its lock went, nothing is known of it any more.
+    m_monitor.owner_exited({"/srv/a"});
+    batch_now();
+    m_monitor.batch_done(
+        {{found_check(record("/srv/a", Verdict::stale, 10, "", LockAction::removed)), "pidfd"}},
+        std::nullopt, false);
+    EXPECT_FALSE(m_monitor.known_owner("/srv/a")) << "its lock went";
+}
+
 } // namespace
 } // namespace agentlock
