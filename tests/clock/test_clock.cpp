@@ -8,6 +8,7 @@
 #include <agentlock/process_probe.hpp>
 #include <agentlock/verdict.hpp>
 
+#include "e2e_support.hpp"
 #include "fakes.hpp"
 #include "test_support.hpp"
 
@@ -135,6 +136,45 @@ TEST(ClockWatch, ARealStepIsSeenAndMeasured) {
     // Re-armed: quiet again.
     EXPECT_FALSE(readable_within(watch.fd(), 100ms));
     EXPECT_FALSE(checked(watch));
+}
+
+// agentlockd sees a step of the wall clock while it runs and logs each one with its size: a
+// step forward, then the same step back (so the machine's clock ends where it would have been).
+TEST(ClockWatch, TheDaemonLogsTheStepsItSees) {
+    TempDir dir;
+    test::make_dirs(dir.sub("root"));
+    e2e::DaemonSpec spec;
+    spec.args = {"--root",
+                 dir.sub("root"),
+                 "--log-format",
+                 "json",
+                 "--tmux-socket",
+                 "agentlock-test-none-" + std::to_string(::getpid()),
+                 "--full-pass-interval",
+                 "1h"};
+    e2e::DaemonProcess d(dir.path(), spec);
+    ASSERT_TRUE(d.wait_for_event("pass.completed")) << d.tail();
+    const auto delta = 50ms;
+    const int err = step_clock(delta);
+    if (err == EPERM) {
+        GTEST_SKIP() << "stepping CLOCK_REALTIME needs CAP_SYS_TIME";
+    }
+    ASSERT_EQ(err, 0) << std::strerror(err);
+    const auto forward = d.wait_for_event("clock.stepped", nullptr, 0, 5s);
+    const std::size_t mark = d.event_count();
+    const int back_err = step_clock(-delta); // before any assertion can return
+    ASSERT_EQ(back_err, 0) << "the clock was left 50 ms ahead: " << std::strerror(back_err);
+    ASSERT_TRUE(forward) << d.tail();
+    const long long size = std::stoll(forward->str("size_ms").value_or("0"));
+    EXPECT_GE(size, 45) << forward->dump();
+    EXPECT_LE(size, 55) << forward->dump();
+    EXPECT_TRUE(forward->str("at")) << forward->dump();
+    const auto backward = d.wait_for_event("clock.stepped", nullptr, mark, 5s);
+    ASSERT_TRUE(backward) << d.tail();
+    const long long back = std::stoll(backward->str("size_ms").value_or("0"));
+    EXPECT_LE(back, -45) << backward->dump();
+    EXPECT_GE(back, -55) << backward->dump();
+    EXPECT_TRUE(d.find_events("clock.unwatched").empty()) << d.tail();
 }
 
 // --- the measured case, end to end -------------------------------------------------------------
