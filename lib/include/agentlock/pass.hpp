@@ -57,7 +57,7 @@ struct PassOptions {
     std::function<TmuxFacts(const TmuxServer& server)> ask_tmux_server;
 };
 
-enum class LockAction { kept, removed, would_remove, skipped_changed };
+enum class LockAction : std::uint8_t { kept, removed, would_remove, skipped_changed };
 std::string_view to_string(LockAction action); ///< "kept", "removed", "would-remove", ...
 
 /// One lock as the pass saw and handled it.

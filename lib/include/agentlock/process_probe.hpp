@@ -9,7 +9,7 @@
 
 namespace agentlock {
 
-enum class ProcessState {
+enum class ProcessState : std::uint8_t {
     alive,   ///< kill(pid, 0) succeeded or failed with EPERM, and it is not a zombie
     dead,    ///< ESRCH, or pid <= 0
     zombie,  ///< exited, not yet reaped: its owner is gone

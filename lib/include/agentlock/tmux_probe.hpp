@@ -15,7 +15,7 @@
 
 namespace agentlock {
 
-enum class TmuxState {
+enum class TmuxState : std::uint8_t {
     ok,        ///< the server answered; the sets below are complete
     no_server, ///< definitively no server running: there are no sessions
     unknown,   ///< anything else (permission, time-out, tmux missing): never a reason to remove

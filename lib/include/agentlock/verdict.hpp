@@ -14,7 +14,7 @@
 
 namespace agentlock {
 
-enum class Verdict {
+enum class Verdict : std::uint8_t {
     live,            ///< owner alive (and its recorded session, if any, exists)
     stale,           ///< owner dead, zombie or reused, and no live session recorded: removable
     held_by_session, ///< owner dead but its recorded tmux session exists: kept
