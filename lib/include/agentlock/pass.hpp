@@ -38,6 +38,13 @@ struct PassOptions {
     /// ReuseFacts::known_owner); empty: none known. Asked once per local lock judged, never
     /// twice at once.
     std::function<std::optional<KnownOwner>(std::string_view worker)> known_owner;
+    /// Fleet mode: judges again a lock judge_lock called foreign, by its host's presence in etcd
+    /// (FleetMember::judge_foreign); `confirm` is set for the reaper's re-check. May be called
+    /// from several walk threads at once. Unset: a foreign lock stays foreign.
+    std::function<Judgement(const LockInfo& lock, const Judgement& foreign, bool confirm)>
+        judge_foreign;
+    /// Whether host-gone locks go to the reaper (fleet.remove_host_gone).
+    bool remove_host_gone = false;
 };
 
 enum class LockAction { kept, removed, would_remove, skipped_changed };
