@@ -429,8 +429,11 @@ def scenario_soak(seconds=20):
                 h, p = live.pop(worker)
                 p.kill()
                 p.wait()
-                if rnd.random() < 0.5:
-                    os.unlink(os.path.join(fx.tree.path(worker), ".runtime", "agent.lock"))
+                if rnd.random() < 0.5:  # a clean release; else the daemon must clean up
+                    try:
+                        os.unlink(os.path.join(fx.tree.path(worker), ".runtime", "agent.lock"))
+                    except FileNotFoundError:
+                        pass  # its daemon was quicker
                 continue
             if fx.tree.exists(worker):
                 continue  # a dead agent's lock waits for its host's daemon
