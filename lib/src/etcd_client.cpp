@@ -460,6 +460,28 @@ Status EtcdClient::delete_key(std::string_view key) {
     return {};
 }
 
+Status EtcdClient::write_batch(const std::vector<EtcdWrite>& writes) {
+    json::array success;
+    for (const auto& w : writes) {
+        if (w.erase) {
+            success.push_back(json::object{
+                {"request_delete_range", json::object{{"key", base64_encode(w.key)}}}});
+            continue;
+        }
+        json::object put{{"key", base64_encode(w.key)}, {"value", base64_encode(w.value)}};
+        if (w.lease != 0) {
+            put["lease"] = std::to_string(w.lease);
+        }
+        success.push_back(json::object{{"request_put", std::move(put)}});
+    }
+    auto r =
+        m_impl->call("/v3/kv/txn", {{"compare", json::array{}}, {"success", std::move(success)}});
+    if (!r) {
+        return r.error();
+    }
+    return {};
+}
+
 const std::string& EtcdClient::endpoint() const {
     static const std::string none = "none";
     return m_impl->urls.empty() ? none : m_impl->urls[m_impl->current];

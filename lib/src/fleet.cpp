@@ -416,31 +416,43 @@ bool FleetMember::publish_claims(std::string& error) {
     for (const auto& c : claims) {
         wanted.emplace(claim_key(m_config.prefix, c), encode_claim(c));
     }
+    std::vector<EtcdWrite> writes;
     for (const auto& [key, value] : wanted) {
         auto it = m_published.find(key);
-        if (it != m_published.end() && it->second == value) {
-            continue;
+        if (it == m_published.end() || it->second != value) {
+            writes.push_back({key, value, m_lease, false});
         }
-        if (Status st = m_client.put(key, value, m_lease); !st) {
+    }
+    for (const auto& [key, value] : m_published) {
+        if (!wanted.contains(key)) {
+            writes.push_back({key, {}, 0, true});
+        }
+    }
+    // A round publishes at most this many writes, so that the lease is renewed in time even
+    // when thousands of claims appear at once (the rest go in the next rounds).
+    constexpr std::size_t k_max_writes_per_round = 8 * k_etcd_max_txn_ops;
+    const std::size_t now = std::min(writes.size(), k_max_writes_per_round);
+    for (std::size_t first = 0; first < now; first += k_etcd_max_txn_ops) {
+        const std::size_t last = std::min(now, first + k_etcd_max_txn_ops);
+        std::vector<EtcdWrite> batch(writes.begin() + static_cast<std::ptrdiff_t>(first),
+                                     writes.begin() + static_cast<std::ptrdiff_t>(last));
+        if (Status st = m_client.write_batch(batch); !st) {
             error = st.error().message;
             const std::lock_guard lock(m_mutex);
             m_claims_dirty = true; // try again next round
             return false;
         }
-        m_published[key] = value;
+        for (const auto& w : batch) {
+            if (w.erase) {
+                m_published.erase(w.key);
+            } else {
+                m_published[w.key] = w.value;
+            }
+        }
     }
-    for (auto it = m_published.begin(); it != m_published.end();) {
-        if (wanted.contains(it->first)) {
-            ++it;
-            continue;
-        }
-        if (Status st = m_client.delete_key(it->first); !st) {
-            error = st.error().message;
-            const std::lock_guard lock(m_mutex);
-            m_claims_dirty = true;
-            return false;
-        }
-        it = m_published.erase(it);
+    if (now < writes.size()) {
+        const std::lock_guard lock(m_mutex);
+        m_claims_dirty = true;
     }
     return true;
 }

@@ -71,7 +71,8 @@ TEST(FleetConfig, ErrorsNameTheFileAndTheKey) {
               std::string::npos);
     EXPECT_NE(error_of(R"({"prefix": "x"})").find("\"fleet.prefix\""), std::string::npos);
     EXPECT_NE(error_of(R"({"cacert": "/ca.pem"})").find("\"fleet.cacert\""), std::string::npos);
-    EXPECT_NE(error_of(R"({"etcd": ["https://h:1"], "cert": "/c.pem"})").find("\"fleet.cert\""),
+    // A cert without its key names the missing key.
+    EXPECT_NE(error_of(R"({"etcd": ["https://h:1"], "cert": "/c.pem"})").find("\"fleet.key\""),
               std::string::npos);
     EXPECT_NE(error_of(R"({"remove_host_gone": "yes"})").find("\"fleet.remove_host_gone\""),
               std::string::npos);

@@ -29,6 +29,17 @@ struct EtcdRange {
     std::int64_t revision = 0;
 };
 
+/// One write of a batch: a put (under `lease`, 0: none) or, with `erase`, a delete of `key`.
+struct EtcdWrite {
+    std::string key;
+    std::string value;
+    std::int64_t lease = 0;
+    bool erase = false;
+};
+
+/// etcd's default limit on the operations of one transaction (--max-txn-ops).
+inline constexpr std::size_t k_etcd_max_txn_ops = 128;
+
 /// What a client has sent and received, for the cost figures.
 struct EtcdTraffic {
     std::uint64_t requests = 0;
@@ -64,6 +75,8 @@ public:
     Result<EtcdRange> get(std::string_view key);
     /// Deletes `key`.
     Status delete_key(std::string_view key);
+    /// Applies up to k_etcd_max_txn_ops writes in one transaction (all or none).
+    Status write_batch(const std::vector<EtcdWrite>& writes);
 
     /// The endpoint asked last ("http://host:port").
     const std::string& endpoint() const;
