@@ -371,7 +371,9 @@ bool FleetMember::round(FleetTime, std::string& error) {
                {"lease", std::to_string(m_lease)},
                {"etcd", m_client.endpoint()}});
     }
-    if (!publish_claims(error)) {
+    // Publishing may take a third of a round; the rest waits for the next, so that the lease
+    // is renewed in time even when thousands of claims appear at once.
+    if (!publish_claims(std::chrono::steady_clock::now() + m_config.lease_ttl / 9, error)) {
         return false;
     }
     const std::string hosts_prefix = m_config.prefix + "/hosts/";
@@ -392,7 +394,12 @@ bool FleetMember::round(FleetTime, std::string& error) {
         const std::lock_guard lock(m_mutex);
         m_last_hosts = std::move(live);
     }
-    if (hosts->revision != m_claims_revision) {
+    // Every claim of every host is the fleet's biggest read: only when the store changed, and
+    // at most every 3 * lease_ttl (collisions are logged that much later at worst).
+    const FleetTime now = std::chrono::steady_clock::now();
+    if (hosts->revision != m_claims_revision &&
+        (!m_claims_read_at || now - *m_claims_read_at >= m_config.lease_ttl * 3)) {
+        m_claims_read_at = now;
         bool ok = true;
         read_claims(hosts->revision, error, ok);
         if (!ok) {
@@ -402,7 +409,7 @@ bool FleetMember::round(FleetTime, std::string& error) {
     return true;
 }
 
-bool FleetMember::publish_claims(std::string& error) {
+bool FleetMember::publish_claims(FleetTime deadline, std::string& error) {
     std::vector<FleetClaim> claims;
     {
         const std::lock_guard lock(m_mutex);
@@ -428,12 +435,11 @@ bool FleetMember::publish_claims(std::string& error) {
             writes.push_back({key, {}, 0, true});
         }
     }
-    // A round publishes at most this many writes, so that the lease is renewed in time even
-    // when thousands of claims appear at once (the rest go in the next rounds).
-    constexpr std::size_t k_max_writes_per_round = 8 * k_etcd_max_txn_ops;
-    const std::size_t now = std::min(writes.size(), k_max_writes_per_round);
-    for (std::size_t first = 0; first < now; first += k_etcd_max_txn_ops) {
-        const std::size_t last = std::min(now, first + k_etcd_max_txn_ops);
+    std::size_t done = 0;
+    while (done < writes.size() && (done == 0 || std::chrono::steady_clock::now() < deadline)) {
+        const std::size_t first = done;
+        const std::size_t last = std::min(writes.size(), first + k_etcd_max_txn_ops);
+        done = last;
         std::vector<EtcdWrite> batch(writes.begin() + static_cast<std::ptrdiff_t>(first),
                                      writes.begin() + static_cast<std::ptrdiff_t>(last));
         if (Status st = m_client.write_batch(batch); !st) {
@@ -450,7 +456,7 @@ bool FleetMember::publish_claims(std::string& error) {
             }
         }
     }
-    if (now < writes.size()) {
+    if (done < writes.size()) {
         const std::lock_guard lock(m_mutex);
         m_claims_dirty = true;
     }

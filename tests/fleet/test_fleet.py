@@ -294,9 +294,9 @@ def scenario_presence():
                        10, "h2's host key"), "h2 publishes its host key")
         check(wait_for(lambda: any(k.endswith("/w-h1") for k in (fx.etcd.range("/agentlock-test/claims/h1/") or {})),
                        10, "h1's claim"), "h1 publishes its live claim")
-        check(wait_for(lambda: h1.events("collision.cross_host", kind="session", other_host="h2"), 10,
+        check(wait_for(lambda: h1.events("collision.cross_host", kind="session", other_host="h2"), 20,
                        "h1 collision"), "h1 logs collision.cross_host with h2's evidence")
-        check(wait_for(lambda: h2.events("collision.cross_host", kind="session", other_host="h1"), 10,
+        check(wait_for(lambda: h2.events("collision.cross_host", kind="session", other_host="h1"), 20,
                        "h2 collision"), "h2 logs collision.cross_host with h1's evidence")
         e = (h1.events("collision.cross_host") or [{}])[0]
         check(e.get("worker") == fx.tree.path("w-h1-dup") and e.get("other_worker") == fx.tree.path("w-h2-dup")

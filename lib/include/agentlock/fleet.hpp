@@ -119,7 +119,8 @@ using FleetLogFn = std::function<void(LogLevel level, std::string event, Fields 
 using FleetNudgeFn = std::function<void(std::string reason)>;
 
 /// One daemon's membership: a thread that holds the lease, keeps the host key and the claims,
-/// reads the other hosts and their claims every lease_ttl/3, and logs fleet.unreachable,
+/// reads the other hosts every lease_ttl/3 and their claims (when they changed) at most every
+/// 3 * lease_ttl, and logs fleet.unreachable,
 /// fleet.recovered, fleet.lease_lost, fleet.host_missing, fleet.host_gone, fleet.host_back and
 /// collision.cross_host. Judging never waits on etcd: it reads what the thread last saw.
 class FleetMember {
@@ -152,7 +153,7 @@ public:
 private:
     void run();
     bool round(FleetTime now, std::string& error);
-    bool publish_claims(std::string& error);
+    bool publish_claims(FleetTime deadline, std::string& error);
     void read_claims(std::int64_t revision, std::string& error, bool& ok);
 
     const FleetConfig m_config;
@@ -164,6 +165,7 @@ private:
     std::int64_t m_lease = 0;
     std::map<std::string, std::string> m_published; // claim key -> value
     std::int64_t m_claims_revision = -1;
+    std::optional<FleetTime> m_claims_read_at; // the last complete read of every claim
     std::set<std::string> m_collisions_logged;
     bool m_reachable = true; // until the first failure
     bool m_ever_reached = false;
