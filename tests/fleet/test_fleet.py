@@ -58,11 +58,12 @@ def wait_for(pred, timeout, what, step=0.1):
 
 
 class Etcd:
-    def __init__(self, base):
+    def __init__(self, base, tls=None):
         self.dir = os.path.join(base, "etcd-data")
         self.client = free_port()
         self.peer = free_port()
-        self.url = f"http://127.0.0.1:{self.client}"
+        self.tls = tls  # {"ca", "cert", "key"} of the server, clients need a cert from the CA
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.client}"
         self.proc = None
         self.log = open(os.path.join(base, "etcd.log"), "ab")
 
@@ -72,10 +73,16 @@ class Etcd:
             [ETCD, "--name", "default", "--data-dir", self.dir,
              "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
              "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-             "--initial-cluster", f"default={peer}"],
+             "--initial-cluster", f"default={peer}"] + self.tls_args(),
             stdout=self.log, stderr=self.log)
         if not wait_for(lambda: self.range("/health-probe") is not None, 30, "etcd to answer"):
             raise RuntimeError("etcd did not start")
+
+    def tls_args(self):
+        if not self.tls:
+            return []
+        return ["--cert-file", self.tls["cert"], "--key-file", self.tls["key"],
+                "--trusted-ca-file", self.tls["ca"], "--client-cert-auth"]
 
     def kill(self):
         if self.proc and self.proc.poll() is None:
@@ -86,7 +93,12 @@ class Etcd:
         req = urllib.request.Request(self.url + path, data=json.dumps(body).encode(),
                                      method="POST")
         try:
-            with urllib.request.urlopen(req, timeout=2) as r:
+            ctx = None
+            if self.tls:
+                import ssl
+                ctx = ssl.create_default_context(cafile=self.tls["ca"])
+                ctx.load_cert_chain(self.tls["client_cert"], self.tls["client_key"])
+            with urllib.request.urlopen(req, timeout=2, context=ctx) as r:
                 return json.load(r)
         except Exception:
             return None
@@ -147,7 +159,7 @@ class Relay:
 
 
 class Daemon:
-    def __init__(self, base, host, tree, endpoint, remove=False):
+    def __init__(self, base, host, tree, endpoint, remove=False, extra=None):
         self.host = host
         self.cfg = os.path.join(base, f"{host}.json")
         self.logpath = os.path.join(base, f"{host}.log")
@@ -157,7 +169,7 @@ class Daemon:
             "log_format": "json", "log_level": "info",
             "fleet": {"etcd": [endpoint], "prefix": "/agentlock-test", "lease_ttl": TTL,
                       "host_gone_after": f"{int(GONE_AFTER)}s", "remove_host_gone": remove,
-                      "request_timeout": "500ms"},
+                      "request_timeout": "500ms", **(extra or {})},
         }
         with open(self.cfg, "w") as f:
             json.dump(config, f)
@@ -242,20 +254,20 @@ def dead_pid():
 
 
 class Fixture:
-    def __init__(self, name):
+    def __init__(self, name, tls=None):
         self.base = tempfile.mkdtemp(prefix=f"agentlock-fleet-{name}-")
-        self.etcd = Etcd(self.base)
+        self.etcd = Etcd(self.base, tls(self.base) if tls else None)
         self.tree = Tree(self.base)
         self.daemons = []
         self.relays = []
 
-    def daemon(self, host, remove=False, relay=False):
+    def daemon(self, host, remove=False, relay=False, extra=None):
         endpoint = self.etcd.url
         if relay:
             r = Relay(self.etcd.client)
             self.relays.append(r)
             endpoint = f"http://127.0.0.1:{r.port}"
-        d = Daemon(self.base, host, self.tree.root, endpoint, remove)
+        d = Daemon(self.base, host, self.tree.root, endpoint, remove, extra)
         self.daemons.append(d)
         d.start()
         return d
@@ -460,8 +472,55 @@ def scenario_soak(seconds=20):
         fx.close()
 
 
+def make_pki(base):
+    """A CA, a server cert for 127.0.0.1 and a client cert, with the openssl command."""
+    d = os.path.join(base, "pki")
+    os.makedirs(d)
+    run = lambda *a: subprocess.run(["openssl", *a], check=True, cwd=d,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test-ca",
+        "-keyout", "ca.key", "-out", "ca.pem")
+    with open(os.path.join(d, "san.ext"), "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n")
+    for name in ("server", "client"):
+        run("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}", "-keyout",
+            f"{name}.key", "-out", f"{name}.csr")
+        run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", f"{name}.pem")
+    p = lambda n: os.path.join(d, n)
+    return {"ca": p("ca.pem"), "cert": p("server.pem"), "key": p("server.key"),
+            "client_cert": p("client.pem"), "client_key": p("client.key")}
+
+
+def scenario_tls():
+    """etcd with client certificates: a daemon with cacert, cert and key joins; one without a
+    client certificate cannot, says so, and keeps every foreign lock."""
+    fx = Fixture("tls", tls=make_pki)
+    try:
+        fx.etcd.start()
+        t = fx.etcd.tls
+        good = fx.daemon("h1", extra={"cacert": t["ca"], "cert": t["client_cert"],
+                                      "key": t["client_key"]})
+        check(good.events("fleet.joined"), "a daemon with the client certificate joins over TLS")
+        check(wait_for(lambda: "/agentlock-test/hosts/h1" in (fx.etcd.range("/agentlock-test/hosts/") or {}),
+                       10, "h1's key over TLS"), "its host key is in etcd")
+        bad = Daemon(fx.base, "h2", fx.tree.root, fx.etcd.url, False, {"cacert": t["ca"]})
+        fx.daemons.append(bad)
+        out = open(bad.logpath, "ab")
+        bad.proc = subprocess.Popen(["unshare", "--uts", "sh", "-c", f"hostname h2 && exec {AGENTLOCKD} "
+                                     f"--config {bad.cfg}"], stdout=out, stderr=out)
+        fx.tree.lock("w-h9", "h9", pid=4242)
+        check(wait_for(lambda: bad.events("fleet.unreachable"), 15, "h2 unreachable"),
+              "a daemon without a client certificate logs fleet.unreachable")
+        time.sleep(GONE_AFTER + 1)
+        check(not bad.events("fleet.joined") and not bad.events("lock.host_gone"),
+              "it never joins and judges nothing host-gone")
+    finally:
+        fx.close()
+
+
 SCENARIOS = {"presence": scenario_presence, "outage": scenario_outage,
-             "partition": scenario_partition, "soak": scenario_soak}
+             "partition": scenario_partition, "soak": scenario_soak, "tls": scenario_tls}
 
 if __name__ == "__main__":
     if os.geteuid() != 0:
