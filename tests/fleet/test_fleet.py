@@ -159,7 +159,7 @@ class Relay:
 
 
 class Daemon:
-    def __init__(self, base, host, tree, endpoint, remove=False, extra=None):
+    def __init__(self, base, host, tree, endpoint, remove=False, extra=None, mount=None):
         self.host = host
         self.cfg = os.path.join(base, f"{host}.json")
         self.logpath = os.path.join(base, f"{host}.log")
@@ -175,6 +175,8 @@ class Daemon:
             json.dump(config, f)
         self.proc = None
         self.tmux = config["tmux_socket"]
+        # (source, target): a directory of its own seen at the shared tree's path
+        self.mount = mount
 
     def session(self, name):
         """Starts a tmux session on this host's tmux server (the daemon's)."""
@@ -183,8 +185,11 @@ class Daemon:
 
     def start(self):
         out = open(self.logpath, "ab")
+        ns, bind = ["--uts"], ""
+        if self.mount:
+            ns, bind = ["--uts", "--mount"], f"mount --bind {self.mount[0]} {self.mount[1]} && "
         self.proc = subprocess.Popen(
-            ["unshare", "--uts", "sh", "-c", f"hostname {self.host} && exec {AGENTLOCKD} "
+            ["unshare", *ns, "sh", "-c", f"{bind}hostname {self.host} && exec {AGENTLOCKD} "
              f"--config {self.cfg}"], stdout=out, stderr=out)
         if not wait_for(lambda: self.events("fleet.joined"), 15, f"{self.host} to join"):
             raise RuntimeError(f"{self.host} did not join: {open(self.logpath).read()[-2000:]}")
@@ -219,13 +224,13 @@ class Tree:
         os.makedirs(self.root)
         self.agents = []
 
-    def lock(self, worker, host, pid=None, session=""):
+    def lock(self, worker, host, pid=None, session="", root=None):
         """Writes <worker>/.runtime/agent.lock; with no pid, starts a live agent (sleep)."""
         if pid is None:
             p = subprocess.Popen(["sleep", "600"])
             self.agents.append(p)
             pid = p.pid
-        d = os.path.join(self.root, worker, ".runtime")
+        d = os.path.join(root or self.root, worker, ".runtime")
         os.makedirs(d, exist_ok=True)
         now = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z"
         tmp = os.path.join(d, "agent.lock.tmp")
@@ -261,13 +266,13 @@ class Fixture:
         self.daemons = []
         self.relays = []
 
-    def daemon(self, host, remove=False, relay=False, extra=None):
+    def daemon(self, host, remove=False, relay=False, extra=None, mount=None):
         endpoint = self.etcd.url
         if relay:
             r = Relay(self.etcd.client)
             self.relays.append(r)
             endpoint = f"http://127.0.0.1:{r.port}"
-        d = Daemon(self.base, host, self.tree.root, endpoint, remove, extra)
+        d = Daemon(self.base, host, self.tree.root, endpoint, remove, extra, mount)
         self.daemons.append(d)
         d.start()
         return d
@@ -472,6 +477,34 @@ def scenario_soak(seconds=20):
         fx.close()
 
 
+def scenario_worker():
+    """One worker path held live on two hosts whose trees are not the same (h2 sees a directory
+    of its own at the shared path: a mount gone wrong): both log collision.cross_host of kind
+    worker, with each other's evidence, and neither removes anything."""
+    fx = Fixture("worker")
+    try:
+        fx.etcd.start()
+        private = os.path.join(fx.base, "tree-h2")
+        os.makedirs(private)
+        h1 = fx.daemon("h1")
+        h2 = fx.daemon("h2", mount=(private, fx.tree.root))
+        pid1 = fx.tree.lock("w-same", "h1")
+        pid2 = fx.tree.lock("w-same", "h2", root=private)
+        same = fx.tree.path("w-same")
+        e1 = wait_for(lambda: h1.events("collision.cross_host", kind="worker", other_host="h2"), 20, "h1")
+        e2 = wait_for(lambda: h2.events("collision.cross_host", kind="worker", other_host="h1"), 20, "h2")
+        check(e1 and e1[0].get("worker") == same and e1[0].get("other_worker") == same
+              and str(e1[0].get("pid")) == str(pid1) and e1[0].get("other_pid") == str(pid2),
+              "h1 logs the worker claimed on h2 too, with both pids")
+        check(e2 and str(e2[0].get("pid")) == str(pid2) and e2[0].get("other_pid") == str(pid1),
+              "h2 logs the same collision from its side")
+        check(not fx.removals() and fx.tree.exists("w-same")
+              and os.path.exists(os.path.join(private, "w-same", ".runtime", "agent.lock")),
+              "both locks stay")
+    finally:
+        fx.close()
+
+
 def make_pki(base):
     """A CA, a server cert for 127.0.0.1 and a client cert, with the openssl command."""
     d = os.path.join(base, "pki")
@@ -520,7 +553,8 @@ def scenario_tls():
 
 
 SCENARIOS = {"presence": scenario_presence, "outage": scenario_outage,
-             "partition": scenario_partition, "soak": scenario_soak, "tls": scenario_tls}
+             "partition": scenario_partition, "soak": scenario_soak, "tls": scenario_tls,
+             "worker": scenario_worker}
 
 if __name__ == "__main__":
     if os.geteuid() != 0:
