@@ -47,9 +47,9 @@ struct FleetClaim {
 };
 
 std::string encode_presence(const HostPresence& presence); ///< one JSON object
-std::optional<HostPresence> decode_presence(std::string_view json);
+std::optional<HostPresence> decode_presence(std::string_view text);
 std::string encode_claim(const FleetClaim& claim); ///< one JSON object
-std::optional<FleetClaim> decode_claim(std::string_view json);
+std::optional<FleetClaim> decode_claim(std::string_view text);
 
 std::string host_key(const std::string& prefix, const std::string& host);
 std::string claim_key(const std::string& prefix, const FleetClaim& claim);
