@@ -209,15 +209,24 @@ struct EtcdClient::Impl {
     std::string connect(std::size_t index, Clock::time_point deadline) {
         close();
         const EtcdEndpoint& e = endpoints[index];
+        // An address needs no resolver. A name does, and getaddrinfo cannot be interrupted: a
+        // hung DNS server delays this request beyond its deadline (docs/fleet.md: use addresses).
         tcp::resolver resolver(io);
         tcp::resolver::results_type addresses;
+        beast::error_code not_address;
+        (void)asio::ip::make_address(e.host, not_address);
+        const bool numeric = !not_address;
         beast::error_code ec = await(deadline, [&](auto handler) {
-            resolver.async_resolve(e.host, e.port,
-                                   [&addresses, handler](beast::error_code err,
-                                                         tcp::resolver::results_type r) mutable {
-                                       addresses = std::move(r);
-                                       handler(err);
-                                   });
+            auto done = [&addresses, handler](beast::error_code err,
+                                              tcp::resolver::results_type r) mutable {
+                addresses = std::move(r);
+                handler(err);
+            };
+            if (numeric) {
+                resolver.async_resolve(e.host, e.port, tcp::resolver::numeric_host, done);
+            } else {
+                resolver.async_resolve(e.host, e.port, done);
+            }
         });
         if (ec) {
             resolver.cancel();
