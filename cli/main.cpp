@@ -357,6 +357,7 @@ std::string_view verdict_style(Verdict v) {
     case Verdict::stale:
         return "31";
     case Verdict::foreign:
+    case Verdict::host_gone:
         return "35";
     case Verdict::invalid:
         return "1;31";

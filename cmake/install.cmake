@@ -119,7 +119,9 @@ install(TARGETS agentlock agentlock_warnings agentlock_sanitizers
         ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT dev)
 install(DIRECTORY "${PROJECT_SOURCE_DIR}/lib/include/agentlock"
         DESTINATION ${CMAKE_INSTALL_INCLUDEDIR} COMPONENT dev
-        FILES_MATCHING PATTERN "*.hpp")
+        FILES_MATCHING PATTERN "*.hpp"
+        # The fleet's etcd client lives in agentlock_fleet, which only agentlockd links.
+        PATTERN "fleet.hpp" EXCLUDE PATTERN "etcd_client.hpp" EXCLUDE)
 install(EXPORT agentlockTargets NAMESPACE agentlock:: DESTINATION ${_agentlock_cmake_dir}
         COMPONENT dev)
 configure_package_config_file(

@@ -27,9 +27,9 @@
 namespace agentlock::daemon {
 
 /// Every verdict, in the order the metrics list them.
-inline constexpr std::array<Verdict, 7> k_metric_verdicts = {
+inline constexpr std::array<Verdict, 8> k_metric_verdicts = {
     Verdict::live,    Verdict::stale,   Verdict::held_by_session, Verdict::orphaned,
-    Verdict::foreign, Verdict::invalid, Verdict::unknown};
+    Verdict::foreign, Verdict::invalid, Verdict::unknown,         Verdict::host_gone};
 
 /// The triggers of a removal: a full pass, then the events (docs/logging.md).
 inline constexpr std::array<std::string_view, 5> k_removal_triggers = {"pass", "pidfd", "inotify",

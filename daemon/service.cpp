@@ -69,6 +69,7 @@ int Service::run() {
             : "off");
     fields.insert(fields.end(), m_start_fields.begin(), m_start_fields.end());
     m_log.log(LogLevel::info, "daemon.started", fields);
+    start_fleet();
 
     arm_watchdog();
     m_clock_steps.start();
@@ -159,6 +160,13 @@ PassOptions Service::work_options() {
     options.cancel = &m_cancel;
     options.clock = m_monitor.clock_facts();
     options.known_owner = [this](std::string_view worker) { return m_monitor.known_owner(worker); };
+    if (m_fleet) {
+        options.judge_foreign = [fleet = m_fleet.get()](const LockInfo& lock,
+                                                        const Judgement& foreign, bool confirm) {
+            return fleet->judge_foreign(lock, foreign, confirm);
+        };
+        options.remove_host_gone = m_fleet->remove_host_gone();
+    }
     return options;
 }
 
@@ -189,6 +197,7 @@ void Service::on_pass_done(PassOutcome outcome) {
     const MonitorNews news = m_monitor.pass_done(outcome.report ? &*outcome.report : nullptr,
                                                  outcome.watch == AddWatch::exhausted);
     after_work(news, outcome.watch_error);
+    publish_claims();
     m_metrics.pass_done(outcome, m_config, m_monitor, m_degraded_logged);
     m_last_status = status;
     if (outcome.report && !m_ready_sent && !stopping && no_root_usable(*outcome.report)) {
@@ -251,6 +260,7 @@ void Service::on_batch_done(BatchOutcome outcome) {
     // Removals are logged whatever happened meanwhile (a reload that turned events off).
     log_recheck_batch(outcome, m_monitor.table(), m_pass_log, m_log);
     after_work(news, outcome.watch_error);
+    publish_claims();
     m_metrics.batch_done(outcome, m_config, m_monitor, m_degraded_logged);
     if (m_after_checks) {
         m_after_checks(outcome.checks);
@@ -293,6 +303,11 @@ void Service::reload() {
         m_log.set_level(m_config.log_level);
         m_log.set_format(m_config.log_format);
         m_log.log(LogLevel::info, "config.reloaded", fields);
+        if (old.fleet != m_config.fleet) {
+            m_log.log(LogLevel::warn, "fleet.restart_needed",
+                      {{"reason", "the fleet block changed; it takes effect when agentlockd "
+                                  "restarts"}});
+        }
         if (events_were_on && !m_config.events) {
             close_events(); // back to polling
         } else if (!events_were_on && m_config.events) {
@@ -334,6 +349,9 @@ void Service::finish_stop() {
     m_wake_timer.cancel();
     m_watchdog_timer.cancel();
     m_clock_steps.close();
+    if (m_fleet) {
+        m_fleet->stop();
+    }
     close_events();
     boost::system::error_code ec;
     m_signals.cancel(ec);
@@ -434,6 +452,56 @@ void Service::degrade(const std::string& source, const std::string& reason,
     }
     m_log.log(LogLevel::warn, "events.degraded",
               {{"source", source}, {"reason", reason}, {"fallback", fallback}});
+}
+
+void Service::start_fleet() {
+    if (!m_config.fleet) {
+        return;
+    }
+    const HostFacts host = read_host_facts();
+    m_hostname = host.hostname;
+    HostPresence presence;
+    presence.host = host.hostname;
+    presence.boot_id = host.boot_id;
+    presence.pid = ::getpid();
+    presence.version = AGENTLOCK_VERSION;
+    presence.roots = m_config.roots;
+    presence.started_at = format_rfc3339(
+        std::chrono::time_point_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now()));
+    m_fleet = std::make_unique<FleetMember>(
+        *m_config.fleet, std::move(presence),
+        [this](LogLevel level, std::string event, Fields fields) {
+            boost::asio::post(m_io,
+                              [this, level, event = std::move(event),
+                               fields = std::move(fields)]() { m_log.log(level, event, fields); });
+        },
+        [this](std::string reason) {
+            boost::asio::post(m_io, [this, reason = std::move(reason)]() {
+                if (!m_stopped && !m_monitor.stopping()) {
+                    log_pass_request("reason", reason, m_monitor.request_pass());
+                    dispatch();
+                }
+            });
+        });
+    m_fleet->start();
+}
+
+void Service::publish_claims() {
+    if (!m_fleet) {
+        return;
+    }
+    std::vector<FleetClaim> claims;
+    const LockTable& table = m_monitor.table();
+    table.for_each_worker([&](const std::string& worker) {
+        const LockSummary* s = table.find(worker);
+        // A lock this host's own rule calls held: live, orphaned or held by its session.
+        if (s != nullptr && s->parsed && s->action != LockAction::removed &&
+            (s->verdict == Verdict::live || s->verdict == Verdict::orphaned ||
+             s->verdict == Verdict::held_by_session)) {
+            claims.push_back({m_hostname, worker, s->session_id.str(), s->pid});
+        }
+    });
+    m_fleet->set_local_claims(std::move(claims));
 }
 
 } // namespace agentlock::daemon

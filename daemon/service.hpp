@@ -14,6 +14,7 @@
 #include "pid_watch.hpp"
 #include "work.hpp"
 #include <agentlock/config.hpp>
+#include <agentlock/fleet.hpp>
 
 #include <agentlock/monitor.hpp>
 
@@ -86,6 +87,10 @@ private:
     void close_events();
     void degrade(const std::string& source, const std::string& reason, const std::string& fallback);
     void after_work(const MonitorNews& news, const std::string& watch_error);
+    /// Fleet mode: joins the fleet (a thread of its own) when the config has a fleet block.
+    void start_fleet();
+    /// Fleet mode: hands the lock table's live local claims to the fleet thread.
+    void publish_claims();
 
     Config m_config;
     std::string m_config_path;
@@ -128,6 +133,11 @@ private:
     std::unique_ptr<PidWatcher> m_pids;
     std::unique_ptr<DirWatcher> m_dirs;
     ClockStepWatcher m_clock_steps;
+
+    // Fleet mode: its thread posts log events and pass requests to m_io; stopped before m_io
+    // goes. Its judge_foreign is called on the worker thread, which is joined before it.
+    std::string m_hostname;
+    std::unique_ptr<FleetMember> m_fleet;
 
     // Last member: destroyed (joined) first, before anything its pass could post to.
     boost::asio::thread_pool m_worker{1};

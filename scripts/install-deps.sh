@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build ccache pkg-config git python3
   libboost1.81-dev libboost-json1.81-dev libspdlog-dev libgtest-dev libgmock-dev libsystemd-dev
-  tmux golang-go systemd prometheus-node-exporter
+  tmux golang-go systemd prometheus-node-exporter libssl-dev etcd-server etcd-client
 )
 if [[ "${AGENTLOCK_EXTRA_PACKAGES:-}" != "" ]]; then
   read -r -a extra <<<"${AGENTLOCK_EXTRA_PACKAGES}"

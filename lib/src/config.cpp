@@ -331,11 +331,17 @@ Result<Config> parse_config(std::string_view json, const std::string& origin) {
             }
         } else if (key == "metrics_file") {
             ok = reader.read_string(key, v, config.metrics_file);
+        } else if (key == "fleet") {
+            auto fleet = parse_fleet_config(v, origin);
+            if (!fleet) {
+                return fleet.error();
+            }
+            config.fleet = std::move(*fleet);
         } else {
             ok = reader.fail(key, "is unknown (known keys: roots, interval, tmux_socket, "
                                   "tmux_socket_path, tmux_timeout, dry_run, prune, max_depth, "
                                   "one_file_system, log_level, log_format, events, "
-                                  "full_pass_interval, metrics_file, tmux_created_slack)");
+                                  "full_pass_interval, metrics_file, tmux_created_slack, fleet)");
         }
         if (!ok) {
             return reader.error();

@@ -343,6 +343,8 @@ std::string_view lock_event(const LockRecord& rec) {
         return "lock.invalid";
     case Verdict::foreign:
         return "lock.foreign";
+    case Verdict::host_gone:
+        return rec.action == LockAction::removed ? std::string_view{} : "lock.host_gone";
     case Verdict::unknown:
         return "lock.unknown";
     case Verdict::stale:
@@ -382,7 +384,8 @@ FindingFields lock_record_fields(const LockRecord& rec, const TmuxFacts& tmux, b
         fields.emplace_back("hostname", rec.info->hostname);
         fields.emplace_back("acquired_at", format_rfc3339(rec.info->acquired_at));
         // A lock judged without probing (foreign, or invalid) has no process evidence.
-        if (rec.judgement.verdict != Verdict::foreign) {
+        if (rec.judgement.verdict != Verdict::foreign &&
+            rec.judgement.verdict != Verdict::host_gone) {
             fields.emplace_back("pid_state", std::string(process_state_name(rec.process.state)));
         }
         add_if_set(fields, "pid_detail", rec.process.detail);
@@ -410,8 +413,8 @@ std::vector<std::string> unavailable_roots(const PassReport& report) {
 
 const std::vector<std::string_view>& lock_finding_events() {
     static const std::vector<std::string_view> events = {
-        "lock.held_by_session", "lock.foreign", "lock.invalid",     "lock.orphaned",
-        "lock.remove_failed",   "lock.unknown", "lock.would_remove"};
+        "lock.held_by_session", "lock.foreign", "lock.invalid",      "lock.orphaned",
+        "lock.remove_failed",   "lock.unknown", "lock.would_remove", "lock.host_gone"};
     return events;
 }
 

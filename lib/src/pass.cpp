@@ -74,8 +74,8 @@ public:
         }
         rec.info = *read.info;
         rec.content = read.bytes;
-        rec.judgement = judge(site.worker, *rec.info, &rec.process, facts_for(*rec.info));
-        if (is_removable(rec.judgement.verdict) && !cancelled(m_options)) {
+        rec.judgement = judge(site.worker, *rec.info, &rec.process, facts_for(*rec.info), false);
+        if (removable()(rec.judgement.verdict) && !cancelled(m_options)) {
             reap(site, rec);
         }
         if (rec.judgement.verdict == Verdict::live) {
@@ -151,8 +151,12 @@ private:
         return m_boot_time;
     }
 
+    bool (*removable() const)(Verdict) {
+        return m_options.remove_host_gone ? is_removable_with_host_gone : is_removable;
+    }
+
     Judgement judge(const std::string& worker, const LockInfo& info, ProcessFacts* evidence,
-                    const TmuxFacts& tmux) {
+                    const TmuxFacts& tmux, bool confirm) {
         ProcessFacts process;
         ReuseFacts reuse;
         if (is_local(info, m_host)) {
@@ -173,7 +177,11 @@ private:
         if (m_options.known_owner) {
             reuse.known_owner = m_options.known_owner(worker);
         }
-        return judge_lock(info, process, tmux, m_host, reuse, evidence_for(info));
+        Judgement judgement = judge_lock(info, process, tmux, m_host, reuse, evidence_for(info));
+        if (judgement.verdict == Verdict::foreign && m_options.judge_foreign) {
+            judgement = m_options.judge_foreign(info, judgement, confirm);
+        }
+        return judgement;
     }
 
     void reap(const LockSite& site, LockRecord& rec) {
@@ -181,15 +189,15 @@ private:
         // the pass's query, and a live session's lock must never go.
         auto rejudge = [this, &site](const LockInfo& again) {
             if (again.session_id.empty()) {
-                return judge(site.worker, again, nullptr, facts_for(again));
+                return judge(site.worker, again, nullptr, facts_for(again), true);
             }
             if (needs_own_server(again, configured_facts())) {
-                return judge(site.worker, again, nullptr, ask_own_server(again));
+                return judge(site.worker, again, nullptr, ask_own_server(again), true);
             }
-            return judge(site.worker, again, nullptr, m_tmux.query());
+            return judge(site.worker, again, nullptr, m_tmux.query(), true);
         };
         RemovalResult removal = remove_if_unchanged(site.runtime_fd, site.lock_path, rec.content,
-                                                    rejudge, m_options.dry_run);
+                                                    rejudge, m_options.dry_run, removable());
         rec.detail = removal.detail;
         switch (removal.action) {
         case RemovalAction::removed:

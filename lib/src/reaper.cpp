@@ -65,7 +65,7 @@ std::string_view to_string(RemovalAction action) {
 
 RemovalResult remove_if_unchanged(int runtime_fd, const std::string& lock_path,
                                   std::string_view judged_bytes, const Rejudge& rejudge,
-                                  bool dry_run) {
+                                  bool dry_run, bool (*removable)(Verdict)) {
     const std::string lock_name(k_lock_name);
     const std::string sidecar_name(k_flock_name);
     const std::string sidecar_path = lock_path + ".flock";
@@ -116,7 +116,7 @@ RemovalResult remove_if_unchanged(int runtime_fd, const std::string& lock_path,
 
     // 3. Re-judge what is on disk now.
     const Judgement again = rejudge(*read.info);
-    if (!is_removable(again.verdict)) {
+    if (!removable(again.verdict)) {
         return outcome(RemovalAction::skipped_changed,
                        "no longer stale (" + std::string(to_string(again.verdict)) +
                            "): " + again.reason,

@@ -20,6 +20,8 @@ std::string_view to_string(Verdict verdict) {
         return "orphaned";
     case Verdict::foreign:
         return "foreign";
+    case Verdict::host_gone:
+        return "host-gone";
     case Verdict::invalid:
         return "invalid";
     case Verdict::unknown:

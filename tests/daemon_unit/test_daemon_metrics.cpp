@@ -46,6 +46,7 @@ agentlock_locks{verdict="orphaned"} 0
 agentlock_locks{verdict="foreign"} 1
 agentlock_locks{verdict="invalid"} 4
 agentlock_locks{verdict="unknown"} 0
+agentlock_locks{verdict="host-gone"} 0
 # HELP agentlock_removals_total Stale locks removed since agentlockd started, by what found them.
 # TYPE agentlock_removals_total counter
 agentlock_removals_total{trigger="pass"} 5

@@ -2,6 +2,7 @@
 // agentlockd's configuration: the JSON file, command-line overrides, validation, and what a
 // reload changed.
 
+#include <agentlock/fleet_config.hpp>
 #include <agentlock/log_level.hpp>
 #include <agentlock/pass.hpp>
 #include <agentlock/result.hpp>
@@ -63,6 +64,9 @@ struct Config {
     /// Where to write metrics for node_exporter's textfile collector (a `.prom` file); empty:
     /// none.
     std::string metrics_file;
+    /// Fleet mode (docs/fleet.md); unset: no etcd, no network. Read at start only: a reload
+    /// that changes it is logged and takes effect on restart.
+    std::optional<FleetConfig> fleet;
 
     bool operator==(const Config&) const = default;
 };

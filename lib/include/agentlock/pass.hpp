@@ -55,6 +55,13 @@ struct PassOptions {
     /// Empty: such locks are judged against the configured server's answer, which the judge
     /// takes as theirs only when it comes from the same server.
     std::function<TmuxFacts(const TmuxServer& server)> ask_tmux_server;
+    /// Fleet mode: judges again a lock judge_lock called foreign, by its host's presence in etcd
+    /// (FleetMember::judge_foreign); `confirm` is set for the reaper's re-check. May be called
+    /// from several walk threads at once. Unset: a foreign lock stays foreign.
+    std::function<Judgement(const LockInfo& lock, const Judgement& foreign, bool confirm)>
+        judge_foreign;
+    /// Whether host-gone locks go to the reaper (fleet.remove_host_gone).
+    bool remove_host_gone = false;
 };
 
 enum class LockAction : std::uint8_t { kept, removed, would_remove, skipped_changed };

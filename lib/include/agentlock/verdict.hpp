@@ -20,8 +20,11 @@ enum class Verdict : std::uint8_t {
     held_by_session, ///< owner dead but its recorded tmux session exists: kept
     orphaned,        ///< owner alive, recorded session absent: kept, reported
     foreign,         ///< written on another host: never judged by PID, never removed
-    invalid,         ///< unparseable, not a regular file, too large: reported, never removed
-    unknown,         ///< depends on a tmux state or /proc read that failed: kept
+    /// fleet mode: written on a host whose presence key has been missing from etcd for
+    /// host_gone_after, with etcd answering all along; reported, removed only when configured
+    host_gone,
+    invalid, ///< unparseable, not a regular file, too large: reported, never removed
+    unknown, ///< depends on a tmux state or /proc read that failed: kept
 };
 
 std::string_view to_string(Verdict verdict); ///< "live", "held-by-session", ...
@@ -105,6 +108,11 @@ Judgement judge_lock(const LockInfo& lock, const ProcessFacts& process, const Tm
 /// Only a stale lock may ever be removed.
 inline bool is_removable(Verdict verdict) {
     return verdict == Verdict::stale;
+}
+
+/// Fleet mode with remove_host_gone: a host-gone lock may be removed too.
+inline bool is_removable_with_host_gone(Verdict verdict) {
+    return verdict == Verdict::stale || verdict == Verdict::host_gone;
 }
 
 } // namespace agentlock
