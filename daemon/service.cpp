@@ -248,12 +248,11 @@ void Service::start_batch(RecheckBatch batch) {
     boost::asio::post(m_worker, [this, batch = std::move(batch), options = std::move(options),
                                  config = m_config, dirs]() mutable {
         BatchOutcome out = run_recheck_batch(m_backend, std::move(batch), options, config, dirs);
-        boost::asio::post(
-            m_io, [this, out = std::move(out)]() mutable { on_batch_done(std::move(out)); });
+        boost::asio::post(m_io, [this, out = std::move(out)]() { on_batch_done(out); });
     });
 }
 
-void Service::on_batch_done(BatchOutcome outcome) {
+void Service::on_batch_done(const BatchOutcome& outcome) {
     m_work_guard.reset();
     const MonitorNews news =
         m_monitor.batch_done(outcome.checks, outcome.tmux, outcome.watch == AddWatch::exhausted);

@@ -77,7 +77,7 @@ private:
     void start_pass();
     void on_pass_done(PassOutcome outcome);
     void start_batch(RecheckBatch batch);
-    void on_batch_done(BatchOutcome outcome);
+    void on_batch_done(const BatchOutcome& outcome);
     void reload();
     void begin_stop(int signal_number);
     void finish_stop();
