@@ -42,7 +42,9 @@ std::string label(std::string_view key, std::string_view value) {
 // Seconds with millisecond precision, as Prometheus reads floats.
 std::string seconds(double s) {
     char buf[64];
-    std::snprintf(buf, sizeof buf, "%.3f", s);
+    if (std::snprintf(buf, sizeof buf, "%.3f", s) < 0) {
+        return "NaN"; // a formatting failure must not read as a real value
+    }
     return buf;
 }
 

@@ -49,8 +49,10 @@ std::string signed_seconds(std::chrono::nanoseconds d) {
     const auto whole = (ms < 0 ? -ms : ms) / 1000;
     const auto frac = (ms < 0 ? -ms : ms) % 1000;
     char text[48];
-    std::snprintf(text, sizeof text, "%c%lld.%03llds", ms < 0 ? '-' : '+',
-                  static_cast<long long>(whole), static_cast<long long>(frac));
+    if (std::snprintf(text, sizeof text, "%c%lld.%03llds", ms < 0 ? '-' : '+',
+                      static_cast<long long>(whole), static_cast<long long>(frac)) < 0) {
+        return std::to_string(ms) + "ms";
+    }
     return text;
 }
 

@@ -209,13 +209,13 @@ std::string_view to_string(WorkerCheck::State state); ///< "found", "absent", ..
 
 /// Judges one worker's lock and removes it when stale, with the same rule, reaper and evidence
 /// as run_pass, for event-driven re-checks. <worker>/.runtime is reached from the configured
-/// root that contains `worker`, one component at a time with openat(O_NOFOLLOW|O_DIRECTORY), so
-/// no symlink is followed, and only where a full pass would look (prune list, max_depth,
+/// root that contains `worker_path`, one component at a time with openat(O_NOFOLLOW|O_DIRECTORY),
+/// so no symlink is followed, and only where a full pass would look (prune list, max_depth,
 /// one_file_system). The root's tmux server (options.root_servers) is asked only when the lock
 /// records a session, unless `fresh_tmux` (an answer just obtained from that same server) is
 /// given. Never throws for a bad path or lock.
-WorkerCheck check_worker(const std::string& worker, const PassOptions& options,
-                         ProcessProbe& processes, TmuxProbes& tmux, const HostFacts& host,
+WorkerCheck check_worker(const std::string& worker_path, const PassOptions& options,
+                         ProcessProbe& processes, TmuxProbes& probes, const HostFacts& host,
                          const TmuxFacts* fresh_tmux = nullptr);
 
 /// check_worker with one probe for every server (OneTmuxProbe).
