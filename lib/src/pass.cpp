@@ -44,9 +44,9 @@ bool is_local(const LockInfo& info, const HostFacts& host) {
 class LockHandler {
 public:
     LockHandler(const PassOptions& options, ProcessProbe& processes, TmuxProbe& tmux,
-                const TmuxFacts* tmux_facts, const HostFacts& host)
-        : m_options(options), m_processes(processes), m_tmux(tmux), m_tmux_facts(tmux_facts),
-          m_host(host) {
+                ServerRef server, const TmuxFacts* tmux_facts, const HostFacts& host)
+        : m_options(options), m_processes(processes), m_tmux(tmux), m_server(std::move(server)),
+          m_tmux_facts(tmux_facts), m_host(host) {
         m_not_asked.detail = "not asked: no session to look up";
     }
 
@@ -78,6 +78,9 @@ public:
         if (removable()(rec.judgement.verdict) && !cancelled(m_options)) {
             reap(site, rec);
         }
+        if (rec.action != LockAction::removed) {
+            rec.hold = hold_for(*rec.info, rec.judgement.verdict);
+        }
         if (rec.judgement.verdict == Verdict::live) {
             // Nothing reports a live lock's bytes; at fleet scale they are most of the report.
             rec.content.clear();
@@ -100,6 +103,28 @@ private:
             it = m_recorded.emplace(*info.tmux_socket, ask_own_server(info)).first;
         }
         return it->second;
+    }
+
+    // What a kept lock waits on when its session keeps it, or when its server could not be
+    // asked: that server, and the processes whose exit may end the hold.
+    std::optional<TmuxHold> hold_for(const LockInfo& info, Verdict verdict) {
+        if (info.session_id.empty() || !is_local(info, m_host)) {
+            return std::nullopt;
+        }
+        const TmuxFacts& facts = facts_for(info);
+        if (verdict != Verdict::held_by_session &&
+            (verdict != Verdict::unknown || facts.state != TmuxState::unknown)) {
+            return std::nullopt;
+        }
+        TmuxHold hold;
+        if (info.tmux_socket && m_options.ask_tmux_server &&
+            facts.socket_path == *info.tmux_socket) {
+            hold.server.server.socket_path = *info.tmux_socket; // the server the lock records
+        } else {
+            hold.server = m_server;
+        }
+        hold.pids = tmux_hold_pids(facts, info.session_id);
+        return hold;
     }
 
     const TmuxFacts& configured_facts() {
@@ -219,6 +244,7 @@ private:
     const PassOptions& m_options;
     ProcessProbe& m_processes;
     TmuxProbe& m_tmux;
+    ServerRef m_server; // the one m_tmux asks: the root's
     const TmuxFacts* m_tmux_facts;
     std::optional<TmuxFacts> m_asked;
     std::map<std::string, TmuxFacts> m_recorded; // the servers locks record, by socket path
@@ -232,6 +258,9 @@ private:
 // the sink, or in the report when there is none.
 void keep(PassReport& report, PassSink* sink, LockRecord&& rec, TmuxState tmux_state) {
     report.summaries.push_back(summarize(rec, tmux_state));
+    if (rec.hold) {
+        report.holds.insert_or_assign(rec.worker, *rec.hold);
+    }
     report.stats.removed += rec.action == LockAction::removed ? 1u : 0u;
     report.stats.would_remove += rec.action == LockAction::would_remove ? 1u : 0u;
     if (sink != nullptr) {
@@ -320,7 +349,7 @@ PassReport run_pass_into(const PassOptions& options, ProcessProbe& processes, Tm
         UnresolvedTmuxProbe unresolved(asked.server);
         TmuxProbe& tmux =
             asked.server.unresolved.empty() ? probes.probe(asked.server.server) : unresolved;
-        LockHandler handler(options, processes, tmux, &asked.facts, host);
+        LockHandler handler(options, processes, tmux, asked.server, &asked.facts, host);
         RootReport root_report;
         root_report.path = root;
         if (cancelled(options)) {
@@ -390,8 +419,12 @@ LockSummary summarize(const LockRecord& record, TmuxState tmux_state) {
 
 void summarize_locks(PassReport& report) {
     report.summaries.clear();
+    report.holds.clear();
     for (const auto& rec : report.locks) {
         report.summaries.push_back(summarize(rec, tmux_facts_of(report, rec).state));
+        if (rec.hold && rec.action != LockAction::removed) {
+            report.holds.insert_or_assign(rec.worker, *rec.hold);
+        }
     }
     std::sort(report.summaries.begin(), report.summaries.end(), summary_before);
 }
@@ -554,7 +587,7 @@ WorkerCheck check_worker(const std::string& worker_path, const PassOptions& opti
     UnresolvedTmuxProbe unresolved(check.tmux_server);
     TmuxProbe& tmux =
         check.tmux_server.unresolved.empty() ? probes.probe(check.tmux_server.server) : unresolved;
-    LockHandler handler(options, processes, tmux, fresh_tmux, host);
+    LockHandler handler(options, processes, tmux, check.tmux_server, fresh_tmux, host);
     LockSite site;
     site.worker = worker;
     site.lock_path = check.lock_path;

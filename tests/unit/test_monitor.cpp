@@ -243,7 +243,7 @@ TEST_F(MonitorTest, HeldBySessionLocksMakeTmuxBeAskedAndABackoffWhenItIsUnknown)
 
 TEST(WorkersToRecheck, TheSessionsTmuxNoLongerHasAndThoseJudgedWithoutTmux) {
     const std::vector<SessionWait> waits = {
-        {"/srv/a", "%3", false}, {"/srv/b", "%4", false}, {"/srv/c", "%5", true}};
+        {"/srv/a", "%3", false, {}}, {"/srv/b", "%4", false, {}}, {"/srv/c", "%5", true, {}}};
     EXPECT_EQ(workers_to_recheck(waits, test::tmux_ok({}, {}, {"%3", "%5"})),
               (std::vector<std::string>{"/srv/b", "/srv/c"}));
     EXPECT_TRUE(workers_to_recheck(waits, test::tmux_state(TmuxState::unknown)).empty())
