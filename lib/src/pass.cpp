@@ -50,6 +50,9 @@ public:
         m_not_asked.detail = "not asked: no session to look up";
     }
 
+    // A fresh answer was given (a re-check freed by it): see absence_stays_true.
+    void confirm_with_given() { m_confirm_with_given = m_tmux_facts != nullptr; }
+
     // The answer the configured tmux server gave when it was asked lazily.
     const std::optional<TmuxFacts>& asked() const { return m_asked; }
 
@@ -166,6 +169,26 @@ private:
         return evidence;
     }
 
+    // Whether `facts`, which show no server, or an ok server without the session or pane `info`
+    // records, say so for `info` still, as well as a new query would: whatever tmux creates
+    // after the answer is created after it, tmux never reuses a session or pane id within a
+    // server, and the judge holds that a server or session created later than acquired_at plus
+    // the slack is not the holder. That takes an answer begun at least the slack (and the
+    // second tmux truncates its times to) after acquired_at, and no seen clock step since the
+    // lock was written. Then a burst of removals (a session's panes, a server's locks) needs no
+    // query each to confirm them.
+    bool absence_stays_true(const TmuxFacts& facts, const LockInfo& info) const {
+        if (!facts.asked_at || m_options.clock.may_predate_a_step(info.acquired_at) ||
+            *facts.asked_at <
+                info.acquired_at + m_options.tmux_created_slack + std::chrono::seconds(1)) {
+            return false;
+        }
+        if (facts.state == TmuxState::no_server) {
+            return true;
+        }
+        return facts.state == TmuxState::ok && facts.server_started && !facts.has(info.session_id);
+    }
+
     // The boot time, read once per pass: it moves only when the wall clock is stepped, and the
     // judge does not compare it with acquired_at after a step it was told of.
     std::optional<Timestamp> boot_time() {
@@ -219,6 +242,9 @@ private:
             if (needs_own_server(again, configured_facts())) {
                 return judge(site.worker, again, nullptr, ask_own_server(again), true);
             }
+            if (m_confirm_with_given && absence_stays_true(*m_tmux_facts, again)) {
+                return judge(site.worker, again, nullptr, *m_tmux_facts, true);
+            }
             return judge(site.worker, again, nullptr, m_tmux.query(), true);
         };
         RemovalResult removal = remove_if_unchanged(site.runtime_fd, site.lock_path, rec.content,
@@ -246,6 +272,9 @@ private:
     TmuxProbe& m_tmux;
     ServerRef m_server; // the one m_tmux asks: the root's
     const TmuxFacts* m_tmux_facts;
+    /// m_tmux_facts is a fresh answer given for this lock (check_worker): it may confirm a
+    /// removal when absence_stays_true.
+    bool m_confirm_with_given = false;
     std::optional<TmuxFacts> m_asked;
     std::map<std::string, TmuxFacts> m_recorded; // the servers locks record, by socket path
     std::optional<Timestamp> m_boot_time;
@@ -588,6 +617,7 @@ WorkerCheck check_worker(const std::string& worker_path, const PassOptions& opti
     TmuxProbe& tmux =
         check.tmux_server.unresolved.empty() ? probes.probe(check.tmux_server.server) : unresolved;
     LockHandler handler(options, processes, tmux, check.tmux_server, fresh_tmux, host);
+    handler.confirm_with_given();
     LockSite site;
     site.worker = worker;
     site.lock_path = check.lock_path;

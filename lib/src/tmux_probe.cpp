@@ -318,7 +318,10 @@ TmuxFacts SystemTmuxProbe::query() {
         args.insert(args.end(), {"-L", m_server.socket_name});
     }
     args.insert(args.end(), {"list-panes", "-a", "-F", std::string(k_format)});
+    const auto asked_at =
+        std::chrono::time_point_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now());
     TmuxFacts facts = run_listing(args, m_timeout, m_binary);
+    facts.asked_at = asked_at;
     if (facts.socket_path.empty()) {
         facts.socket_path = m_server.socket_path;
     }

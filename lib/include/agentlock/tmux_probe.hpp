@@ -57,6 +57,9 @@ struct TmuxFacts {
     std::optional<std::int64_t> server_pid;
     /// The socket asked, when the probe knows it (-S), or the one tmux named as having no server.
     std::string socket_path;
+    /// When the query began, by the wall clock: the answer describes the server at some moment
+    /// after it. Unset for an answer not obtained by querying a server.
+    std::optional<Timestamp> asked_at;
 
     /// True when `session_id` names a listed session name, session id or pane id.
     /// Meaningful only when state is ok.
