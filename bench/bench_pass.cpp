@@ -63,7 +63,7 @@ double cpu_ms_now() {
 // Receives a streaming pass's records and keeps none of them.
 class DroppingSink final : public agentlock::PassSink {
 public:
-    void on_tmux(const agentlock::TmuxFacts&) override {}
+    void on_tmux(const std::vector<agentlock::TmuxServerReport>&) override {}
     void on_lock(agentlock::LockRecord&& record) override {
         const agentlock::LockRecord dropped = std::move(record);
     }

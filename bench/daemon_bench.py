@@ -5,6 +5,7 @@
     daemon_bench.py idle    --daemon PATH [--locks 10000] [--seconds 60] [-- DAEMON ARGS]
     daemon_bench.py scale   --daemon PATH --root TREE [--passes 4] [-- DAEMON ARGS]
     daemon_bench.py stop    --daemon PATH --root TREE [--runs 5] [--after 0.5] [-- DAEMON ARGS]
+    daemon_bench.py town    --daemon PATH [--sessions 100] [--panes 10] [-- DAEMON ARGS]
 
 latency: N locks, each owned by its own `sleep` process and recording no tmux session, plus
   a control group of live owners. Once the daemon has done its first pass, the owners are
@@ -29,17 +30,33 @@ stop: the daemon, with --dry-run, on an existing tree big enough that a pass tak
   second (town-20k): its second pass (SIGUSR1) is stopped with SIGTERM --after seconds in; the
   time from SIGTERM to the daemon's exit, per run, and how far the cut pass got.
 
+town: gastown's pattern. A private tmux server (tmux -S WORKDIR/tmux.sock, passed to the daemon
+  with --tmux-socket-path) runs --sessions sessions of --panes panes, each pane `exec sleep`.
+  Every pane holds one lock: its owner PID dead (a reaped `true`), its session_id the pane id
+  (%N, as agents record $TMUX_PANE), so the daemon judges every lock held-by-session. Once it
+  has logged all of them: (1) idle: CPU (utime + stime) over --seconds of the daemon, of its
+  reaped children (cutime + cstime: its tmux clients) and of the tmux server, with nothing
+  changing; (2) --pane-kills pane processes SIGKILLed at random moments (gaps uniform in
+  [0, 2 * --gap-ms]; the pane closes, remain-on-exit is off): kill -> removal; (3)
+  --session-kills sessions ended with `tmux kill-session` at random moments: end of
+  kill-session -> removal of each of its locks; (4) `tmux kill-server`: its end -> removal of
+  every remaining lock (and how long the server took to exit). --control-sessions
+  sessions are never touched before (4): every lock whose pane still lives must still be there
+  after (3), else the run fails. Logs at info, as in production.
+
 Everything lives under --workdir (default /var/tmp/agentlock-bench/run-<pid>) and is removed
-at the end; owners, the tmux server and the daemon are killed on exit. The daemon gets
---config (an empty {} file), --root, --log-format json, --log-level debug, --tmux-socket, and
+at the end; owners, the tmux server (and its panes) and the daemon are killed on exit. The daemon
+gets --config (an empty {} file), --root, --log-format json, --log-level debug, --tmux-socket
+(town: --tmux-socket-path), and
 whatever follows `--` (e.g. --interval 1s --no-events for the polling baseline). Logs are
-at debug for latency (findings are parsed) and at info, as in production, for idle.
+at debug for latency (findings are parsed) and at info, as in production, for idle and town.
 """
 import argparse
 import ctypes
 import json
 import os
 import random
+import select
 import shutil
 import signal
 import socket
@@ -113,6 +130,33 @@ class Owners:
             p.wait()
 
 
+def proc_stat(pid):
+    """CPU seconds (utime, stime; cutime, cstime: its reaped children) and start time (clock
+    ticks since boot) of pid, from /proc/<pid>/stat."""
+    with open(f"/proc/{pid}/stat") as fh:
+        f = fh.read().rsplit(")", 1)[1].split()  # f[0] is field 3 (state)
+    return {"utime": int(f[11]) / CLK_TCK, "stime": int(f[12]) / CLK_TCK,
+            "cutime": int(f[13]) / CLK_TCK, "cstime": int(f[14]) / CLK_TCK,
+            "starttime": int(f[19])}
+
+
+def kill_if_same(pid, starttime):
+    """SIGKILLs pid if it is still the process that started at starttime (not a reused PID)."""
+    try:
+        if proc_stat(pid)["starttime"] == starttime:
+            os.kill(pid, signal.SIGKILL)
+    except (OSError, IndexError, ValueError):
+        pass
+
+
+def dead_pid():
+    """The PID of a process that has exited and been reaped: gastown's `gt prime` owner."""
+    p = subprocess.Popen(["true"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    p.wait()
+    return p.pid
+
+
 def write_lock(worker, pid, session="", acquired=None):
     rt = os.path.join(worker, ".runtime")
     os.makedirs(rt, exist_ok=True)
@@ -176,12 +220,13 @@ class Inotify:
 class Daemon:
     """The real agentlockd, JSON logs on stderr parsed by a reader thread."""
 
-    def __init__(self, path, workdir, root, tmux_socket, extra, level="debug"):
+    def __init__(self, path, workdir, root, tmux_socket, extra, level="debug",
+                 tmux_flag="--tmux-socket"):
         cfg = os.path.join(workdir, "agentlockd.json")
         with open(cfg, "w") as fh:
             fh.write("{}\n")
         self.argv = [path, "--config", cfg, "--root", root, "--log-format", "json",
-                     "--log-level", level, "--tmux-socket", tmux_socket] + extra
+                     "--log-level", level, tmux_flag, tmux_socket] + extra
         log("starting", " ".join(self.argv))
         self.events = []
         self.cond = threading.Condition()
@@ -231,9 +276,8 @@ class Daemon:
                    else None, timeout, what)
 
     def cpu_seconds(self):
-        with open(f"/proc/{self.proc.pid}/stat") as fh:
-            fields = fh.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime (fields 14, 15)
+        st = proc_stat(self.proc.pid)
+        return st["utime"] + st["stime"]
 
     def memory_kib(self):
         out = {}
@@ -258,12 +302,19 @@ class Daemon:
 
 
 class Tmux:
-    def __init__(self, name):
+    """A private tmux server: on socket name `name` (tmux -L) or socket path `path` (tmux -S).
+    Panes run their command with /bin/sh, whatever $SHELL is, and never see our own $TMUX."""
+
+    def __init__(self, name=None, path=None):
         self.name = name
+        self.path = path
+        self.socket = ["-S", path] if path else ["-L", name]
         self.started = False
+        self.env = {k: v for k, v in os.environ.items() if k not in ("TMUX", "TMUX_PANE")}
+        self.env["SHELL"] = "/bin/sh"
 
     def run(self, *args):
-        return subprocess.run(["tmux", "-L", self.name, "-f", "/dev/null", *args],
+        return subprocess.run(["tmux", *self.socket, "-f", "/dev/null", *args], env=self.env,
                               stdin=subprocess.DEVNULL, capture_output=True, text=True)
 
     def new_session(self, session):
@@ -380,6 +431,232 @@ def run_latency(a, workdir, extra):
             daemon.close()
         owners.close()
         tmux.close()
+
+
+def run_town(a, workdir, extra):
+    """gastown's pattern: every lock held by a live pane of a private tmux server, its owner PID
+    dead. Idle cost with nothing changing, then removal latency after a pane's process exits,
+    after kill-session and after kill-server; fails if a lock of a live pane was removed."""
+    if a.panes < 1 or a.sessions < 1:
+        raise SystemExit("daemon_bench.py town: --sessions and --panes must be at least 1")
+    n_plain = a.sessions - a.session_kills - a.control_sessions
+    if n_plain < 0 or (a.pane_kills and a.pane_kills > n_plain * (a.panes - 1)):
+        raise SystemExit(f"daemon_bench.py town: {a.sessions} sessions of {a.panes} panes cannot "
+                         f"give {a.control_sessions} control sessions, {a.session_kills} to kill "
+                         f"and {a.pane_kills} panes to kill without closing their sessions")
+    root = os.path.join(workdir, "root")
+    tmux = Tmux(path=os.path.join(workdir, "tmux.sock"))
+    daemon = None
+    server = None  # (pid, start ticks) of the tmux server
+    panes = {}  # (session index, pane index) -> {"id": "%N", "pid": P, "start": ticks}
+    names = [f"bench-s{si:03d}" for si in range(a.sessions)]
+    # Sessions [0, n_plain) lose single panes, the next session_kills are ended whole, the last
+    # control_sessions stay untouched until kill-server.
+    plain = list(range(n_plain))
+    to_end = list(range(n_plain, n_plain + a.session_kills))
+    control = list(range(n_plain + a.session_kills, a.sessions))
+    try:
+        log(f"starting a tmux server ({tmux.path}): {a.sessions} sessions of {a.panes} panes")
+        t0 = time.monotonic()
+        pane_cmd = "exec sleep 1000000"
+        for name in names:
+            # One client per session: the session, its other panes (tiled, so that each split
+            # finds room), all in one command list.
+            args = ["new-session", "-d", "-s", name, "-x", "400", "-y", "100", pane_cmd]
+            for _ in range(a.panes - 1):
+                args += [";", "split-window", "-d", "-t", f"={name}:", pane_cmd,
+                         ";", "select-layout", "-t", f"={name}:", "tiled"]
+            tmux.started = True
+            r = tmux.run(*args)
+            if r.returncode != 0:
+                raise RuntimeError(f"tmux new-session {name}: {r.stderr.strip()}")
+            if server is None:
+                r = tmux.run("display-message", "-p", "#{pid}")
+                pid = int(r.stdout.strip())
+                server = (pid, proc_stat(pid)["starttime"])
+        r = tmux.run("list-panes", "-a", "-F",
+                     "#{session_name}\t#{pane_index}\t#{pane_id}\t#{pane_pid}")
+        if r.returncode != 0:
+            raise RuntimeError("tmux list-panes: " + r.stderr.strip())
+        index = {name: si for si, name in enumerate(names)}
+        listed = [0] * a.sessions  # panes of each session so far: the pane's number
+        for line in r.stdout.splitlines():
+            name, _pane_index, pane_id, pid = line.split("\t")
+            si = index[name]
+            pi = listed[si]
+            listed[si] += 1
+            pid = int(pid)
+            panes[(si, pi)] = {"id": pane_id, "pid": pid, "start": proc_stat(pid)["starttime"]}
+        # Each pane's process must be the sleep itself (tmux's fork, then sh, exec it).
+        deadline = time.monotonic() + 10
+        for pane in panes.values():
+            while True:
+                with open(f"/proc/{pane['pid']}/comm") as fh:
+                    comm = fh.read().strip()
+                if comm == "sleep":
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"pane {pane['id']}'s process {pane['pid']} is {comm!r}, "
+                                       "not sleep")
+                time.sleep(0.01)
+        if len(panes) != a.sessions * a.panes:
+            raise RuntimeError(f"tmux lists {len(panes)} panes, not {a.sessions * a.panes}")
+        setup_s = time.monotonic() - t0
+        log(f"{len(panes)} panes in {setup_s:.1f} s; tmux server PID {server[0]}")
+
+        # The locks: written after the server and the sessions, as gastown's agents write theirs,
+        # each by a process that has exited since (reaped), recording its pane ($TMUX_PANE).
+        workers = {}
+        for (si, pi), pane in panes.items():
+            w = os.path.join(root, f"rig{si // 10:02d}", "polecats", f"s{si:03d}p{pi:02d}")
+            write_lock(w, dead_pid(), pane["id"])
+            workers[(si, pi)] = w
+        ino = Inotify()
+        for key, w in workers.items():
+            ino.watch(os.path.join(w, ".runtime"), key)
+
+        started = time.monotonic()
+        daemon = Daemon(a.daemon, workdir, root, tmux.path, extra, "info",
+                        tmux_flag="--tmux-socket-path")
+        ev = first_pass(daemon, 300)
+        log("first pass:", {k: ev.get(k) for k in ("locks", "removed", "elapsed_ms", "tmux")})
+        daemon.wait_distinct(lambda e: e.get("event") == "lock.held_by_session", "lock_path",
+                             len(workers), a.timeout,
+                             f"{len(workers)} lock.held_by_session findings")
+        held_s = time.monotonic() - started
+        log(f"every lock held-by-session {held_s:.1f} s after the start")
+
+        # 1. Idle: nothing changes; the daemon, its reaped children (tmux clients) and the server.
+        time.sleep(a.settle)
+        d0, s0 = proc_stat(daemon.proc.pid), proc_stat(server[0])
+        t0 = time.monotonic()
+        log(f"idle for {a.seconds:g} s")
+        time.sleep(a.seconds)
+        d1, s1 = proc_stat(daemon.proc.pid), proc_stat(server[0])
+        window = time.monotonic() - t0
+        mem = daemon.memory_kib()
+        cpu = {
+            "daemon": d1["utime"] + d1["stime"] - d0["utime"] - d0["stime"],
+            "daemon_children": d1["cutime"] + d1["cstime"] - d0["cutime"] - d0["cstime"],
+            "tmux_server": s1["utime"] + s1["stime"] - s0["utime"] - s0["stime"],
+        }
+        cpu["total"] = sum(cpu.values())
+        idle = {
+            "window_s": round(window, 1),
+            "cpu_s": {k: round(v, 3) for k, v in cpu.items()},
+            "cpu_s_per_min": {k: round(v * 60.0 / window, 3) for k, v in cpu.items()},
+            "removed": len(ino.removed),
+            "rss_kib": mem.get("VmRSS"),
+            "fds": mem.get("fds"),
+            "threads": mem.get("Threads"),
+        }
+        log("idle CPU s/min:", idle["cpu_s_per_min"])
+
+        rng = random.Random(a.seed)
+        killed_at = {}  # key -> monotonic ns before its pane or session was killed
+
+        # 2. A pane's process exits (SIGKILL; remain-on-exit is off, so the pane closes). Never
+        # pane 0 of a session, so that every session lives on.
+        chosen = rng.sample([(si, pi) for si in plain for pi in range(1, a.panes)], a.pane_kills)
+        log(f"killing {len(chosen)} pane processes at random moments (mean gap {a.gap_ms} ms)")
+        kill_at = {}
+        for key in chosen:
+            time.sleep(rng.uniform(0, 2 * a.gap_ms) / 1000.0)
+            kill_at[key] = killed_at[key] = time.monotonic_ns()
+            os.kill(panes[key]["pid"], signal.SIGKILL)
+        ino.wait_for(list(kill_at), a.timeout)
+        pane_lat = [ino.removed[k] - t for k, t in kill_at.items() if k in ino.removed]
+        pane_exit = dict(summary_ms(pane_lat), missing=len(kill_at) - len(pane_lat))
+
+        # 3. kill-session: latency from the end of the command to each of its panes' locks.
+        order = list(to_end)
+        rng.shuffle(order)
+        log(f"ending {len(order)} sessions at random moments")
+        end_at = {}
+        for si in order:
+            time.sleep(rng.uniform(0, 2 * a.gap_ms) / 1000.0)
+            begin = time.monotonic_ns()
+            tmux.kill_session(names[si])
+            end = time.monotonic_ns()
+            for pi in range(a.panes):
+                killed_at[(si, pi)] = begin
+                end_at[(si, pi)] = end
+        ino.wait_for(list(end_at), a.timeout)
+        sess_lat = [ino.removed[k] - t for k, t in end_at.items() if k in ino.removed]
+        session_end = dict(summary_ms(sess_lat), missing=len(end_at) - len(sess_lat),
+                           sessions=len(order))
+
+        # 5. Safety, before the server goes: no lock of a pane tmux still lists is gone.
+        time.sleep(a.settle)
+        r = tmux.run("list-panes", "-a", "-F", "#{pane_id}")
+        if r.returncode != 0:
+            raise RuntimeError("tmux list-panes: " + r.stderr.strip())
+        alive = set(r.stdout.split())
+        gone = lambda k: k in ino.removed or not os.path.exists(
+            os.path.join(workers[k], ".runtime", "agent.lock"))
+        live_removed = [k for k in workers if panes[k]["id"] in alive and gone(k)]
+        control_keys = [(si, pi) for si in control for pi in range(a.panes)]
+        control_removed = [k for k in control_keys if gone(k)]
+        early = [k for k, t in ino.removed.items() if k not in killed_at or t < killed_at[k]]
+        untouched_dead = [k for k in workers if k not in killed_at and panes[k]["id"] not in alive]
+
+        # 4. kill-server: latency from the end of the command to each remaining lock's removal.
+        remaining = [k for k in workers if k not in ino.removed]
+        pidfd = os.pidfd_open(server[0])
+        log(f"tmux kill-server ({len(remaining)} locks remaining)")
+        begin = time.monotonic_ns()
+        r = tmux.run("kill-server")
+        end = time.monotonic_ns()
+        if r.returncode != 0:
+            raise RuntimeError("tmux kill-server: " + r.stderr.strip())
+        exited = select.select([pidfd], [], [], a.timeout)[0]
+        server_exit_ns = time.monotonic_ns() - end if exited else None
+        os.close(pidfd)
+        ino.wait_for(remaining, a.timeout)
+        srv_lat = [ino.removed[k] - end for k in remaining if k in ino.removed]
+        server_end = dict(summary_ms(srv_lat), missing=len(remaining) - len(srv_lat),
+                          kill_server_cmd_ms=round((end - begin) / 1e6, 1),
+                          server_exit_ms=None if server_exit_ns is None
+                          else round(server_exit_ns / 1e6, 1))
+
+        result = {
+            "bench": "town",
+            "daemon_args": extra,
+            "sessions": a.sessions,
+            "panes_per_session": a.panes,
+            "locks": len(workers),
+            "tmux_setup_s": round(setup_s, 1),
+            "first_pass_elapsed_ms": ev.get("elapsed_ms"),
+            "first_pass_tmux": ev.get("tmux"),
+            "all_held_by_session_s": round(held_s, 1),
+            "idle": idle,
+            "pane_exit": pane_exit,
+            "session_kill": session_end,
+            "server_kill": server_end,
+            "control_locks": len(control_keys),
+            "control_locks_removed": len(control_removed),
+            "live_pane_locks_removed": len(live_removed),
+            "removed_before_kill": len(early),
+            "untouched_panes_dead": len(untouched_dead),
+        }
+        print(json.dumps(result), flush=True)
+        bad = control_removed + live_removed + early
+        if bad:
+            log("FAILURE: a lock was removed while its pane lived:",
+                [(panes[k]["id"], workers[k]) for k in bad[:5]])
+            return 1
+        return 0
+    finally:
+        if daemon:
+            daemon.close()
+        if tmux.started:
+            tmux.close()
+        # Whatever kill-server left (or a server that never answered): only our own processes,
+        # recognised by their start time.
+        if server:
+            kill_if_same(*server)
+        for pane in panes.values():
+            kill_if_same(pane["pid"], pane["start"])
 
 
 def run_idle(a, workdir, extra):
@@ -528,7 +805,7 @@ def main():
         argv, extra = argv[:cut], argv[cut + 1:]
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
-    for name in ("latency", "idle", "scale", "stop"):
+    for name in ("latency", "idle", "scale", "stop", "town"):
         p = sub.add_parser(name)
         p.add_argument("--daemon", required=True)
         p.add_argument("--workdir")
@@ -552,7 +829,30 @@ def main():
     stop.add_argument("--root", required=True, help="an existing tree (a town)")
     stop.add_argument("--runs", type=int, default=5)
     stop.add_argument("--after", type=float, default=0.5, help="seconds into the pass")
+    town = sub.choices["town"]
+    town.add_argument("--sessions", type=int, default=100)
+    town.add_argument("--panes", type=int, default=10, help="panes per session, a lock each")
+    town.add_argument("--pane-kills", type=int, default=100)
+    town.add_argument("--session-kills", type=int, default=30)
+    town.add_argument("--control-sessions", type=int, default=10)
+    town.add_argument("--seconds", type=float, default=60.0, help="the idle window")
+    town.add_argument("--settle", type=float, default=2.0)
+    town.add_argument("--gap-ms", type=float, default=500.0,
+                      help="mean gap between kills (default 500: most kills fall in different "
+                      "300 ms tmux polls)")
+    town.add_argument("--timeout", type=float, default=60.0)
+    town.add_argument("--seed", type=int, default=4)
     a = ap.parse_args(argv)
+    if a.cmd in ("latency", "town") and shutil.which("tmux") is None:
+        print(f"daemon_bench.py {a.cmd}: tmux is not installed (apt-get install tmux)",
+              file=sys.stderr)
+        return 2
+
+    # SIGTERM and SIGHUP end the run like ^C: the finally blocks kill what was started.
+    def stop(signum, _frame):
+        raise SystemExit(128 + signum)
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGHUP, stop)
 
     workdir = a.workdir or f"/var/tmp/agentlock-bench/run-{os.getpid()}"
     os.makedirs(workdir, exist_ok=True)
@@ -563,6 +863,8 @@ def main():
             return run_scale(a, workdir, extra)
         if a.cmd == "stop":
             return run_stop(a, workdir, extra)
+        if a.cmd == "town":
+            return run_town(a, workdir, extra)
         return run_idle(a, workdir, extra)
     finally:
         if not a.keep:

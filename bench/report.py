@@ -125,6 +125,34 @@ def idle_table(recs):
     return out
 
 
+def town_table(recs):
+    out = ["| daemon | case | locks | p50 ms | p90 ms | p99 ms | max ms | missing |",
+           "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in recs:
+        args = " ".join(r["daemon_args"]) or "(defaults)"
+        for key, label in (("pane_exit", "pane process killed"),
+                           ("session_kill", f"kill-session ({r['session_kill']['sessions']} "
+                                            "sessions)"),
+                           ("server_kill", "kill-server (server exit "
+                                           f"{ms(r['server_kill']['server_exit_ms'])} ms)")):
+            s = r[key]
+            out.append(f"| `{args}` | {label} | {s['count']:,} | {ms(s['p50_ms'])} | "
+                       f"{ms(s['p90_ms'])} | {ms(s['p99_ms'])} | {ms(s['max_ms'])} | "
+                       f"{s['missing']} |")
+        out.append(f"| `{args}` | live panes' locks removed (must be 0) | | | | | | "
+                   f"{r['live_pane_locks_removed'] + r['control_locks_removed']} |")
+    out += ["", "| daemon | locks (sessions x panes) | window s | CPU s/min: agentlockd | "
+                "its tmux clients | tmux server | total |",
+            "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in recs:
+        args = " ".join(r["daemon_args"]) or "(defaults)"
+        c = r["idle"]["cpu_s_per_min"]
+        out.append(f"| `{args}` | {r['locks']:,} ({r['sessions']} x {r['panes_per_session']}) | "
+                   f"{r['idle']['window_s']} | {c['daemon']} | {c['daemon_children']} | "
+                   f"{c['tmux_server']} | {c['total']} |")
+    return out
+
+
 def main():
     d = sys.argv[1]
     lines = []
@@ -147,6 +175,10 @@ def main():
     idle = load(os.path.join(d, "idle.jsonl"))
     if idle:
         lines += ["### 3. Idle cost", ""] + idle_table(idle) + [""]
+    town = load(os.path.join(d, "town.jsonl"))
+    if town:
+        lines += ["### 5. gastown's pattern: locks held by tmux panes, owners dead", ""]
+        lines += town_table(town) + [""]
     print("\n".join(lines))
 
 

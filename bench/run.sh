@@ -2,7 +2,7 @@
 # shellcheck disable=SC2129 # one redirect per figure reads best
 # The agentlock benchmarks, in one run (not part of ctest). See bench/README.md.
 #
-#   bench/run.sh [pass] [scale] [latency] [idle] [stop]   (no argument: the first four)
+#   bench/run.sh [pass] [scale] [latency] [idle] [stop] [tmux]   (no argument: the first four)
 #
 # Environment (all optional):
 #   AGENTLOCK_BENCH_DIR  towns and results (default /var/tmp/agentlock-bench)
@@ -13,6 +13,7 @@
 #                        --no-events when the daemon knows it)
 #   EVENT_ARGS           daemon flags for the event-driven run of latency and idle; unset: not run
 #   LATENCY_LOCKS, LATENCY_SESSIONS, IDLE_LOCKS, IDLE_SECONDS  (1000, 100, 10000, 60)
+#   TOWN_SESSIONS, TOWN_PANES, TOWN_SECONDS  tmux: sessions, panes each, idle window (100, 10, 60)
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
@@ -125,8 +126,17 @@ for w in $what; do
         python3 "$here/daemon_bench.py" stop --daemon "$daemon" --root "$dir/town-20k" \
             --runs "$runs" -- --no-events >>"$out/stop.jsonl"
         ;;
+    tmux)
+        # gastown's pattern: pane-held locks of dead owners; the daemon with its default flags
+        # (events on: that is where tmux is watched), plus EVENT_ARGS when set.
+        echo "== tmux: ${TOWN_SESSIONS:-100} sessions x ${TOWN_PANES:-10} pane-held locks" >&2
+        # shellcheck disable=SC2086
+        python3 "$here/daemon_bench.py" town --daemon "$daemon" --sessions "${TOWN_SESSIONS:-100}" \
+            --panes "${TOWN_PANES:-10}" --seconds "${TOWN_SECONDS:-60}" \
+            -- ${EVENT_ARGS:-} >>"$out/town.jsonl"
+        ;;
     *)
-        echo "bench/run.sh: unknown part '$w' (pass, scale, latency, idle, stop)" >&2
+        echo "bench/run.sh: unknown part '$w' (pass, scale, latency, idle, stop, tmux)" >&2
         exit 2
         ;;
     esac

@@ -324,8 +324,9 @@ Events (default on; key "events"):
                          known worker (not inside workers), every worker's .runtime, and new
                          directories: a created, rewritten or removed agent.lock is judged
                          again within about 20 ms; a new directory is searched
-  tmux sessions          while a lock is held-by-session, tmux is asked every 300 ms; when its
-                         session is gone, the lock is judged again
+  tmux sessions          a pidfd on the pane processes and the tmux server of each
+                         held-by-session lock: tmux is asked when one exits (else every
+                         interval); when its session is gone, the lock is judged again
   Events only trigger a new judgement by the same rule and the same careful removal as a pass.
   Where pidfd or inotify are unavailable, or inotify watches run out, agentlockd falls back to
   polling and logs events.degraded once. lock.removed says what found the lock: trigger=pidfd,

@@ -171,7 +171,8 @@ bool is_numeric_field(std::string_view key) {
         "elapsed_ms", "open_findings", "symlinked_runtimes"};
     // The event sources' counts (events.started, check.completed, tmux.polled).
     static constexpr std::string_view k_event_numeric[] = {
-        "checks", "scans", "pidfds", "pidfd_budget", "watches", "polled_owners", "rechecks"};
+        "checks",       "scans",   "pidfds",        "tmux_pidfds",
+        "pidfd_budget", "watches", "polled_owners", "rechecks"};
     if (std::find(std::begin(k_event_numeric), std::end(k_event_numeric), key) !=
         std::end(k_event_numeric)) {
         return true;

@@ -3,12 +3,8 @@
 #include <boost/asio/post.hpp>
 
 #include <algorithm>
-#include <array>
 #include <cerrno>
 #include <cstring>
-#include <poll.h>
-#include <sys/epoll.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 namespace agentlock::daemon {
@@ -57,14 +53,6 @@ std::string pidfd_unavailable() {
            (err == ENOSYS ? " (Linux 5.3 or later needed)" : "");
 }
 
-int open_pidfd(std::int64_t pid) {
-    if (pid <= 0 || pid > INT32_MAX) {
-        errno = EINVAL;
-        return -1;
-    }
-    return static_cast<int>(::syscall(SYS_pidfd_open, static_cast<pid_t>(pid), 0U));
-}
-
 std::size_t pidfd_budget(std::uint64_t nofile_limit) {
     if (nofile_limit < 2048) {
         return static_cast<std::size_t>(nofile_limit / 2);
@@ -75,36 +63,18 @@ std::size_t pidfd_budget(std::uint64_t nofile_limit) {
 
 PidWatcher::PidWatcher(boost::asio::io_context& io, std::size_t budget, ProcessProbe& probe,
                        OnExit on_exit, bool enabled)
-    : m_io(io), m_budget(budget), m_probe(probe), m_on_exit(std::move(on_exit)),
-      m_enabled(enabled) {
-    const int ep = ::epoll_create1(EPOLL_CLOEXEC);
-    if (ep < 0) {
-        m_epoll_error = std::string("epoll_create1: ") + std::strerror(errno);
-        return;
-    }
-    m_epoll = std::make_unique<boost::asio::posix::stream_descriptor>(m_io, ep);
-}
+    : m_io(io), m_budget(budget), m_probe(probe), m_on_exit(std::move(on_exit)), m_enabled(enabled),
+      m_set(io, [this](std::int64_t pid, bool failed) { handle_exit(pid, failed); }) {}
 
 PidWatcher::~PidWatcher() {
     clear();
-    if (m_epoll) {
-        boost::system::error_code ec;
-        m_epoll->cancel(ec);
-        m_epoll->close(ec);
-    }
 }
 
 void PidWatcher::clear() {
-    for (auto& [pid, entry] : m_by_pid) {
-        close_fd(entry);
-    }
+    m_set.clear();
     m_by_pid.clear();
     m_by_worker.clear();
     m_unwatched.clear();
-    if (m_epoll) {
-        boost::system::error_code ec;
-        m_epoll->cancel(ec); // nothing left to wait for (the loop may end)
-    }
 }
 
 void PidWatcher::set_enabled(bool enabled) {
@@ -163,7 +133,7 @@ void PidWatcher::set_owner(const std::string& worker, const std::optional<Owner>
         open_for(it->second);
         return;
     }
-    if (!it->second.fd) {
+    if (!m_set.contains(owner->pid)) {
         m_unwatched.insert(worker);
     }
 }
@@ -211,49 +181,30 @@ void PidWatcher::detach(const std::string& worker) {
 void PidWatcher::open_for(Entry& entry) {
     const std::int64_t pid = entry.owner.pid;
     std::string why_unwatched;
-    int fd = -1;
     if (!m_enabled) {
         why_unwatched = "pidfd not in use";
-    } else if (m_open >= m_budget) {
+    } else if (m_set.size() >= m_budget) {
         why_unwatched = "pidfd budget of " + std::to_string(m_budget) +
                         " reached (open-files limit): the owners beyond it are polled";
-    } else if (!m_epoll) {
-        why_unwatched = m_epoll_error;
-    } else {
-        fd = open_pidfd(pid);
-        if (fd < 0) {
-            const int err = errno;
-            if (err == ESRCH) {
-                // Gone between the judgement and now: judge its locks again at once.
-                entry.exited = true;
-                report(entry, pid_text(pid) + " exited before its pidfd was opened");
-                return;
-            }
-            why_unwatched = "pidfd_open " + pid_text(pid) + ": " + std::strerror(err);
-        } else {
-            epoll_event ev{};
-            ev.events = EPOLLIN;
-            ev.data.u64 = static_cast<std::uint64_t>(pid);
-            if (::epoll_ctl(m_epoll->native_handle(), EPOLL_CTL_ADD, fd, &ev) != 0) {
-                why_unwatched = "epoll_ctl " + pid_text(pid) + ": " + std::strerror(errno);
-                ::close(fd);
-                fd = -1;
-            }
+    } else if (Status added = m_set.add(pid); !added) {
+        if (added.error().code == std::errc::no_such_process) {
+            // Gone between the judgement and now: judge its locks again at once.
+            entry.exited = true;
+            report(entry, pid_text(pid) + " exited before its pidfd was opened");
+            return;
         }
+        why_unwatched = added.error().message;
     }
-    if (fd < 0) {
+    if (!why_unwatched.empty()) {
         m_unwatched_reason = why_unwatched;
         for (const PathRef* w : entry.workers) {
             m_unwatched.insert(w->str());
         }
         return;
     }
-    entry.fd.reset(fd);
-    ++m_open;
     for (const PathRef* w : entry.workers) {
         m_unwatched.erase(w->str());
     }
-    wait_for_exits();
     // The pidfd refers to whatever process holds the PID now: make sure it is the one judged.
     const OwnerRecheck again = verify_owner(m_probe, entry.owner);
     if (!again.same) {
@@ -261,56 +212,18 @@ void PidWatcher::open_for(Entry& entry) {
     }
 }
 
-void PidWatcher::wait_for_exits() {
-    if (m_waiting || !m_epoll) {
-        return;
+void PidWatcher::handle_exit(std::int64_t pid, bool failed) {
+    auto it = m_by_pid.find(pid);
+    if (it == m_by_pid.end()) {
+        return; // forgotten meanwhile
     }
-    m_waiting = true;
-    m_epoll->async_wait(boost::asio::posix::stream_descriptor::wait_read,
-                        [this](const boost::system::error_code& ec) {
-                            m_waiting = false;
-                            if (ec == boost::asio::error::operation_aborted) {
-                                return;
-                            }
-                            on_exits();
-                            if (m_open > 0) {
-                                wait_for_exits();
-                            }
-                        });
-}
-
-void PidWatcher::on_exits() {
-    std::array<epoll_event, 256> ready{};
-    int n = 0;
-    do {
-        n = ::epoll_wait(m_epoll->native_handle(), ready.data(), static_cast<int>(ready.size()), 0);
-        for (int i = 0; i < n; ++i) {
-            const auto pid = static_cast<std::int64_t>(ready[static_cast<std::size_t>(i)].data.u64);
-            auto it = m_by_pid.find(pid);
-            if (it == m_by_pid.end() || !it->second.fd) {
-                continue; // closed meanwhile
-            }
-            // An event of a pidfd closed earlier in this batch may name a PID watched afresh
-            // since: believe only the pidfd open now.
-            pollfd p{it->second.fd.get(), POLLIN, 0};
-            if (::poll(&p, 1, 0) != 1 || (p.revents & (POLLIN | POLLHUP | POLLERR)) == 0) {
-                continue;
-            }
-            Entry& e = it->second;
-            close_fd(e);
-            e.exited = true;
-            report(e, (p.revents & POLLERR) != 0 ? "pidfd of " + pid_text(pid) + " failed"
-                                                 : pid_text(pid) + " exited");
-        }
-    } while (n == static_cast<int>(ready.size()));
+    it->second.exited = true;
+    report(it->second,
+           failed ? "pidfd of " + pid_text(pid) + " failed" : pid_text(pid) + " exited");
 }
 
 void PidWatcher::close_fd(Entry& entry) {
-    if (!entry.fd) {
-        return;
-    }
-    entry.fd.reset(); // closing it takes it out of the epoll set
-    --m_open;
+    m_set.remove(entry.owner.pid);
 }
 
 void PidWatcher::report(const Entry& entry, std::string why) {

@@ -1,17 +1,14 @@
 #pragma once
-// Owner-death events: one pidfd per live owner PID, all in one epoll set that the event loop
-// waits on through a single Asio descriptor (an Asio descriptor per pidfd costs about 1 KiB of
-// memory, which a fleet of 100,000 owners cannot afford). A pidfd only says "judge these locks
-// again now"; it never decides anything.
+// Owner-death events: one pidfd per live owner PID, all in one PidfdSet. A pidfd only says
+// "judge these locks again now"; it never decides anything.
 
-#include <agentlock/fd.hpp>
+#include "pidfd_set.hpp"
 #include <agentlock/lock_table.hpp>
 #include <agentlock/monitor.hpp>
 #include <agentlock/path_ref.hpp>
 #include <agentlock/process_probe.hpp>
 
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/posix/stream_descriptor.hpp>
 
 #include <cstddef>
 #include <cstdint>
@@ -38,9 +35,6 @@ OwnerRecheck verify_owner(ProcessProbe& probe, const Owner& owner);
 
 /// Why pidfds cannot be used here (pidfd_open of ourselves fails), or empty when they can.
 std::string pidfd_unavailable();
-
-/// pidfd_open(2) of `pid` (pidfds are always close-on-exec); -1 with errno set on failure.
-int open_pidfd(std::int64_t pid);
 
 /// Holds a pidfd for each live owner and reports the workers whose owner exited. Lives on the
 /// event loop thread.
@@ -71,7 +65,7 @@ public:
     /// Why the last owner went unwatched (for the log), empty if none ever did.
     const std::string& unwatched_reason() const { return m_unwatched_reason; }
     /// PIDs with an open pidfd.
-    std::size_t open_count() const { return m_open; }
+    std::size_t open_count() const { return m_set.size(); }
     /// Closes every pidfd and forgets every owner.
     void clear();
     /// Turns pidfds on or off (off: clear(), and every owner is left to polling from now on).
@@ -83,7 +77,6 @@ private:
         /// Its workers: keys of m_by_worker (a map: they stay put), not copies, since one PID
         /// may hold thousands.
         std::unordered_set<const PathRef*> workers;
-        Fd fd;               ///< the pidfd, in m_epoll's set while open
         bool exited = false; ///< its pidfd fired: the workers are being judged again
     };
 
@@ -92,9 +85,7 @@ private:
     void close_fd(Entry& entry);
     /// Posts the names of `entry`'s workers to on_exit with `why`.
     void report(const Entry& entry, std::string why);
-    /// Waits for the next pidfds to become readable (owners that exited).
-    void wait_for_exits();
-    void on_exits();
+    void handle_exit(std::int64_t pid, bool failed);
     static std::set<std::string> names_of(const Entry& entry);
 
     boost::asio::io_context& m_io;
@@ -106,11 +97,7 @@ private:
     std::map<PathRef, std::int64_t, PathLess> m_by_worker; // pooled paths, shared
     std::set<std::string> m_unwatched;
     std::string m_unwatched_reason;
-    std::size_t m_open = 0;
-    std::string m_epoll_error; ///< why there is no epoll set, if there is none
-    /// The epoll set of every open pidfd (data: the PID), which the loop waits on.
-    std::unique_ptr<boost::asio::posix::stream_descriptor> m_epoll;
-    bool m_waiting = false;
+    PidfdSet m_set; ///< last: closed before the entries go
 };
 
 /// The pidfd budget for an open-files limit: the limit minus headroom for the walk, tmux

@@ -36,7 +36,11 @@ Service::Service(Config config, std::string config_path, ConfigOverrides overrid
     const std::uint64_t nofile =
         ::getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur != RLIM_INFINITY ? lim.rlim_cur
                                                                                : 1u << 20;
-    m_pidfd_budget = pidfd_budget(nofile);
+    // The processes tmux holds depend on (panes, servers) are few beside the owners: an eighth
+    // of the budget, at most 4096; beyond it tmux is polled.
+    const std::size_t budget = pidfd_budget(nofile);
+    m_tmux_pidfd_budget = std::min<std::size_t>(4096, budget / 8);
+    m_pidfd_budget = budget - m_tmux_pidfd_budget;
 }
 
 Service::~Service() {
@@ -222,6 +226,7 @@ void Service::on_pass_done(PassOutcome outcome) {
                   {{"pidfd", m_pidfd_available ? "on" : "off"},
                    {"inotify", m_monitor.inotify_on() ? "on" : "off"},
                    {"pidfds", std::to_string(m_pids->open_count())},
+                   {"tmux_pidfds", std::to_string(m_tmux_pids->open_count())},
                    {"pidfd_budget", std::to_string(m_pidfd_budget)},
                    {"watches", std::to_string(m_dirs->count())},
                    {"polled_owners", std::to_string(m_pids->unwatched().size())},
@@ -254,8 +259,8 @@ void Service::start_batch(RecheckBatch batch) {
 
 void Service::on_batch_done(const BatchOutcome& outcome) {
     m_work_guard.reset();
-    const MonitorNews news =
-        m_monitor.batch_done(outcome.checks, outcome.tmux, outcome.watch == AddWatch::exhausted);
+    const MonitorNews news = m_monitor.batch_done(
+        outcome.checks, outcome.tmux, outcome.watch == AddWatch::exhausted, outcome.tmux_servers);
     // Removals are logged whatever happened meanwhile (a reload that turned events off).
     log_recheck_batch(outcome, m_monitor.table(), m_pass_log, m_log);
     after_work(news, outcome.watch_error);
@@ -278,6 +283,12 @@ void Service::after_work(const MonitorNews& news, const std::string& watch_error
     if (m_pidfd_available && m_pids && m_monitor.events_on() && !m_pids->unwatched().empty()) {
         degrade("pidfd", m_pids->unwatched_reason(),
                 "owners without a pidfd re-checked every " + format_duration(m_config.interval));
+    }
+    if (m_pidfd_available && m_tmux_pids && m_monitor.events_on() && !m_tmux_pids->all_watched()) {
+        degrade("tmux-pidfd", m_tmux_pids->unwatched_reason(),
+                "tmux asked every " +
+                    format_duration(monitor_settings_of(m_config).timings.tmux_poll) +
+                    " while a lock is held by a session");
     }
 }
 
@@ -405,6 +416,21 @@ void Service::setup_events() {
     } else {
         m_pids->set_enabled(m_pidfd_available);
     }
+    if (!m_tmux_pids) {
+        m_tmux_pids = std::make_unique<TmuxPidWatcher>(
+            m_io, m_tmux_pidfd_budget,
+            [this](std::int64_t pid) {
+                if (!m_monitor.events_on() || m_monitor.stopping()) {
+                    return;
+                }
+                m_log.log(LogLevel::debug, "tmux.process_exited", {{"pid", std::to_string(pid)}});
+                m_monitor.tmux_exited(pid);
+                dispatch();
+            },
+            m_pidfd_available);
+    } else {
+        m_tmux_pids->set_enabled(m_pidfd_available);
+    }
     if (!m_pidfd_available) {
         degrade("pidfd", pidfd_problem,
                 "live owners re-checked every " + format_duration(m_config.interval));
@@ -431,13 +457,17 @@ void Service::setup_events() {
             dispatch();
         });
     }
-    m_monitor.set_events(m_pids.get(), m_dirs->is_open() ? m_dirs.get() : nullptr);
+    m_monitor.set_events(m_pids.get(), m_dirs->is_open() ? m_dirs.get() : nullptr,
+                         m_tmux_pids.get());
 }
 
 void Service::close_events() {
     m_monitor.set_events(nullptr, nullptr);
     if (m_pids) {
         m_pids->clear();
+    }
+    if (m_tmux_pids) {
+        m_tmux_pids->clear();
     }
     if (m_dirs) {
         m_dirs->close();

@@ -12,6 +12,7 @@
 #include "notify.hpp"
 #include "pass_log.hpp"
 #include "pid_watch.hpp"
+#include "tmux_watch.hpp"
 #include "work.hpp"
 #include <agentlock/config.hpp>
 #include <agentlock/fleet.hpp>
@@ -126,11 +127,13 @@ private:
     int m_exit_code = 0;
     std::string m_last_status;
     std::set<std::string> m_degraded_logged;
-    std::size_t m_pidfd_budget = 0;
+    std::size_t m_pidfd_budget = 0; ///< for owners
+    std::size_t m_tmux_pidfd_budget = 0;
 
     // Event sources (loop thread). Asio objects: destroyed before m_io (declared after it).
     SystemProcessProbe m_owner_probe;
     std::unique_ptr<PidWatcher> m_pids;
+    std::unique_ptr<TmuxPidWatcher> m_tmux_pids;
     std::unique_ptr<DirWatcher> m_dirs;
     ClockStepWatcher m_clock_steps;
 

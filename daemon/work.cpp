@@ -137,7 +137,9 @@ BatchOutcome run_recheck_batch(const Backend& backend, RecheckBatch batch,
         std::map<ServerRef, std::vector<SessionWait>> waits;
         for (auto& wait : batch.session_waits) {
             if (root_containing(options.roots, wait.worker) != nullptr) {
-                waits[tmux_server_of_path(options, wait.worker)].push_back(std::move(wait));
+                const ServerRef server =
+                    wait.server.value_or(tmux_server_of_path(options, wait.worker));
+                waits[server].push_back(std::move(wait));
             }
         }
         std::map<std::string, const TmuxFacts*> fresh; // worker -> its server's answer
@@ -153,7 +155,12 @@ BatchOutcome run_recheck_batch(const Backend& backend, RecheckBatch batch,
                 out.tmux = facts;
             }
             for (auto& worker : workers_to_recheck(server_waits, facts)) {
-                fresh[worker] = &facts;
+                // check_worker takes a fresh answer as its root's server's: one from the server
+                // a lock records is not handed on (the lock may have been replaced meanwhile by
+                // one that records none); check_worker asks that server itself.
+                if (server == tmux_server_of_path(options, worker)) {
+                    fresh[worker] = &facts;
+                }
                 todo[std::move(worker)] = "tmux";
             }
         }

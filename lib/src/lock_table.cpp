@@ -48,6 +48,8 @@ void LockTable::replace(PassReport& report) {
         }
     }
     report.summaries.clear(); // their workers are ours now
+    m_holds = std::move(report.holds);
+    report.holds.clear();
     m_tmux = report.tmux;
     m_frozen_roots = unavailable_roots(report);
 }
@@ -68,9 +70,17 @@ void LockTable::apply(const WorkerCheck& check) {
         return;
     }
     store(check.record, check.tmux ? check.tmux->state : m_tmux.state);
+    if (check.record.hold) {
+        m_holds.insert_or_assign(check.worker, *check.record.hold);
+    } else if (auto it = m_holds.find(check.worker); it != m_holds.end()) {
+        m_holds.erase(it);
+    }
 }
 
 void LockTable::forget(std::string_view worker) {
+    if (auto held = m_holds.find(worker); held != m_holds.end()) {
+        m_holds.erase(held);
+    }
     auto it = slot(worker);
     if (it == m_locks.end() || it->lock.worker != worker || it->gone) {
         return;
@@ -122,16 +132,54 @@ bool waits_on_session(const LockSummary& k) {
 std::vector<SessionWait> LockTable::session_waits() const {
     std::vector<SessionWait> out;
     for (const auto& [k, gone] : m_locks) {
-        if (!gone && waits_on_session(k)) {
-            out.push_back({k.worker.str(), k.session_id.str(), k.verdict == Verdict::unknown});
+        const TmuxHold* hold = gone ? nullptr : hold_of(k.worker.view());
+        if (!gone && (hold != nullptr || waits_on_session(k))) {
+            SessionWait wait{k.worker.str(), k.session_id.str(), k.verdict == Verdict::unknown, {}};
+            if (hold != nullptr) {
+                wait.server = hold->server;
+            }
+            out.push_back(std::move(wait));
         }
     }
     return out;
 }
 
 bool LockTable::has_session_waits() const {
-    return std::any_of(m_locks.begin(), m_locks.end(),
-                       [](const Entry& e) { return !e.gone && waits_on_session(e.lock); });
+    return !m_holds.empty() || std::any_of(m_locks.begin(), m_locks.end(), [](const Entry& e) {
+        return !e.gone && waits_on_session(e.lock);
+    });
+}
+
+bool LockTable::has_unwatched_waits() const {
+    return std::any_of(m_holds.begin(), m_holds.end(),
+                       [](const auto& h) { return h.second.pids.empty(); }) ||
+           std::any_of(m_locks.begin(), m_locks.end(), [this](const Entry& e) {
+               return !e.gone && waits_on_session(e.lock) &&
+                      !m_holds.contains(e.lock.worker.view());
+           });
+}
+
+std::set<std::int64_t> LockTable::tmux_pids() const {
+    std::set<std::int64_t> pids;
+    for (const auto& [worker, hold] : m_holds) {
+        pids.insert(hold.pids.begin(), hold.pids.end());
+    }
+    return pids;
+}
+
+const TmuxHold* LockTable::hold_of(std::string_view worker) const {
+    auto it = m_holds.find(worker);
+    return it != m_holds.end() ? &it->second : nullptr;
+}
+
+void LockTable::refresh_holds(const ServerRef& server, const TmuxFacts& fresh) {
+    for (auto& [worker, hold] : m_holds) {
+        if (hold.server == server) {
+            const LockSummary* lock = find(worker);
+            hold.pids = lock != nullptr ? tmux_hold_pids(fresh, lock->session_id.view())
+                                        : std::vector<std::int64_t>{};
+        }
+    }
 }
 
 std::vector<std::string> LockTable::workers_under(const std::string& path) const {

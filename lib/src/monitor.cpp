@@ -57,10 +57,12 @@ void Monitor::reconfigure(MonitorSettings settings) {
     m_settings = std::move(settings);
 }
 
-void Monitor::set_events(OwnerWatch* owners, DirWatchSet* dirs) {
+void Monitor::set_events(OwnerWatch* owners, DirWatchSet* dirs, TmuxWatch* tmux) {
     m_owners = owners;
     m_dirs = owners != nullptr ? dirs : nullptr;
+    m_tmux_watch = owners != nullptr ? tmux : nullptr;
     m_inotify_exhausted = false;
+    m_tmux_exits.clear();
     if (m_owners == nullptr) {
         m_checks.clear();
         m_scans.clear();
@@ -131,6 +133,55 @@ void Monitor::owner_exited(const std::set<std::string>& workers) {
     }
 }
 
+void Monitor::tmux_exited(std::int64_t pid) {
+    if (!events_on() || m_stopping) {
+        return;
+    }
+    m_tmux_exits.try_emplace(pid, 0);
+    m_tmux_poll_at = m_clock.now();
+}
+
+bool Monitor::tmux_watched() const {
+    return m_tmux_watch != nullptr && m_tmux_watch->all_watched() && !m_table.has_unwatched_waits();
+}
+
+void Monitor::update_tmux_watch() {
+    if (m_tmux_watch != nullptr) {
+        m_tmux_watch->watch(m_table.tmux_pids());
+    }
+}
+
+void Monitor::retry_tmux_exits(const std::vector<TmuxServerReport>& answers) {
+    if (answers.empty()) {
+        return; // tmux was not asked: the poll set for the exits is still to come
+    }
+    const auto still_listed = [&answers](std::int64_t pid) {
+        return std::any_of(answers.begin(), answers.end(), [pid](const TmuxServerReport& a) {
+            const TmuxFacts& f = a.facts;
+            return f.state == TmuxState::ok &&
+                   (f.server_pid == pid ||
+                    std::any_of(f.panes.begin(), f.panes.end(), [pid](const auto& p) {
+                        return p.second.pid == pid && p.second.dead != true;
+                    }));
+        });
+    };
+    const auto& timings = m_settings.timings;
+    std::optional<std::chrono::milliseconds> soonest;
+    for (auto it = m_tmux_exits.begin(); it != m_tmux_exits.end();) {
+        if (it->second < timings.tmux_retries && still_listed(it->first)) {
+            const auto delay = timings.tmux_retry * (1 << std::min(it->second, 16u));
+            soonest = soonest ? std::min(*soonest, delay) : delay;
+            ++it->second;
+            ++it;
+        } else {
+            it = m_tmux_exits.erase(it); // told, or given up: the slow poll and passes remain
+        }
+    }
+    if (soonest) {
+        m_tmux_poll_at = m_clock.now() + *soonest;
+    }
+}
+
 void Monitor::update_owner(const std::string& worker) {
     if (m_owners != nullptr) {
         m_owners->set_owner(worker, m_table.owner_of(worker));
@@ -142,9 +193,16 @@ void Monitor::arm_polls() {
         return;
     }
     const MonoTime now = m_clock.now();
-    if (!m_tmux_poll_at && m_table.has_session_waits()) {
-        m_tmux_poll_at =
-            now + (m_tmux_unknown ? m_settings.timings.tmux_backoff : m_settings.timings.tmux_poll);
+    if (m_table.has_session_waits()) {
+        // Watched holds need tmux only when a process exits, and a slow poll for what ends no
+        // process; the rest are polled, slowly while tmux cannot be reached.
+        const auto& timings = m_settings.timings;
+        const MonoTime at = now + (m_tmux_unknown   ? timings.tmux_backoff
+                                   : tmux_watched() ? m_settings.interval
+                                                    : timings.tmux_poll);
+        if (!m_tmux_poll_at || at < *m_tmux_poll_at) {
+            m_tmux_poll_at = at;
+        }
     }
     // Without inotify, full passes every interval already cover the owners without a pidfd.
     if (!m_owner_poll_at && inotify_on() && !m_owners->unwatched().empty()) {
@@ -250,6 +308,8 @@ MonitorNews Monitor::pass_done(PassReport* report, bool watch_exhausted) {
     m_owners->forget_if(
         [this](const std::string& worker) { return m_table.find(worker) == nullptr; });
     m_table.for_each_worker([this](const std::string& worker) { update_owner(worker); });
+    update_tmux_watch();
+    retry_tmux_exits(report->tmux_servers);
     if (watch_exhausted && inotify_on()) {
         news.inotify_exhausted = true;
         m_inotify_exhausted = true; // its watches stay, nothing new is watched: passes poll
@@ -259,7 +319,8 @@ MonitorNews Monitor::pass_done(PassReport* report, bool watch_exhausted) {
 }
 
 MonitorNews Monitor::batch_done(const std::vector<CheckOutcome>& checks,
-                                const std::optional<TmuxFacts>& tmux, bool watch_exhausted) {
+                                const std::optional<TmuxFacts>& tmux, bool watch_exhausted,
+                                const std::vector<TmuxServerReport>& answers) {
     m_running = Running::nothing;
     MonitorNews news;
     if (!events_on()) {
@@ -276,6 +337,11 @@ MonitorNews Monitor::batch_done(const std::vector<CheckOutcome>& checks,
     if (tmux) {
         m_tmux_unknown = tmux->state == TmuxState::unknown;
     }
+    for (const auto& answer : answers) {
+        m_table.refresh_holds(answer.server, answer.facts);
+    }
+    update_tmux_watch();
+    retry_tmux_exits(answers);
     if (watch_exhausted && inotify_on()) {
         news.inotify_exhausted = true;
         m_inotify_exhausted = true;

@@ -44,11 +44,14 @@ bool is_local(const LockInfo& info, const HostFacts& host) {
 class LockHandler {
 public:
     LockHandler(const PassOptions& options, ProcessProbe& processes, TmuxProbe& tmux,
-                const TmuxFacts* tmux_facts, const HostFacts& host)
-        : m_options(options), m_processes(processes), m_tmux(tmux), m_tmux_facts(tmux_facts),
-          m_host(host) {
+                ServerRef server, const TmuxFacts* tmux_facts, const HostFacts& host)
+        : m_options(options), m_processes(processes), m_tmux(tmux), m_server(std::move(server)),
+          m_tmux_facts(tmux_facts), m_host(host) {
         m_not_asked.detail = "not asked: no session to look up";
     }
+
+    // A fresh answer was given (a re-check freed by it): see absence_stays_true.
+    void confirm_with_given() { m_confirm_with_given = m_tmux_facts != nullptr; }
 
     // The answer the configured tmux server gave when it was asked lazily.
     const std::optional<TmuxFacts>& asked() const { return m_asked; }
@@ -78,6 +81,9 @@ public:
         if (removable()(rec.judgement.verdict) && !cancelled(m_options)) {
             reap(site, rec);
         }
+        if (rec.action != LockAction::removed) {
+            rec.hold = hold_for(*rec.info, rec.judgement.verdict);
+        }
         if (rec.judgement.verdict == Verdict::live) {
             // Nothing reports a live lock's bytes; at fleet scale they are most of the report.
             rec.content.clear();
@@ -100,6 +106,28 @@ private:
             it = m_recorded.emplace(*info.tmux_socket, ask_own_server(info)).first;
         }
         return it->second;
+    }
+
+    // What a kept lock waits on when its session keeps it, or when its server could not be
+    // asked: that server, and the processes whose exit may end the hold.
+    std::optional<TmuxHold> hold_for(const LockInfo& info, Verdict verdict) {
+        if (info.session_id.empty() || !is_local(info, m_host)) {
+            return std::nullopt;
+        }
+        const TmuxFacts& facts = facts_for(info);
+        if (verdict != Verdict::held_by_session &&
+            (verdict != Verdict::unknown || facts.state != TmuxState::unknown)) {
+            return std::nullopt;
+        }
+        TmuxHold hold;
+        if (info.tmux_socket && m_options.ask_tmux_server &&
+            facts.socket_path == *info.tmux_socket) {
+            hold.server.server.socket_path = *info.tmux_socket; // the server the lock records
+        } else {
+            hold.server = m_server;
+        }
+        hold.pids = tmux_hold_pids(facts, info.session_id);
+        return hold;
     }
 
     const TmuxFacts& configured_facts() {
@@ -139,6 +167,26 @@ private:
             evidence.recorded_server = m_processes.probe(*info.tmux_server_pid);
         }
         return evidence;
+    }
+
+    // Whether `facts`, which show no server, or an ok server without the session or pane `info`
+    // records, say so for `info` still, as well as a new query would: whatever tmux creates
+    // after the answer is created after it, tmux never reuses a session or pane id within a
+    // server, and the judge holds that a server or session created later than acquired_at plus
+    // the slack is not the holder. That takes an answer begun at least the slack (and the
+    // second tmux truncates its times to) after acquired_at, and no seen clock step since the
+    // lock was written. Then a burst of removals (a session's panes, a server's locks) needs no
+    // query each to confirm them.
+    bool absence_stays_true(const TmuxFacts& facts, const LockInfo& info) const {
+        if (!facts.asked_at || m_options.clock.may_predate_a_step(info.acquired_at) ||
+            *facts.asked_at <
+                info.acquired_at + m_options.tmux_created_slack + std::chrono::seconds(1)) {
+            return false;
+        }
+        if (facts.state == TmuxState::no_server) {
+            return true;
+        }
+        return facts.state == TmuxState::ok && facts.server_started && !facts.has(info.session_id);
     }
 
     // The boot time, read once per pass: it moves only when the wall clock is stepped, and the
@@ -194,6 +242,9 @@ private:
             if (needs_own_server(again, configured_facts())) {
                 return judge(site.worker, again, nullptr, ask_own_server(again), true);
             }
+            if (m_confirm_with_given && absence_stays_true(*m_tmux_facts, again)) {
+                return judge(site.worker, again, nullptr, *m_tmux_facts, true);
+            }
             return judge(site.worker, again, nullptr, m_tmux.query(), true);
         };
         RemovalResult removal = remove_if_unchanged(site.runtime_fd, site.lock_path, rec.content,
@@ -219,7 +270,11 @@ private:
     const PassOptions& m_options;
     ProcessProbe& m_processes;
     TmuxProbe& m_tmux;
+    ServerRef m_server; // the one m_tmux asks: the root's
     const TmuxFacts* m_tmux_facts;
+    /// m_tmux_facts is a fresh answer given for this lock (check_worker): it may confirm a
+    /// removal when absence_stays_true.
+    bool m_confirm_with_given = false;
     std::optional<TmuxFacts> m_asked;
     std::map<std::string, TmuxFacts> m_recorded; // the servers locks record, by socket path
     std::optional<Timestamp> m_boot_time;
@@ -232,6 +287,9 @@ private:
 // the sink, or in the report when there is none.
 void keep(PassReport& report, PassSink* sink, LockRecord&& rec, TmuxState tmux_state) {
     report.summaries.push_back(summarize(rec, tmux_state));
+    if (rec.hold) {
+        report.holds.insert_or_assign(rec.worker, *rec.hold);
+    }
     report.stats.removed += rec.action == LockAction::removed ? 1u : 0u;
     report.stats.would_remove += rec.action == LockAction::would_remove ? 1u : 0u;
     if (sink != nullptr) {
@@ -320,7 +378,7 @@ PassReport run_pass_into(const PassOptions& options, ProcessProbe& processes, Tm
         UnresolvedTmuxProbe unresolved(asked.server);
         TmuxProbe& tmux =
             asked.server.unresolved.empty() ? probes.probe(asked.server.server) : unresolved;
-        LockHandler handler(options, processes, tmux, &asked.facts, host);
+        LockHandler handler(options, processes, tmux, asked.server, &asked.facts, host);
         RootReport root_report;
         root_report.path = root;
         if (cancelled(options)) {
@@ -390,8 +448,12 @@ LockSummary summarize(const LockRecord& record, TmuxState tmux_state) {
 
 void summarize_locks(PassReport& report) {
     report.summaries.clear();
+    report.holds.clear();
     for (const auto& rec : report.locks) {
         report.summaries.push_back(summarize(rec, tmux_facts_of(report, rec).state));
+        if (rec.hold && rec.action != LockAction::removed) {
+            report.holds.insert_or_assign(rec.worker, *rec.hold);
+        }
     }
     std::sort(report.summaries.begin(), report.summaries.end(), summary_before);
 }
@@ -554,7 +616,8 @@ WorkerCheck check_worker(const std::string& worker_path, const PassOptions& opti
     UnresolvedTmuxProbe unresolved(check.tmux_server);
     TmuxProbe& tmux =
         check.tmux_server.unresolved.empty() ? probes.probe(check.tmux_server.server) : unresolved;
-    LockHandler handler(options, processes, tmux, fresh_tmux, host);
+    LockHandler handler(options, processes, tmux, check.tmux_server, fresh_tmux, host);
+    handler.confirm_with_given();
     LockSite site;
     site.worker = worker;
     site.lock_path = check.lock_path;

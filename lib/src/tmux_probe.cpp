@@ -2,6 +2,7 @@
 
 #include <agentlock/fd.hpp>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <csignal>
@@ -9,6 +10,7 @@
 #include <fcntl.h>
 #include <optional>
 #include <poll.h>
+#include <set>
 #include <spawn.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -268,6 +270,33 @@ bool TmuxFacts::has_live(std::string_view session_id) const {
     return !detailed; // listed without details: as has() says
 }
 
+std::vector<std::int64_t> tmux_hold_pids(const TmuxFacts& facts, std::string_view session_id) {
+    std::vector<std::int64_t> pids;
+    if (facts.state != TmuxState::ok || session_id.empty()) {
+        return pids;
+    }
+    if (facts.server_pid) {
+        pids.push_back(*facts.server_pid);
+    }
+    std::set<std::string_view> sessions; // the "$N" of the recorded session, by id or name
+    if (facts.sessions.count(session_id) != 0) {
+        sessions.insert(session_id);
+    }
+    for (const auto& [id, s] : facts.sessions) {
+        if (s.name == session_id) {
+            sessions.insert(id);
+        }
+    }
+    for (const auto& [id, pane] : facts.panes) {
+        if (pane.pid && (id == session_id || sessions.count(pane.session_id) != 0)) {
+            pids.push_back(*pane.pid);
+        }
+    }
+    std::sort(pids.begin(), pids.end());
+    pids.erase(std::unique(pids.begin(), pids.end()), pids.end());
+    return pids;
+}
+
 namespace {
 // Runs `args` (tmux list-panes ...) with a deadline and classifies the answer.
 TmuxFacts run_listing(std::vector<std::string>& args, std::chrono::milliseconds timeout,
@@ -289,7 +318,10 @@ TmuxFacts SystemTmuxProbe::query() {
         args.insert(args.end(), {"-L", m_server.socket_name});
     }
     args.insert(args.end(), {"list-panes", "-a", "-F", std::string(k_format)});
+    const auto asked_at =
+        std::chrono::time_point_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now());
     TmuxFacts facts = run_listing(args, m_timeout, m_binary);
+    facts.asked_at = asked_at;
     if (facts.socket_path.empty()) {
         facts.socket_path = m_server.socket_path;
     }

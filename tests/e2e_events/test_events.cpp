@@ -23,6 +23,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace agentlock::e2e {
@@ -348,8 +349,10 @@ TEST_F(Events, AnOwnerThatDiesWhileItsSessionLivesKeepsItsLock) {
     ASSERT_TRUE(held) << "the owner's death was not seen\n" << d.tail();
     EXPECT_EQ(held->str("pid_state"), "dead") << held->dump();
 
-    // tmux is asked again and again (every 300 ms): the session lives, the lock stays.
-    ASSERT_TRUE(d.wait_for_nth_event("tmux.polled", 4, held->index, k_deadline)) << d.tail();
+    // Nothing changes: the session's processes are watched, so tmux is not asked again (the
+    // old daemon asked every 300 ms: five times in this wait) and the lock stays.
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    EXPECT_TRUE(d.find_events("tmux.polled", nullptr, held->index).empty()) << d.tail();
     EXPECT_TRUE(exists(lock));
     EXPECT_TRUE(d.find_events("lock.removed").empty()) << d.tail();
 
@@ -360,6 +363,65 @@ TEST_F(Events, AnOwnerThatDiesWhileItsSessionLivesKeepsItsLock) {
     ASSERT_TRUE(removed) << d.tail();
     EXPECT_EQ(removed->str("trigger"), "tmux") << removed->dump();
     EXPECT_EQ(passes_since(mark), 0u);
+}
+
+// gastown's pattern: the lock's PID (gt prime's) is dead from the start and its session_id is
+// the agent's pane ("%N"). The pane's process and the server are watched with pidfds: tmux is
+// asked when one of them exits, not on a timer.
+TEST_F(Events, APaneHeldLockGoesWhenThePanesProcessExitsWithoutPolling) {
+    m_tmux.new_session("town-a");
+    m_tmux.new_session("town-b");
+    const std::string pane_a = m_tmux.pane_of("town-a");
+    const std::string pane_b = m_tmux.pane_of("town-b");
+    std::string lock_a = put_lock("wa", dead_pid(), pane_a);
+    std::string lock_b = put_lock("wb", dead_pid(), pane_b);
+    DaemonProcess& d = start_ready(args());
+    auto started = d.wait_for_event("events.started");
+    ASSERT_TRUE(started) << d.tail();
+    EXPECT_EQ(started->fields.at("tmux_pidfds").as_int64(), 3) << "two panes and the server\n"
+                                                               << started->dump();
+
+    // Nothing changes: tmux is not asked again, and both locks stay.
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    EXPECT_TRUE(d.find_events("tmux.polled").empty()) << d.tail();
+
+    const std::size_t mark = d.event_count();
+    ASSERT_EQ(::kill(m_tmux.pane_pid("town-a"), SIGKILL), 0);
+    auto removed = removal(lock_a, mark);
+    ASSERT_TRUE(removed) << "the pane's process exited but its lock stayed\n" << d.tail();
+    EXPECT_EQ(removed->str("trigger"), "tmux") << removed->dump();
+    EXPECT_FALSE(d.find_events("tmux.process_exited", nullptr, mark).empty()) << d.tail();
+    EXPECT_EQ(passes_since(mark), 0u);
+    EXPECT_TRUE(exists(lock_b)) << "the other pane lives: its lock stays\n" << d.tail();
+
+    // The server exits: the last lock goes with it.
+    const std::size_t mark2 = d.event_count();
+    m_tmux.kill_server();
+    auto gone = removal(lock_b, mark2);
+    ASSERT_TRUE(gone) << "the tmux server exited but the lock stayed\n" << d.tail();
+    EXPECT_EQ(gone->str("trigger"), "tmux") << gone->dump();
+    EXPECT_EQ(passes_since(mark2), 0u);
+}
+
+// kill-session of a pane whose process ignores SIGHUP ends the pane but no process: only the
+// slow poll (every interval while every hold is watched) tells, and it does.
+TEST_F(Events, AKilledSessionWhosePaneIgnoresSighupIsFoundByTheSlowPoll) {
+    auto r = m_tmux.tmux("new-session -d -s stubborn -P -F '#{pane_id}' "
+                         "\"sh -c 'trap \\\"\\\" HUP; while :; do sleep 1; done'\"");
+    ASSERT_EQ(r.status, 0) << r.out;
+    const std::string pane = r.out.substr(0, r.out.find_first_of(" \n"));
+    std::string lock = put_lock("w1", dead_pid(), pane);
+    DaemonProcess& d = start_ready(args({"--interval", "2s"}));
+    ASSERT_TRUE(d.wait_for_event("lock.held_by_session")) << d.tail();
+    const pid_t shell = m_tmux.pane_pid("stubborn");
+
+    const std::size_t mark = d.event_count();
+    m_tmux.kill_session("stubborn");
+    auto removed = removal(lock, mark);
+    ASSERT_TRUE(removed) << d.tail();
+    EXPECT_EQ(removed->str("trigger"), "tmux") << removed->dump();
+    EXPECT_EQ(::kill(shell, 0), 0) << "the pane's process was meant to outlive its session";
+    ::kill(shell, SIGKILL);
 }
 
 TEST_F(Events, TheTmuxRepollRunsOnlyWhileALockWaitsOnASession) {

@@ -5,6 +5,7 @@
 #include <agentlock/process_probe.hpp>
 #include <agentlock/tmux_probe.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <functional>
 #include <map>
@@ -103,6 +104,23 @@ public:
 
 private:
     MonoTime m_now{std::chrono::hours(1000)};
+};
+
+/// Records the processes the monitor asks to watch for tmux; PIDs in `unwatchable` cannot be.
+class FakeTmuxWatch final : public TmuxWatch {
+public:
+    void watch(const std::set<std::int64_t>& pids) override {
+        watched = pids;
+        ++calls;
+    }
+    bool all_watched() const override {
+        return std::none_of(watched.begin(), watched.end(),
+                            [this](std::int64_t pid) { return unwatchable.count(pid) != 0; });
+    }
+
+    std::set<std::int64_t> watched;
+    std::set<std::int64_t> unwatchable;
+    int calls = 0;
 };
 
 /// Records the owners the monitor asks to watch. PIDs in `dead` are reported as exited as soon

@@ -112,6 +112,80 @@ TEST_F(CheckWorkerTest, AFreshAnswerIsUsedButTmuxIsAskedAgainBeforeRemoving) {
     EXPECT_FALSE(test::exists(lock_of("w1")));
 }
 
+// A burst of removals freed by one answer (a killed session's panes, an exited server's locks)
+// is confirmed by that answer, not by a query per lock, when nothing tmux creates after it could
+// hold the lock: the answer began more than the slack (and a second) after acquired_at.
+class FreshConfirmTest : public CheckWorkerTest {
+protected:
+    void put_aged(const std::string& rel, const std::string& session, std::chrono::seconds age) {
+        test::write_file(lock_of(rel), test::go_lock_json(test::dead_pid(), test::now_rfc3339(-age),
+                                                          session, test::local_hostname()));
+    }
+    static TmuxFacts asked_now(TmuxFacts f) {
+        f.asked_at = std::chrono::time_point_cast<std::chrono::nanoseconds>(
+            std::chrono::system_clock::now());
+        return f;
+    }
+};
+
+TEST_F(FreshConfirmTest, AnAnswerWithoutTheSessionConfirmsTheRemovalOfAnOldEnoughLock) {
+    put_aged("w1", "%7", std::chrono::seconds(120));
+    const TmuxFacts fresh = asked_now(test::tmux_ok({"other"}, {}, {"%8"}));
+    m_tmux.facts = test::tmux_ok({}, {}, {"%7"}); // what a new query would say: never asked
+    WorkerCheck c = check(worker("w1"), &fresh);
+    ASSERT_EQ(c.state, State::found);
+    EXPECT_EQ(c.record.action, LockAction::removed) << c.record.detail;
+    EXPECT_EQ(m_tmux.calls, 0);
+    EXPECT_FALSE(test::exists(lock_of("w1")));
+}
+
+TEST_F(FreshConfirmTest, AnAnswerOfNoServerConfirmsToo) {
+    put_aged("w1", "%7", std::chrono::seconds(120));
+    const TmuxFacts fresh = asked_now(test::tmux_state(TmuxState::no_server));
+    WorkerCheck c = check(worker("w1"), &fresh);
+    EXPECT_EQ(c.record.action, LockAction::removed) << c.record.detail;
+    EXPECT_EQ(m_tmux.calls, 0);
+}
+
+TEST_F(FreshConfirmTest, ALockYoungerThanTheSlackIsConfirmedByANewQuery) {
+    // Its session may yet be created (a launcher writes the lock first): ask again.
+    put_aged("w1", "agent-x", std::chrono::seconds(30));
+    const TmuxFacts fresh = asked_now(test::tmux_ok({"other"}));
+    m_tmux.facts = test::tmux_ok({"agent-x"});
+    WorkerCheck c = check(worker("w1"), &fresh);
+    EXPECT_EQ(c.record.action, LockAction::skipped_changed) << c.record.detail;
+    EXPECT_EQ(m_tmux.calls, 1);
+    EXPECT_TRUE(test::exists(lock_of("w1")));
+}
+
+TEST_F(FreshConfirmTest, AnAnswerThatStillListsTheSessionIsNotReused) {
+    // Listed with every pane dead: a respawned pane could revive it, so only a new query tells.
+    put_aged("w1", "agent-x", std::chrono::seconds(120));
+    TmuxFacts dead = test::tmux_ok({"agent-x"});
+    for (auto& [id, session] : dead.sessions) {
+        session.dead_panes = session.panes;
+    }
+    const TmuxFacts fresh = asked_now(dead);
+    m_tmux.facts = test::tmux_ok({"agent-x"});
+    WorkerCheck c = check(worker("w1"), &fresh);
+    EXPECT_EQ(c.record.judgement.verdict, Verdict::stale) << c.record.judgement.reason;
+    EXPECT_EQ(c.record.action, LockAction::skipped_changed) << c.record.detail;
+    EXPECT_EQ(m_tmux.calls, 1);
+}
+
+TEST_F(FreshConfirmTest, NotAfterAClockStepSinceTheLockWasWritten) {
+    put_aged("w1", "%7", std::chrono::seconds(120));
+    const TmuxFacts fresh = asked_now(test::tmux_ok({"other"}));
+    m_options.clock.record(ClockStep{
+        std::chrono::time_point_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now()),
+        std::chrono::seconds(-5)});
+    m_tmux.facts = test::tmux_ok({}, {}, {"%7"});
+    WorkerCheck c = check(worker("w1"), &fresh);
+    EXPECT_EQ(c.record.action, LockAction::skipped_changed) << c.record.detail;
+    EXPECT_EQ(m_tmux.calls, 1);
+    EXPECT_TRUE(test::exists(lock_of("w1")));
+}
+
 TEST_F(CheckWorkerTest, UnknownTmuxNeverLeadsToRemoval) {
     put("w1", test::dead_pid(), "agent-x");
     m_tmux.facts = test::tmux_state(TmuxState::unknown, "permission denied");

@@ -24,6 +24,7 @@ using namespace std::chrono_literals;
 using test::FakeClock;
 using test::FakeDirWatchSet;
 using test::FakeOwnerWatch;
+using test::FakeTmuxWatch;
 
 using test::found_check;
 using test::report_with;
@@ -59,6 +60,12 @@ protected:
         ASSERT_EQ(work->kind, MonitorWork::Kind::pass);
         PassReport report = report_with(std::move(locks), tmux);
         m_monitor.pass_done(&report, false);
+    }
+
+    // Asks for a pass, hands it out and finishes it with `locks`.
+    void first_pass_again(std::deque<LockRecord> locks) {
+        m_monitor.request_pass();
+        first_pass(std::move(locks));
     }
 
     // The batch due now; fails the test when there is none or a pass comes instead.
@@ -241,9 +248,99 @@ TEST_F(MonitorTest, HeldBySessionLocksMakeTmuxBeAskedAndABackoffWhenItIsUnknown)
     EXPECT_EQ(wake_in(), 300ms);
 }
 
+// gastown's pattern: a lock held by its pane, whose pane process (500) and server (10) are
+// watched. tmux is asked when one of them exits, else only every interval.
+class TmuxEventsTest : public MonitorTest {
+protected:
+    void events_on_with_tmux() { m_monitor.set_events(&m_owners, &m_dirs, &m_tmux); }
+
+    static LockRecord pane_held(const std::string& worker, const std::string& pane,
+                                std::vector<std::int64_t> pids) {
+        LockRecord rec = record(worker, Verdict::held_by_session, 77, pane);
+        rec.hold = TmuxHold{ServerRef{}, std::move(pids)};
+        return rec;
+    }
+
+    // An ok answer listing pane `pane` with process `pid` (alive), from server 10.
+    static std::vector<TmuxServerReport> answer_listing(const std::string& pane, std::int64_t pid) {
+        TmuxFacts f = test::tmux_ok({}, {}, {pane});
+        f.server_pid = 10;
+        f.panes[pane].pid = pid;
+        f.panes[pane].dead = false;
+        return {TmuxServerReport{ServerRef{}, {}, f}};
+    }
+
+    FakeTmuxWatch m_tmux;
+};
+
+TEST_F(TmuxEventsTest, WatchedHoldsAreNotPolledButAskedAboutWhenAProcessExits) {
+    events_on_with_tmux();
+    first_pass({pane_held("/srv/a", "%3", {10, 500}), pane_held("/srv/b", "%4", {10, 501}),
+                record("/srv/c", Verdict::live, 11)});
+    EXPECT_EQ(m_tmux.watched, (std::set<std::int64_t>{10, 500, 501}));
+    EXPECT_EQ(wake_in(), 30s) << "only the slow poll: a kill-session whose pane outlives it";
+
+    m_clock.advance(1s);
+    m_monitor.tmux_exited(500);
+    EXPECT_EQ(wake_in(), 0ms);
+    RecheckBatch batch = batch_now();
+    EXPECT_EQ(batch.session_waits.size(), 2u) << "tmux is asked about every waiting lock";
+    // tmux has reaped the pane: %3 is gone, %4 listed.
+    m_monitor.batch_done({}, test::tmux_ok({}, {}, {"%4"}), false, answer_listing("%4", 501));
+    EXPECT_EQ(wake_in(), 30s) << "no retry: tmux no longer lists the process";
+}
+
+TEST_F(TmuxEventsTest, AProcessTmuxStillListsIsAskedAboutAgainSoonThenGivenUp) {
+    events_on_with_tmux();
+    first_pass({pane_held("/srv/a", "%3", {10, 500})});
+    m_monitor.tmux_exited(500);
+    std::chrono::milliseconds delay = 5ms;
+    for (unsigned i = 0; i < 7; ++i) {
+        batch_now();
+        // tmux has not reaped it yet: still listed alive.
+        m_monitor.batch_done({}, test::tmux_ok({}, {}, {"%3"}), false, answer_listing("%3", 500));
+        EXPECT_EQ(wake_in(), delay) << "retry " << i;
+        m_clock.advance(delay);
+        delay *= 2;
+    }
+    batch_now();
+    m_monitor.batch_done({}, test::tmux_ok({}, {}, {"%3"}), false, answer_listing("%3", 500));
+    EXPECT_EQ(wake_in(), 30s) << "given up after 7 retries: the slow poll remains";
+}
+
+TEST_F(TmuxEventsTest, AFreshAnswerRefreshesWhatIsWatched) {
+    events_on_with_tmux();
+    first_pass({pane_held("/srv/a", "%3", {10, 500})});
+    m_monitor.tmux_exited(10);
+    batch_now();
+    // The session got a new pane process (respawned): watch it, not the old one.
+    m_monitor.batch_done({}, test::tmux_ok({}, {}, {"%3"}), false, answer_listing("%3", 600));
+    EXPECT_EQ(m_tmux.watched, (std::set<std::int64_t>{10, 600}));
+}
+
+TEST_F(TmuxEventsTest, HoldsThatCannotBeWatchedArePolledAsBefore) {
+    events_on_with_tmux();
+    m_tmux.unwatchable = {500};
+    first_pass({pane_held("/srv/a", "%3", {10, 500})});
+    EXPECT_EQ(wake_in(), 300ms) << "a PID without a pidfd";
+
+    m_tmux.unwatchable.clear();
+    first_pass_again({pane_held("/srv/a", "%3", {})});
+    EXPECT_EQ(wake_in(), 300ms) << "a hold without PIDs (tmux gave none)";
+
+    first_pass_again({record("/srv/a", Verdict::held_by_session, 77, "%3")});
+    EXPECT_EQ(wake_in(), 300ms) << "no hold known at all";
+}
+
+TEST_F(TmuxEventsTest, WithoutATmuxWatchTmuxIsPolled) {
+    events_on();
+    first_pass({pane_held("/srv/a", "%3", {10, 500})});
+    EXPECT_EQ(wake_in(), 300ms);
+}
+
 TEST(WorkersToRecheck, TheSessionsTmuxNoLongerHasAndThoseJudgedWithoutTmux) {
     const std::vector<SessionWait> waits = {
-        {"/srv/a", "%3", false}, {"/srv/b", "%4", false}, {"/srv/c", "%5", true}};
+        {"/srv/a", "%3", false, {}}, {"/srv/b", "%4", false, {}}, {"/srv/c", "%5", true, {}}};
     EXPECT_EQ(workers_to_recheck(waits, test::tmux_ok({}, {}, {"%3", "%5"})),
               (std::vector<std::string>{"/srv/b", "/srv/c"}));
     EXPECT_TRUE(workers_to_recheck(waits, test::tmux_state(TmuxState::unknown)).empty())

@@ -627,6 +627,25 @@ TEST(ParseTmuxListing, SessionsPanesAndTheServerWithTheirTimes) {
     EXPECT_EQ(f.panes.at("%9").session_id, "$7");
 }
 
+// What a lock held by a pane or a session waits on: the server's process and its panes'.
+TEST(TmuxHoldPids, TheServerAndThePaneOrEveryPaneOfTheSession) {
+    Line a = line("$1", "%1", "one");
+    a.pane_pid = "101";
+    Line b = line("$1", "%2", "one");
+    b.pane_pid = "102";
+    Line c = line("$7", "%9", "two");
+    c.pane_pid = "109";
+    const TmuxFacts f = parse_tmux_listing(a.text() + b.text() + c.text());
+    ASSERT_EQ(f.state, TmuxState::ok) << f.detail;
+    using Pids = std::vector<std::int64_t>;
+    EXPECT_EQ(tmux_hold_pids(f, "%2"), (Pids{102, 4000}));
+    EXPECT_EQ(tmux_hold_pids(f, "$1"), (Pids{101, 102, 4000}));
+    EXPECT_EQ(tmux_hold_pids(f, "two"), (Pids{109, 4000}));
+    EXPECT_EQ(tmux_hold_pids(f, "%5"), (Pids{4000})) << "not listed: the server only";
+    EXPECT_TRUE(tmux_hold_pids(parse_tmux_listing("garbage"), "%1").empty())
+        << "no ok answer, nothing to watch";
+}
+
 // A tmux that does not know a variable prints nothing for it: the fact is unset, not invented.
 TEST(ParseTmuxListing, EmptyFieldsLeaveFactsUnset) {
     Line l = line("$1", "%1", "one");

@@ -10,6 +10,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -29,6 +30,9 @@ struct SessionWait {
     std::string worker;
     std::string session_id;
     bool tmux_was_unknown = false; ///< judged while tmux's state was unknown
+    /// The server it was judged against (its root's, or the one the lock records), when known;
+    /// unset: its root's.
+    std::optional<ServerRef> server;
 };
 
 /// Every lock the supervisor knows, by worker, as the summaries of their last judgements.
@@ -50,6 +54,17 @@ public:
     std::vector<SessionWait> session_waits() const;
     /// Whether any lock waits on a tmux session (session_waits() would not be empty).
     bool has_session_waits() const;
+    /// Whether some waiting lock has no process to watch (no hold known, or its server could
+    /// not be asked or gave no pid): only asking tmux again tells when it is free.
+    bool has_unwatched_waits() const;
+    /// The processes the waiting locks' holds depend on (TmuxHold::pids): pane processes and
+    /// tmux servers.
+    std::set<std::int64_t> tmux_pids() const;
+    /// The hold of `worker`'s lock, if it waits on a session and the judgement said on what.
+    const TmuxHold* hold_of(std::string_view worker) const;
+    /// A fresh answer of `server`: the holds judged against it take their processes from it
+    /// (none when it is not ok), so that a pane that ended or began since is watched as it is.
+    void refresh_holds(const ServerRef& server, const TmuxFacts& fresh);
     /// Known workers under `path` (or equal to it).
     std::vector<std::string> workers_under(const std::string& path) const;
     /// Every known worker.
@@ -84,6 +99,7 @@ private:
 
     Entries m_locks; // sorted by worker
     std::size_t m_gone = 0;
+    std::map<std::string, TmuxHold, std::less<>> m_holds; // only the locks waiting on tmux
     TmuxFacts m_tmux;
     std::vector<std::string> m_frozen_roots;
 };

@@ -55,6 +55,19 @@ public:
     virtual const std::set<std::string>& unwatched() const = 0;
 };
 
+/// Where the processes that tmux holds depend on are watched: the pane processes and the tmux
+/// servers of the locks held by sessions (pidfds in the daemon; a fake in tests).
+class TmuxWatch {
+public:
+    virtual ~TmuxWatch() = default;
+    /// Watches exactly `pids` from now on; the exit of each is reported once (tmux_exited), at
+    /// once for one that is gone already.
+    virtual void watch(const std::set<std::int64_t>& pids) = 0;
+    /// Whether every PID of the last watch() is watched (else tmux must be asked again
+    /// periodically to learn that a session ended).
+    virtual bool all_watched() const = 0;
+};
+
 /// What a watched directory is to the supervisor.
 enum class WatchKind {
     dir,     ///< a root, or a directory that may lead to workers: new and removed subdirectories
@@ -81,9 +94,17 @@ public:
 
 /// How long the monitor waits before acting on what it hears.
 struct MonitorTimings {
-    /// How often tmux is asked while some lock is held by a session (or unknown for want of
-    /// tmux): short enough that a session's end reaches its locks within 1 s (p99) under load.
+    /// How often tmux is asked while some lock is held by a session whose processes cannot all
+    /// be watched (no TmuxWatch, a PID it could not watch, a hold without PIDs): short enough
+    /// that a session's end reaches its locks within 1 s (p99) under load. While everything is
+    /// watched, tmux is asked on an exit, and otherwise only every MonitorSettings::interval (a
+    /// kill-session whose pane process ignores SIGHUP ends no watched process).
     std::chrono::milliseconds tmux_poll{300};
+    /// After a watched process exited, tmux may not have reaped it yet and still lists its pane
+    /// alive, or still answer as a server that is exiting: it is asked again after this delay,
+    /// doubled each time, tmux_retries times at most.
+    std::chrono::milliseconds tmux_retry{5};
+    unsigned tmux_retries = 7;
     /// ... and after tmux's state was unknown, so that a hanging tmux does not hog the worker.
     std::chrono::milliseconds tmux_backoff{5000};
     /// Lock-change events for one worker within this delay lead to one re-check.
@@ -154,9 +175,10 @@ public:
     /// Replaces the settings (a reloaded config).
     void reconfigure(MonitorSettings settings);
     /// Events on: owners go to `owners`, directory events are read against `dirs` (null when
-    /// inotify is unavailable; then full passes come every polling period). Off (`owners`
-    /// null): everything pending is dropped and only full passes remain.
-    void set_events(OwnerWatch* owners, DirWatchSet* dirs);
+    /// inotify is unavailable; then full passes come every polling period), the processes tmux
+    /// holds depend on to `tmux` (null: tmux is asked every tmux_poll while a lock waits on
+    /// it). Off (`owners` null): everything pending is dropped and only full passes remain.
+    void set_events(OwnerWatch* owners, DirWatchSet* dirs, TmuxWatch* tmux = nullptr);
     bool events_on() const { return m_owners != nullptr; }
     bool inotify_on() const { return m_dirs != nullptr && !m_inotify_exhausted; }
 
@@ -164,6 +186,8 @@ public:
     PassWhen request_pass();
     /// The owner of these workers exited: judge them now.
     void owner_exited(const std::set<std::string>& workers);
+    /// A process some tmux hold depends on exited (a pane's, or a tmux server): ask tmux now.
+    void tmux_exited(std::int64_t pid);
     /// Directory events as inotify read them; `overflow` when the kernel's queue lost some.
     void dir_events(const std::vector<WatchEvent>& events, bool overflow);
     /// The wall clock was stepped: every lock written before it is no longer judged reused by
@@ -187,9 +211,11 @@ public:
 
     /// The pass handed out ended (`report` null when it failed). Takes its summaries.
     MonitorNews pass_done(PassReport* report, bool watch_exhausted);
-    /// The re-checks handed out ended; `tmux` is the tmux answer when tmux was asked.
+    /// The re-checks handed out ended; `tmux` is the tmux answer when tmux was asked (the
+    /// first unknown one of `answers`, else the first), `answers` each server's.
     MonitorNews batch_done(const std::vector<CheckOutcome>& checks,
-                           const std::optional<TmuxFacts>& tmux, bool watch_exhausted);
+                           const std::optional<TmuxFacts>& tmux, bool watch_exhausted,
+                           const std::vector<TmuxServerReport>& answers = {});
 
     bool busy() const { return m_running != Running::nothing; }
     bool pass_running() const { return m_running == Running::pass; }
@@ -213,11 +239,20 @@ private:
     void update_owner(const std::string& worker);
     void arm_polls();
     void dir_event(const WatchEvent& ev);
+    /// Whether tmux's answers tell of every hold's end through a watched exit.
+    bool tmux_watched() const;
+    void update_tmux_watch();
+    /// Fresh answers: a process that exited but is still listed is asked about again soon.
+    void retry_tmux_exits(const std::vector<TmuxServerReport>& answers);
 
     const MonitorClock& m_clock;
     MonitorSettings m_settings;
     OwnerWatch* m_owners = nullptr;
     DirWatchSet* m_dirs = nullptr;
+    TmuxWatch* m_tmux_watch = nullptr;
+    /// Watched processes that exited and that tmux still listed when last asked: the times it
+    /// was asked again since.
+    std::map<std::int64_t, unsigned> m_tmux_exits;
     LockTable m_table;
 
     Running m_running = Running::nothing;

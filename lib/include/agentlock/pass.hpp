@@ -67,6 +67,17 @@ struct PassOptions {
 enum class LockAction : std::uint8_t { kept, removed, would_remove, skipped_changed };
 std::string_view to_string(LockAction action); ///< "kept", "removed", "would-remove", ...
 
+/// What a local lock that records a tmux session waits on while its session keeps it
+/// (held-by-session) or while its server cannot be asked (unknown): the server it was judged
+/// against, and the processes whose exit may end the hold (tmux_hold_pids of that answer; empty
+/// when the server could not be asked).
+struct TmuxHold {
+    ServerRef server; ///< the lock's root's server, or the one it records (socket_path)
+    std::vector<std::int64_t> pids;
+
+    bool operator==(const TmuxHold&) const = default;
+};
+
 /// One lock as the pass saw and handled it.
 struct LockRecord {
     std::string worker;
@@ -77,8 +88,12 @@ struct LockRecord {
     LockAction action = LockAction::kept;
     ProcessFacts process; ///< evidence: what the process probe saw
     std::string detail;   ///< reaper's detail when skipped or failed
-    /// In a pass: the index in its tmux_servers of the server the lock was judged against.
+    /// In a pass: the index in its tmux_servers of the root's server (a lock that records its
+    /// own server is judged against that one: see `hold`).
     std::size_t tmux_server = 0;
+    /// Set when the lock waits on a tmux session (kept, held-by-session or unknown for want of
+    /// tmux): what the daemon watches and asks again for it.
+    std::optional<TmuxHold> hold;
 };
 
 /// What a pass keeps of each lock once it has handled it, and what the daemon's lock table keeps
@@ -148,6 +163,8 @@ struct PassReport {
     /// Every lock's summary, sorted by worker (see summarize_locks for reports made by hand). A
     /// deque: it grows without the spare half a vector keeps.
     std::deque<LockSummary> summaries;
+    /// The hold of every lock kept waiting on a tmux session, by worker.
+    std::map<std::string, TmuxHold, std::less<>> holds;
     std::vector<Collision> collisions;
     std::vector<WalkError> walk_errors;
     /// Symlinked `.runtime` entries the walk did not follow (WalkStats::skipped), capped per root.

@@ -12,6 +12,7 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace agentlock {
 
@@ -56,6 +57,9 @@ struct TmuxFacts {
     std::optional<std::int64_t> server_pid;
     /// The socket asked, when the probe knows it (-S), or the one tmux named as having no server.
     std::string socket_path;
+    /// When the query began, by the wall clock: the answer describes the server at some moment
+    /// after it. Unset for an answer not obtained by querying a server.
+    std::optional<Timestamp> asked_at;
 
     /// True when `session_id` names a listed session name, session id or pane id.
     /// Meaningful only when state is ok.
@@ -65,6 +69,13 @@ struct TmuxFacts {
     /// panes all have: what a lock held by a session waits on. Meaningful only when state is ok.
     bool has_live(std::string_view session_id) const;
 };
+
+/// The processes whose exit may end the hold of `session_id` in `facts` (an ok answer): the
+/// server's, and the recorded pane's, or every listed pane's of the recorded session (by "$N" or
+/// by name), those tmux gave a pid for. Sorted, without repeats; empty when the answer is not ok.
+/// Only a pane's first process is known: a child it started may outlive it, and a pane whose
+/// process ignores SIGHUP outlives kill-session; neither ends with one of these.
+std::vector<std::int64_t> tmux_hold_pids(const TmuxFacts& facts, std::string_view session_id);
 
 /// Which tmux server to ask: -S path wins over -L name; both empty is tmux's default.
 struct TmuxServer {
