@@ -75,6 +75,51 @@ TEST(Sha256, MatchesTheStandardVectorsAndSha256sumAtEveryBlockBoundary) {
     }
 }
 
+// Sha256 fed in pieces, as a file is read a buffer at a time: every split of the message gives
+// the digest of the whole, whatever the pieces' sizes against the 64-byte blocks.
+TEST(Sha256, StreamingInPiecesGivesTheDigestOfTheWhole) {
+    EXPECT_EQ(Sha256().hex_digest(),
+              "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    const std::string abc_digest =
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+    Sha256 abc;
+    abc.update("a");
+    abc.update("");
+    abc.update("bc");
+    EXPECT_EQ(abc.hex_digest(), abc_digest);
+    EXPECT_EQ(abc.digest(), sha256("abc"));
+
+    // A digest does not end the message: it goes on, and the next digest covers all of it.
+    Sha256 going_on;
+    going_on.update("ab");
+    EXPECT_EQ(going_on.hex_digest(), sha256_hex("ab"));
+    going_on.update("c");
+    EXPECT_EQ(going_on.hex_digest(), abc_digest);
+
+    const std::string two_blocks = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+    for (std::size_t split = 0; split <= two_blocks.size(); ++split) {
+        Sha256 h;
+        h.update(std::string_view(two_blocks).substr(0, split));
+        h.update(std::string_view(two_blocks).substr(split));
+        EXPECT_EQ(h.hex_digest(),
+                  "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
+            << "split at " << split;
+    }
+
+    // 1,000,000 x 'a' in pieces of one byte, of a block less one, of a block, of a block and one,
+    // and of many blocks.
+    const std::string million(1000000, 'a');
+    for (std::size_t piece : {1u, 63u, 64u, 65u, 65536u}) {
+        Sha256 h;
+        for (std::size_t at = 0; at < million.size(); at += piece) {
+            h.update(std::string_view(million).substr(at, piece));
+        }
+        EXPECT_EQ(h.hex_digest(),
+                  "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
+            << "pieces of " << piece;
+    }
+}
+
 TEST(GastownSocket, LabelsLowercaseReplaceRunsAndTrim) {
     EXPECT_EQ(gastown_town_label("gt"), "gt");
     EXPECT_EQ(gastown_town_label("My Gas Town"), "my-gas-town");
