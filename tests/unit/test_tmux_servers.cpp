@@ -1,6 +1,7 @@
 // A tmux server per root: the roots' config entries, gastown's socket names, SHA-256, and passes
 // and re-checks that judge each lock against its own root's server, asked once per pass.
 #include "fakes.hpp"
+#include "gastown_socket.hpp"
 #include "test_support.hpp"
 
 #include <agentlock/config.hpp>
@@ -10,13 +11,10 @@
 
 #include <gtest/gtest.h>
 
-#include <algorithm>
-#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <map>
-#include <regex>
 #include <stdexcept>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -27,34 +25,9 @@ namespace {
 
 using test::TempDir;
 
-// What `sha256sum` prints for `data` (written to a file first: no shell quoting of the data).
-std::string sha256sum_of(const TempDir& dir, const std::string& data) {
-    const std::string file = dir.sub("sha-input");
-    test::write_file(file, data);
-    auto r = test::run_command("sha256sum < '" + file + "'");
-    if (r.status != 0 || r.out.size() < 64) {
-        throw std::runtime_error("sha256sum failed");
-    }
-    return r.out.substr(0, 64);
-}
-
-// gastown's socket name for `town`, computed here independently: std::regex for the label and
-// sha256sum of realpath for the hash.
+// gastown's socket name for `town`, by the independent reference (tests/support).
 std::string expected_gastown_name(const TempDir& dir, const std::string& town) {
-    std::string base = town.substr(town.rfind('/') + 1);
-    std::transform(base.begin(), base.end(), base.begin(),
-                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    std::string label = std::regex_replace(base, std::regex("[^a-z0-9-]+"), "-");
-    label.erase(0, label.find_first_not_of('-'));
-    label.erase(label.find_last_not_of('-') + 1);
-    if (label.empty()) {
-        label = "default";
-    }
-    char resolved[PATH_MAX];
-    if (::realpath(town.c_str(), resolved) == nullptr) {
-        throw std::runtime_error("realpath " + town + ": " + std::strerror(errno));
-    }
-    return label + "-" + sha256sum_of(dir, resolved).substr(0, 6);
+    return test::gastown_socket_name(town, dir.sub("sha-input"));
 }
 
 TEST(Sha256, MatchesTheStandardVectorsAndSha256sumAtEveryBlockBoundary) {
@@ -71,7 +44,8 @@ TEST(Sha256, MatchesTheStandardVectorsAndSha256sumAtEveryBlockBoundary) {
         for (std::size_t i = 0; i < n; ++i) {
             data += static_cast<char>((i * 37 + n) % 251); // every byte value, NUL included
         }
-        EXPECT_EQ(sha256_hex(data), sha256sum_of(dir, data)) << n << " bytes";
+        EXPECT_EQ(sha256_hex(data), test::sha256sum_of(dir.sub("sha-input"), data))
+            << n << " bytes";
     }
 }
 
