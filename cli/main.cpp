@@ -18,6 +18,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <iostream>
 #include <unistd.h>
 #include <utility>
@@ -655,9 +656,8 @@ int help_main(const Args& args) {
     return k_exit_ok;
 }
 
-} // namespace
-
-int main(const std::vector<std::string>& argv) {
+// The command line `argv` (without the program name) carried out; returns the exit code.
+int dispatch(const std::vector<std::string>& argv) {
     if (argv.empty() || argv[0] == "-h" || argv[0] == "--help") {
         std::cout << usage_text();
         return argv.empty() ? k_exit_usage : k_exit_ok;
@@ -682,11 +682,22 @@ int main(const std::vector<std::string>& argv) {
     return c->main(*args);
 }
 
+} // namespace
+
 } // namespace agentlock::cli
 
 int main(int argc, char** argv) {
     // A closed stdout must be reported as an error, not end us silently.
     (void)std::signal(SIGPIPE, SIG_IGN);
-    std::vector<std::string> args(argv + 1, argv + argc);
-    return agentlock::cli::main(args);
+    // Nothing is meant to throw this far (failures are Results); should something (an
+    // allocation) throw all the same, it is reported as a failure of ours rather than left to
+    // std::terminate.
+    try {
+        const std::vector<std::string> args(argv + 1, argv + argc);
+        return agentlock::cli::dispatch(args);
+    } catch (const std::exception& e) {
+        return agentlock::cli::fail(agentlock::cli::k_exit_software, e.what());
+    } catch (...) {
+        return agentlock::cli::fail(agentlock::cli::k_exit_software, "unknown exception");
+    }
 }
