@@ -179,8 +179,16 @@ OrExit<WorkerLock> open_lock(const Args& args, std::string_view command) {
     return WorkerLock{*worker, *owner, Lock(*worker, options)};
 }
 
-// "worker W is locked by PID n, ..." from the library's locked Error.
-int locked(Lock& lock, const std::string& worker, const Error& e) {
+// The exit code of what acquire or check found at `worker`: 0 when `s` is ok; for the library's
+// locked Error, 75 with "worker W is locked by PID n, ..."; else the Error's own.
+int lock_outcome(Lock& lock, const std::string& worker, const Status& s) {
+    if (s) {
+        return k_exit_ok;
+    }
+    const Error& e = s.error();
+    if (e.kind != ErrorKind::locked) {
+        return fail(exit_code_of(e), e.message);
+    }
     auto holder = lock.read();
     if (!holder) {
         return fail(k_exit_locked, e.message);
@@ -204,13 +212,7 @@ int acquire_main(const Args& args) {
     } else if (const char* pane = std::getenv("TMUX_PANE"); pane != nullptr) {
         session = pane;
     }
-    Status s = lock.acquire(session);
-    if (!s) {
-        return s.error().kind == ErrorKind::locked
-                   ? locked(lock, opened->worker, s.error())
-                   : fail(exit_code_of(s.error()), s.error().message);
-    }
-    return k_exit_ok;
+    return lock_outcome(lock, opened->worker, lock.acquire(session));
 }
 
 int release_main(const Args& args) {
@@ -240,13 +242,7 @@ int check_main(const Args& args) {
         return opened.exit_code();
     }
     Lock& lock = opened->lock;
-    Status s = lock.check();
-    if (!s) {
-        return s.error().kind == ErrorKind::locked
-                   ? locked(lock, opened->worker, s.error())
-                   : fail(exit_code_of(s.error()), s.error().message);
-    }
-    return k_exit_ok;
+    return lock_outcome(lock, opened->worker, lock.check());
 }
 
 int status_main(const Args& args) {
