@@ -18,8 +18,11 @@
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <iostream>
 #include <unistd.h>
+#include <utility>
+#include <variant>
 
 #ifndef AGENTLOCK_VERSION
 #define AGENTLOCK_VERSION "0.0.0"
@@ -96,24 +99,43 @@ int worker_error(const Error& e) {
     return fail(e.kind == ErrorKind::invalid ? k_exit_no_worker : k_exit_io, e.message);
 }
 
-// The single WORKER operand, checked; nullopt after printing why.
-std::optional<std::string> single_worker(const Args& args, std::string_view command, int& code) {
+// What a subcommand ends with when it cannot do its work: the exit code, the reason already
+// printed by fail().
+struct Exit {
+    int code = k_exit_ok;
+};
+
+// A value a subcommand needs before it can do its work, or the Exit it ends with instead: a
+// Result whose Error has already been turned into an exit code and a message on stderr.
+template <typename T> class OrExit {
+public:
+    OrExit(T value) : m_v(std::in_place_index<0>, std::move(value)) {}
+    OrExit(Exit exit) : m_v(std::in_place_index<1>, exit) {}
+    explicit operator bool() const { return m_v.index() == 0; }
+    T& operator*() { return std::get<0>(m_v); }
+    T* operator->() { return &std::get<0>(m_v); }
+    int exit_code() const { return std::get<1>(m_v).code; }
+
+private:
+    std::variant<T, Exit> m_v;
+};
+
+// The single WORKER operand, checked.
+OrExit<std::string> single_worker(const Args& args, std::string_view command) {
     if (args.operands.size() != 1) {
-        code =
-            fail(k_exit_usage, std::string(command) + " needs exactly one WORKER (try agentlock " +
-                                   std::string(command) + " --help)");
-        return std::nullopt;
+        return Exit{fail(k_exit_usage, std::string(command) +
+                                           " needs exactly one WORKER (try agentlock " +
+                                           std::string(command) + " --help)")};
     }
     if (Status s = check_worker_dir(args.operands[0]); !s) {
-        code = worker_error(s.error());
-        return std::nullopt;
+        return Exit{worker_error(s.error())};
     }
     return args.operands[0];
 }
 
 // --pid P: a positive pid; the caller's parent (the shell or program that ran us) by default,
 // since our own pid is gone as soon as we exit.
-std::optional<std::int64_t> owner_pid_of(const Args& args, int& code) {
+OrExit<std::int64_t> owner_pid_of(const Args& args) {
     auto text = args.value("--pid");
     if (!text) {
         return static_cast<std::int64_t>(::getppid());
@@ -122,28 +144,51 @@ std::optional<std::int64_t> owner_pid_of(const Args& args, int& code) {
     errno = 0;
     const long long pid = std::strtoll(text->c_str(), &end, 10);
     if (text->empty() || *end != '\0' || errno != 0 || pid <= 0 || pid > INT32_MAX) {
-        code = fail(k_exit_usage, "--pid: \"" + *text + "\" is not a process id");
-        return std::nullopt;
+        return Exit{fail(k_exit_usage, "--pid: \"" + *text + "\" is not a process id")};
     }
-    return pid;
+    return static_cast<std::int64_t>(pid);
 }
 
-std::optional<Lock> make_lock(const Args& args, const std::string& worker, std::int64_t owner,
-                              int& code) {
-    auto server = tmux_server_of_args(args, worker);
+// A subcommand's WORKER and the Lock on it for its owner.
+struct WorkerLock {
+    std::string worker;
+    std::int64_t owner = 0;
+    Lock lock;
+};
+
+// The Lock on the WORKER operand of `command`, for the owner --pid names; only acquire and
+// release take --pid (parse_args refuses it elsewhere), so for the others the owner is the
+// caller's parent. Checked in this order: WORKER, --pid, the tmux server.
+OrExit<WorkerLock> open_lock(const Args& args, std::string_view command) {
+    auto worker = single_worker(args, command);
+    if (!worker) {
+        return Exit{worker.exit_code()};
+    }
+    auto owner = owner_pid_of(args);
+    if (!owner) {
+        return Exit{owner.exit_code()};
+    }
+    auto server = tmux_server_of_args(args, *worker);
     if (!server) {
-        code = fail(server.error().kind == ErrorKind::invalid ? k_exit_config : k_exit_io,
-                    server.error().message);
-        return std::nullopt;
+        return Exit{fail(server.error().kind == ErrorKind::invalid ? k_exit_config : k_exit_io,
+                         server.error().message)};
     }
     LockOptions options;
     options.tmux = *server;
-    options.owner_pid = owner;
-    return Lock(worker, options);
+    options.owner_pid = *owner;
+    return WorkerLock{*worker, *owner, Lock(*worker, options)};
 }
 
-// "worker W is locked by PID n, ..." from the library's locked Error.
-int locked(Lock& lock, const std::string& worker, const Error& e) {
+// The exit code of what acquire or check found at `worker`: 0 when `s` is ok; for the library's
+// locked Error, 75 with "worker W is locked by PID n, ..."; else the Error's own.
+int lock_outcome(Lock& lock, const std::string& worker, const Status& s) {
+    if (s) {
+        return k_exit_ok;
+    }
+    const Error& e = s.error();
+    if (e.kind != ErrorKind::locked) {
+        return fail(exit_code_of(e), e.message);
+    }
     auto holder = lock.read();
     if (!holder) {
         return fail(k_exit_locked, e.message);
@@ -156,56 +201,34 @@ int locked(Lock& lock, const std::string& worker, const Error& e) {
 }
 
 int acquire_main(const Args& args) {
-    int code = 0;
-    auto worker = single_worker(args, "acquire", code);
-    if (!worker) {
-        return code;
+    auto opened = open_lock(args, "acquire");
+    if (!opened) {
+        return opened.exit_code();
     }
-    auto owner = owner_pid_of(args, code);
-    if (!owner) {
-        return code;
-    }
-    auto lock = make_lock(args, *worker, *owner, code);
-    if (!lock) {
-        return code;
-    }
+    Lock& lock = opened->lock;
     std::string session;
     if (auto s = args.value("--session")) {
         session = *s;
     } else if (const char* pane = std::getenv("TMUX_PANE"); pane != nullptr) {
         session = pane;
     }
-    Status s = lock->acquire(session);
-    if (!s) {
-        return s.error().kind == ErrorKind::locked
-                   ? locked(*lock, *worker, s.error())
-                   : fail(exit_code_of(s.error()), s.error().message);
-    }
-    return k_exit_ok;
+    return lock_outcome(lock, opened->worker, lock.acquire(session));
 }
 
 int release_main(const Args& args) {
-    int code = 0;
-    auto worker = single_worker(args, "release", code);
-    if (!worker) {
-        return code;
+    auto opened = open_lock(args, "release");
+    if (!opened) {
+        return opened.exit_code();
     }
-    auto owner = owner_pid_of(args, code);
-    if (!owner) {
-        return code;
-    }
-    auto lock = make_lock(args, *worker, *owner, code);
-    if (!lock) {
-        return code;
-    }
-    Status s = lock->release();
+    Lock& lock = opened->lock;
+    Status s = lock.release();
     if (!s) {
         if (s.error().kind == ErrorKind::locked) {
-            auto holder = lock->read();
+            auto holder = lock.read();
             return fail(k_exit_not_owner,
-                        "not releasing " + lock->lock_path() + ": it belongs to " +
+                        "not releasing " + lock.lock_path() + ": it belongs to " +
                             (holder ? describe_holder(*holder) : std::string("another agent")) +
-                            ", not PID " + std::to_string(*owner) +
+                            ", not PID " + std::to_string(opened->owner) +
                             " (agentlock force-release removes another owner's lock)");
         }
         return fail(exit_code_of(s.error()), s.error().message);
@@ -214,41 +237,27 @@ int release_main(const Args& args) {
 }
 
 int check_main(const Args& args) {
-    int code = 0;
-    auto worker = single_worker(args, "check", code);
-    if (!worker) {
-        return code;
+    auto opened = open_lock(args, "check");
+    if (!opened) {
+        return opened.exit_code();
     }
-    auto lock = make_lock(args, *worker, static_cast<std::int64_t>(::getppid()), code);
-    if (!lock) {
-        return code;
-    }
-    Status s = lock->check();
-    if (!s) {
-        return s.error().kind == ErrorKind::locked
-                   ? locked(*lock, *worker, s.error())
-                   : fail(exit_code_of(s.error()), s.error().message);
-    }
-    return k_exit_ok;
+    Lock& lock = opened->lock;
+    return lock_outcome(lock, opened->worker, lock.check());
 }
 
 int status_main(const Args& args) {
-    int code = 0;
-    auto worker = single_worker(args, "status", code);
-    if (!worker) {
-        return code;
+    auto opened = open_lock(args, "status");
+    if (!opened) {
+        return opened.exit_code();
     }
-    auto lock = make_lock(args, *worker, static_cast<std::int64_t>(::getppid()), code);
-    if (!lock) {
-        return code;
-    }
-    const std::string line = lock->status();
-    auto info = lock->read();
+    Lock& lock = opened->lock;
+    const std::string line = lock.status();
+    auto info = lock.read();
     const bool failed = !info && info.error().kind != ErrorKind::not_locked;
     if (args.has("--json")) {
         boost::json::object o;
-        o["worker"] = shown(*worker);
-        o["lock_path"] = shown(lock->lock_path());
+        o["worker"] = shown(opened->worker);
+        o["lock_path"] = shown(lock.lock_path());
         o["status"] = shown(line);
         if (info) {
             o["pid"] = info->pid;
@@ -266,20 +275,16 @@ int status_main(const Args& args) {
 }
 
 int force_release_main(const Args& args) {
-    int code = 0;
-    auto worker = single_worker(args, "force-release", code);
-    if (!worker) {
-        return code;
+    auto opened = open_lock(args, "force-release");
+    if (!opened) {
+        return opened.exit_code();
     }
-    auto lock = make_lock(args, *worker, static_cast<std::int64_t>(::getppid()), code);
-    if (!lock) {
-        return code;
-    }
-    auto released = lock->force_release_judged(args.has("--even-if-live"));
+    Lock& lock = opened->lock;
+    auto released = lock.force_release_judged(args.has("--even-if-live"));
     if (!released) {
         const Error& e = released.error();
         if (e.kind == ErrorKind::locked) {
-            auto holder = lock->read();
+            auto holder = lock.read();
             return fail(k_exit_locked, "not removing it: " + e.message +
                                            (holder ? " (held by " + describe_holder(*holder) + ")"
                                                    : std::string()) +
@@ -288,10 +293,10 @@ int force_release_main(const Args& args) {
         return fail(exit_code_of(e), e.message);
     }
     if (!released->removed) {
-        std::cerr << "agentlock: " << shown(*worker) << " is not locked: nothing removed\n";
+        std::cerr << "agentlock: " << shown(opened->worker) << " is not locked: nothing removed\n";
         return k_exit_ok;
     }
-    std::cerr << "agentlock: removed " << shown(lock->lock_path()) << ", held by "
+    std::cerr << "agentlock: removed " << shown(lock.lock_path()) << ", held by "
               << (released->info ? describe_holder(*released->info) : std::string("nobody: "))
               << "; it was " << to_string(released->judgement.verdict) << ": "
               << shown(released->judgement.reason) << "\n";
@@ -452,10 +457,9 @@ int list_main(const Args& args) {
 }
 
 int why_main(const Args& args) {
-    int code = 0;
-    auto worker = single_worker(args, "why", code);
+    auto worker = single_worker(args, "why");
     if (!worker) {
-        return code;
+        return worker.exit_code();
     }
     // The worker is the root of a one-worker pass, judged as the daemon judges it (dry run).
     auto config = list_config(args, {*worker});
@@ -648,9 +652,8 @@ int help_main(const Args& args) {
     return k_exit_ok;
 }
 
-} // namespace
-
-int main(const std::vector<std::string>& argv) {
+// The command line `argv` (without the program name) carried out; returns the exit code.
+int dispatch(const std::vector<std::string>& argv) {
     if (argv.empty() || argv[0] == "-h" || argv[0] == "--help") {
         std::cout << usage_text();
         return argv.empty() ? k_exit_usage : k_exit_ok;
@@ -675,11 +678,22 @@ int main(const std::vector<std::string>& argv) {
     return c->main(*args);
 }
 
+} // namespace
+
 } // namespace agentlock::cli
 
 int main(int argc, char** argv) {
     // A closed stdout must be reported as an error, not end us silently.
     (void)std::signal(SIGPIPE, SIG_IGN);
-    std::vector<std::string> args(argv + 1, argv + argc);
-    return agentlock::cli::main(args);
+    // Nothing is meant to throw this far (failures are Results); should something (an
+    // allocation) throw all the same, it is reported as a failure of ours rather than left to
+    // std::terminate.
+    try {
+        const std::vector<std::string> args(argv + 1, argv + argc);
+        return agentlock::cli::dispatch(args);
+    } catch (const std::exception& e) {
+        return agentlock::cli::fail(agentlock::cli::k_exit_software, e.what());
+    } catch (...) {
+        return agentlock::cli::fail(agentlock::cli::k_exit_software, "unknown exception");
+    }
 }

@@ -1,5 +1,6 @@
 #include <agentlock/sha256.hpp>
 
+#include <algorithm>
 #include <cstddef>
 
 namespace agentlock {
@@ -59,50 +60,76 @@ void compress(std::array<std::uint32_t, 8>& h, const std::uint8_t* block) {
     h[7] += hh;
 }
 
-} // namespace
-
-std::array<std::uint8_t, 32> sha256(std::string_view data) {
-    std::array<std::uint32_t, 8> h = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
-                                      0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
-    const auto* bytes = reinterpret_cast<const std::uint8_t*>(data.data());
-    std::size_t whole = data.size() - data.size() % 64;
-    for (std::size_t at = 0; at < whole; at += 64) {
-        compress(h, bytes + at);
-    }
-    // The tail, the 0x80 marker and the message's length in bits: one block or two.
-    std::array<std::uint8_t, 128> tail{};
-    const std::size_t rest = data.size() - whole;
-    for (std::size_t i = 0; i < rest; ++i) {
-        tail[i] = bytes[whole + i];
-    }
-    tail[rest] = 0x80;
-    const std::size_t tail_size = rest + 1 + 8 <= 64 ? 64 : 128;
-    const std::uint64_t bits = static_cast<std::uint64_t>(data.size()) * 8;
-    for (std::size_t i = 0; i < 8; ++i) {
-        tail[tail_size - 1 - i] = static_cast<std::uint8_t>(bits >> (8 * i));
-    }
-    for (std::size_t at = 0; at < tail_size; at += 64) {
-        compress(h, tail.data() + at);
-    }
-    std::array<std::uint8_t, 32> out{};
-    for (std::size_t i = 0; i < 8; ++i) {
-        out[4 * i] = static_cast<std::uint8_t>(h[i] >> 24);
-        out[4 * i + 1] = static_cast<std::uint8_t>(h[i] >> 16);
-        out[4 * i + 2] = static_cast<std::uint8_t>(h[i] >> 8);
-        out[4 * i + 3] = static_cast<std::uint8_t>(h[i]);
-    }
-    return out;
-}
-
-std::string sha256_hex(std::string_view data) {
+std::string to_hex(const std::array<std::uint8_t, 32>& digest) {
     static constexpr char k_hex[] = "0123456789abcdef";
     std::string out;
     out.reserve(64);
-    for (const std::uint8_t byte : sha256(data)) {
+    for (const std::uint8_t byte : digest) {
         out += k_hex[byte >> 4];
         out += k_hex[byte & 0x0f];
     }
     return out;
+}
+
+} // namespace
+
+void Sha256::update(std::string_view data) {
+    const auto* bytes = reinterpret_cast<const std::uint8_t*>(data.data());
+    std::size_t left = data.size();
+    m_length += left;
+    if (m_used > 0) {
+        const std::size_t take = std::min(left, m_block.size() - m_used);
+        std::copy_n(bytes, take, m_block.data() + m_used);
+        m_used += take;
+        bytes += take;
+        left -= take;
+        if (m_used < m_block.size()) {
+            return;
+        }
+        compress(m_state, m_block.data());
+        m_used = 0;
+    }
+    for (; left >= 64; bytes += 64, left -= 64) {
+        compress(m_state, bytes);
+    }
+    std::copy_n(bytes, left, m_block.data());
+    m_used = left;
+}
+
+std::array<std::uint8_t, 32> Sha256::digest() const {
+    // The padding goes into a copy, so that the message may go on after this digest.
+    Sha256 last = *this;
+    // The 0x80 marker, zeros up to 8 bytes short of a block's end, the length in bits.
+    static constexpr std::array<char, 64> k_padding = {'\x80'};
+    const std::size_t pad = m_used < 56 ? 56 - m_used : 120 - m_used;
+    last.update(std::string_view(k_padding.data(), pad));
+    std::array<char, 8> bits{};
+    for (std::size_t i = 0; i < 8; ++i) {
+        bits[7 - i] = static_cast<char>(static_cast<std::uint8_t>((m_length * 8) >> (8 * i)));
+    }
+    last.update(std::string_view(bits.data(), bits.size()));
+    std::array<std::uint8_t, 32> out{};
+    for (std::size_t i = 0; i < 8; ++i) {
+        out[4 * i] = static_cast<std::uint8_t>(last.m_state[i] >> 24);
+        out[4 * i + 1] = static_cast<std::uint8_t>(last.m_state[i] >> 16);
+        out[4 * i + 2] = static_cast<std::uint8_t>(last.m_state[i] >> 8);
+        out[4 * i + 3] = static_cast<std::uint8_t>(last.m_state[i]);
+    }
+    return out;
+}
+
+std::string Sha256::hex_digest() const {
+    return to_hex(digest());
+}
+
+std::array<std::uint8_t, 32> sha256(std::string_view data) {
+    Sha256 h;
+    h.update(data);
+    return h.digest();
+}
+
+std::string sha256_hex(std::string_view data) {
+    return to_hex(sha256(data));
 }
 
 } // namespace agentlock

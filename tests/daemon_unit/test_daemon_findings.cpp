@@ -129,15 +129,6 @@ TEST(FindingTracker, FindingsUnderAnUnwalkedRootAreKept) {
     EXPECT_EQ(gone[0].state, FindingState::resolved);
 }
 
-TEST(FindingTracker, PathIsUnder) {
-    EXPECT_TRUE(path_is_under("/a/b", "/a"));
-    EXPECT_TRUE(path_is_under("/a/b", "/a/"));
-    EXPECT_TRUE(path_is_under("/a", "/a"));
-    EXPECT_TRUE(path_is_under("/a/b", "/"));
-    EXPECT_FALSE(path_is_under("/ab", "/a"));
-    EXPECT_FALSE(path_is_under("/b", "/a"));
-}
-
 // ---------------------------------------------------------------------------------------------
 // findings_of
 

@@ -1,6 +1,7 @@
 // End-to-end tests of the real agentlockd binary: temp worker roots, a real tmux server on a
 // private socket, real child processes, its JSON logs and its sd_notify messages.
 
+#include "daemon_fixture.hpp"
 #include "e2e_support.hpp"
 #include "test_support.hpp"
 
@@ -17,6 +18,7 @@
 #include <string>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <utility>
 #include <vector>
 
 namespace agentlock::e2e {
@@ -187,20 +189,11 @@ bool mentions(const LogEvent& ev, std::string_view needle) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Fixture: a temp root, a private tmux server with one session (so tmux answers "ok"), and at
-// most one daemon, killed in TearDown if it still runs.
+// Fixture: DaemonFixture's temp root, tmux server and daemon, with the daemon's usual flags and
+// --once runs.
 
-class E2E : public ::testing::Test, protected WorkerRoot {
+class E2E : public DaemonFixture {
 protected:
-    void SetUp() override {
-        m_dir = real_path(m_tmp.path());
-        m_root = m_dir + "/root";
-        make_dirs(m_root);
-        m_tmux.new_session("anchor");
-        m_empty_config = m_dir + "/empty-config.json";
-        write_file(m_empty_config, "{}\n");
-    }
-
     // Adds --config with an empty file unless `args` names one, so that an installed
     // /etc/agentlockd/agentlockd.json never leaks into a test.
     std::vector<std::string> isolated(std::vector<std::string> args) const {
@@ -209,18 +202,13 @@ protected:
                 return args;
             }
         }
-        args.insert(args.end(), {"--config", m_empty_config});
+        args.insert(args.end(), {"--config", m_config});
         return args;
     }
 
     // Runs agentlockd to completion with isolated(args).
     RunResult run(const std::vector<std::string>& args) {
         return run_daemon(m_dir, isolated(args));
-    }
-
-    void TearDown() override {
-        tear_down_daemon(m_daemon, HasFailure());
-        m_notify.reset();
     }
 
     std::vector<std::string> tmux_args() const { return {"--tmux-socket", m_tmux.socket_name()}; }
@@ -231,32 +219,13 @@ protected:
                 "json",   "--log-level", "debug",         "--interval",         interval};
     }
 
-    NotifyReceiver& notify() {
-        if (!m_notify) {
-            m_notify = std::make_unique<NotifyReceiver>(m_dir + "/notify.sock");
-        }
-        return *m_notify;
-    }
-
     // Starts the daemon with NOTIFY_SOCKET pointing at our receiver.
     DaemonProcess& start(const std::vector<std::string>& args,
                          std::optional<long long> watchdog_usec = std::nullopt) {
         DaemonSpec spec;
         spec.args = isolated(args);
-        spec.notify_socket = notify().path();
         spec.watchdog_usec = watchdog_usec;
-        m_daemon = std::make_unique<DaemonProcess>(m_dir, spec);
-        return *m_daemon;
-    }
-
-    // Waits for READY=1 (the first pass has ended); throws, failing the test, when it does not
-    // come or the daemon exits first.
-    void wait_ready(DaemonProcess& d) {
-        bool ready =
-            test::wait_until([&] { return notify().count_key("READY", "1") > 0 || !d.running(); });
-        if (!ready || notify().count_key("READY", "1") == 0) {
-            throw std::runtime_error("no READY=1 from agentlockd\n" + d.tail());
-        }
+        return start_daemon(std::move(spec));
     }
 
     // Starts the daemon and waits for READY=1.
@@ -310,13 +279,7 @@ protected:
                ",\n  \"log_format\": \"json\",\n  \"log_level\": \"debug\"" + extra + "\n}\n";
     }
 
-    test::TempDir m_tmp;
-    test::TmuxServerFixture m_tmux;
-    std::string m_dir;
     std::string m_last_once_stderr;
-    std::string m_empty_config;
-    std::unique_ptr<NotifyReceiver> m_notify;
-    std::unique_ptr<DaemonProcess> m_daemon;
 };
 
 // =============================================================================================

@@ -2,6 +2,7 @@
 // directory that a real prometheus-node-exporter (the Debian package; scripts/install-deps.sh
 // installs it) serves with its textfile collector, and the test scrapes /metrics over loopback.
 
+#include "daemon_fixture.hpp"
 #include "e2e_support.hpp"
 #include "test_support.hpp"
 
@@ -35,7 +36,6 @@ using test::make_dirs;
 using test::read_file;
 using test::spawn_sleeper;
 using test::wait_until;
-using test::write_file;
 
 constexpr const char* k_node_exporter = "/usr/bin/prometheus-node-exporter";
 
@@ -125,19 +125,15 @@ bool has_line(const std::string& text, const std::string& line) {
     return ("\n" + text).find("\n" + line + "\n") != std::string::npos;
 }
 
-class Metrics : public ::testing::Test, protected WorkerRoot {
+class Metrics : public DaemonFixture {
 protected:
+    Metrics() : DaemonFixture(8000) {}
     void SetUp() override {
-        m_dir = real_path(m_tmp.path());
-        m_root = m_dir + "/root";
+        DaemonFixture::SetUp();
         m_textfiles = m_dir + "/textfile";
-        make_dirs(m_root);
         make_dirs(m_textfiles);
-        m_config = m_dir + "/empty-config.json";
-        write_file(m_config, "{}\n");
         m_tmux.new_session("held");
     }
-    void TearDown() override { tear_down_daemon(m_daemon, HasFailure(), 8000); }
 
     // Scrapes until every line in `want` is there; returns the last scrape.
     std::string scrape_until(const std::vector<std::string>& want) {
@@ -156,13 +152,8 @@ protected:
         return body;
     }
 
-    test::TempDir m_tmp;
-    test::TmuxServerFixture m_tmux;
-    std::string m_dir;
     std::string m_textfiles;
-    std::string m_config;
     std::unique_ptr<NodeExporter> m_exporter;
-    std::unique_ptr<DaemonProcess> m_daemon;
 };
 
 TEST_F(Metrics, NodeExporterServesTheDaemonsCountsAfterARemovalAndAnOwnerDeath) {
@@ -176,20 +167,7 @@ TEST_F(Metrics, NodeExporterServesTheDaemonsCountsAfterARemovalAndAnOwnerDeath) 
     m_exporter = std::make_unique<NodeExporter>(m_textfiles, m_dir + "/node_exporter.log");
     const std::string metrics_file = m_textfiles + "/agentlock.prom";
     DaemonSpec spec;
-    spec.args = {"--config",
-                 m_config,
-                 "--root",
-                 m_root,
-                 "--tmux-socket",
-                 m_tmux.socket_name(),
-                 "--log-format",
-                 "json",
-                 "--interval",
-                 "1h",
-                 "--full-pass-interval",
-                 "1h",
-                 "--metrics-file",
-                 metrics_file};
+    spec.args = hourly_args({"--metrics-file", metrics_file});
     m_daemon = std::make_unique<DaemonProcess>(m_dir, spec);
     ASSERT_TRUE(m_daemon->wait_for_event("lock.removed", about_lock(stale))) << m_daemon->tail();
 

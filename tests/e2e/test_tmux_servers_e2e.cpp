@@ -2,20 +2,14 @@
 // socket, several servers in one --once --json report (one down, one hanging), and the daemon's
 // tmux re-poll asking each root's own server.
 #include "e2e_support.hpp"
+#include "gastown_socket.hpp"
 #include "test_support.hpp"
 
 #include <gtest/gtest.h>
 
 #include <boost/json.hpp>
 
-#include <algorithm>
-#include <cctype>
-#include <cerrno>
-#include <climits>
-#include <cstdlib>
-#include <cstring>
 #include <memory>
-#include <regex>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -25,27 +19,6 @@ namespace {
 
 namespace json = boost::json;
 using namespace std::chrono_literals;
-
-// gastown's socket name for `town`, computed independently of the library: std::regex for the
-// label, sha256sum of the town's realpath for the hash.
-std::string derived_socket_name(const std::string& town, const std::string& scratch) {
-    std::string base = town.substr(town.rfind('/') + 1);
-    std::transform(base.begin(), base.end(), base.begin(),
-                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    std::string label = std::regex_replace(base, std::regex("[^a-z0-9-]+"), "-");
-    label.erase(0, label.find_first_not_of('-'));
-    label.erase(label.find_last_not_of('-') + 1);
-    char resolved[PATH_MAX];
-    if (::realpath(town.c_str(), resolved) == nullptr) {
-        throw std::runtime_error("realpath " + town + ": " + std::strerror(errno));
-    }
-    test::write_file(scratch, resolved);
-    auto r = test::run_command("sha256sum < '" + scratch + "'");
-    if (r.status != 0 || r.out.size() < 64) {
-        throw std::runtime_error("sha256sum failed");
-    }
-    return (label.empty() ? std::string("default") : label) + "-" + r.out.substr(0, 6);
-}
 
 // Kills `tmux`'s server and waits until a client is told "no server running" (for a moment after
 // kill-server, clients are told "server exited unexpectedly": unknown, rightly).
@@ -114,7 +87,7 @@ protected:
 TEST_F(TmuxServersE2E, AGastownTownsPaneHeldLocksLiveByTheTownsOwnServer) {
     const std::string town = m_dir + "/My Gas Town";
     test::make_dirs(town);
-    test::TmuxServerFixture tmux(derived_socket_name(town, m_dir + "/scratch"));
+    test::TmuxServerFixture tmux(test::gastown_socket_name(town, m_dir + "/scratch"));
     tmux.new_session("gt-rig-w1");
     tmux.new_session("gt-rig-w2");
     const std::string pane1 = tmux.pane_of("gt-rig-w1");

@@ -4,6 +4,7 @@
 // what happens; each test also checks the trigger the daemon names and that no pass ran
 // meanwhile. Deadlines are generous and nothing is timed: the latency is only printed.
 
+#include "daemon_fixture.hpp"
 #include "e2e_support.hpp"
 #include "test_support.hpp"
 
@@ -71,23 +72,9 @@ std::optional<std::chrono::system_clock::time_point> event_time(const LogEvent& 
     return std::chrono::system_clock::from_time_t(::timegm(&tm)) + std::chrono::milliseconds(ms);
 }
 
-class Events : public ::testing::Test, protected WorkerRoot {
+class Events : public DaemonFixture {
 protected:
-    void SetUp() override {
-        m_dir = real_path(m_tmp.path());
-        m_root = m_dir + "/root";
-        make_dirs(m_root);
-        m_tmux.new_session("anchor");
-        // An empty config file, so that an installed /etc/agentlockd/agentlockd.json never
-        // leaks into a test.
-        m_config = m_dir + "/empty-config.json";
-        write_file(m_config, "{}\n");
-    }
-
-    void TearDown() override {
-        tear_down_daemon(m_daemon, HasFailure(), 8000);
-        m_notify.reset();
-    }
+    Events() : DaemonFixture(8000) {}
 
     // A lock held by `pid`, acquired `age` ago on this host (hides WorkerRoot::put_lock).
     std::string put_lock(const std::string& name, long long pid, const std::string& session = "",
@@ -96,41 +83,21 @@ protected:
             name, go_lock_json(pid, rfc3339_now(-age), session, local_hostname()));
     }
 
-    // Passes an hour apart: only events act. `extra` is appended.
+    // Passes an hour apart: only events act. Debug logs; `extra` is appended.
     std::vector<std::string> args(const std::vector<std::string>& extra = {}) const {
-        std::vector<std::string> a{"--config",
-                                   m_config,
-                                   "--root",
-                                   m_root,
-                                   "--tmux-socket",
-                                   m_tmux.socket_name(),
-                                   "--log-format",
-                                   "json",
-                                   "--log-level",
-                                   "debug",
-                                   "--interval",
-                                   "1h",
-                                   "--full-pass-interval",
-                                   "1h"};
+        std::vector<std::string> a{"--log-level", "debug"};
         a.insert(a.end(), extra.begin(), extra.end());
-        return a;
+        return hourly_args(a);
     }
 
     // Starts the daemon with `a` (through `launcher`, if any) and waits for READY=1.
     DaemonProcess& start_ready(const std::vector<std::string>& a,
                                std::vector<std::string> launcher = {}) {
-        m_notify = std::make_unique<NotifyReceiver>(m_dir + "/notify.sock");
         DaemonSpec spec;
         spec.args = a;
         spec.launcher = std::move(launcher);
-        spec.notify_socket = m_notify->path();
-        m_daemon = std::make_unique<DaemonProcess>(m_dir, spec);
-        DaemonProcess& d = *m_daemon;
-        const bool ready =
-            test::wait_until([&] { return m_notify->count_key("READY", "1") > 0 || !d.running(); });
-        if (!ready || m_notify->count_key("READY", "1") == 0) {
-            throw std::runtime_error("no READY=1 from agentlockd\n" + d.tail());
-        }
+        DaemonProcess& d = start_daemon(std::move(spec));
+        wait_ready(d);
         return d;
     }
 
@@ -163,13 +130,6 @@ protected:
                       << " ms (log timestamps, millisecond resolution)\n";
         }
     }
-
-    test::TempDir m_tmp;
-    test::TmuxServerFixture m_tmux;
-    std::string m_dir;
-    std::string m_config;
-    std::unique_ptr<NotifyReceiver> m_notify;
-    std::unique_ptr<DaemonProcess> m_daemon;
 };
 
 // =============================================================================================

@@ -3,7 +3,6 @@
 #include <array>
 #include <cerrno>
 #include <csignal>
-#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <dirent.h>
@@ -41,99 +40,6 @@ struct FdCloser {
         fd = f;
     }
     int fd;
-};
-
-// ---- SHA-256 (FIPS 180-4) -------------------------------------------------------------------
-
-constexpr std::array<std::uint32_t, 64> k_round = {
-    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
-    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
-    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
-    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
-    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
-    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
-    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
-    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2};
-
-std::uint32_t rotr(std::uint32_t x, unsigned n) {
-    return (x >> n) | (x << (32U - n));
-}
-
-class Sha256 {
-public:
-    void update(const unsigned char* data, std::size_t n) {
-        m_length += n;
-        for (std::size_t i = 0; i < n; ++i) {
-            m_block[m_used++] = data[i];
-            if (m_used == 64) {
-                compress();
-                m_used = 0;
-            }
-        }
-    }
-
-    std::string hex() {
-        const std::uint64_t bits = m_length * 8;
-        const unsigned char pad = 0x80;
-        update(&pad, 1);
-        const unsigned char zero = 0;
-        while (m_used != 56) {
-            update(&zero, 1);
-        }
-        for (int i = 7; i >= 0; --i) {
-            const auto b = static_cast<unsigned char>(bits >> (8 * i));
-            update(&b, 1);
-        }
-        static constexpr char k_digits[] = "0123456789abcdef";
-        std::string out;
-        for (std::uint32_t h : m_state) {
-            for (int i = 28; i >= 0; i -= 4) {
-                out += k_digits[(h >> i) & 0xFU];
-            }
-        }
-        return out;
-    }
-
-private:
-    void compress() {
-        std::array<std::uint32_t, 64> w{};
-        for (std::size_t i = 0; i < 16; ++i) {
-            w[i] = (std::uint32_t{m_block[4 * i]} << 24) |
-                   (std::uint32_t{m_block[4 * i + 1]} << 16) |
-                   (std::uint32_t{m_block[4 * i + 2]} << 8) | std::uint32_t{m_block[4 * i + 3]};
-        }
-        for (std::size_t i = 16; i < 64; ++i) {
-            const std::uint32_t s0 = rotr(w[i - 15], 7) ^ rotr(w[i - 15], 18) ^ (w[i - 15] >> 3);
-            const std::uint32_t s1 = rotr(w[i - 2], 17) ^ rotr(w[i - 2], 19) ^ (w[i - 2] >> 10);
-            w[i] = w[i - 16] + s0 + w[i - 7] + s1;
-        }
-        std::array<std::uint32_t, 8> v = m_state;
-        for (std::size_t i = 0; i < 64; ++i) {
-            const std::uint32_t s1 = rotr(v[4], 6) ^ rotr(v[4], 11) ^ rotr(v[4], 25);
-            const std::uint32_t ch = (v[4] & v[5]) ^ (~v[4] & v[6]);
-            const std::uint32_t t1 = v[7] + s1 + ch + k_round[i] + w[i];
-            const std::uint32_t s0 = rotr(v[0], 2) ^ rotr(v[0], 13) ^ rotr(v[0], 22);
-            const std::uint32_t maj = (v[0] & v[1]) ^ (v[0] & v[2]) ^ (v[1] & v[2]);
-            const std::uint32_t t2 = s0 + maj;
-            v[7] = v[6];
-            v[6] = v[5];
-            v[5] = v[4];
-            v[4] = v[3] + t1;
-            v[3] = v[2];
-            v[2] = v[1];
-            v[1] = v[0];
-            v[0] = t1 + t2;
-        }
-        for (std::size_t i = 0; i < 8; ++i) {
-            m_state[i] += v[i];
-        }
-    }
-
-    std::array<std::uint32_t, 8> m_state = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
-                                            0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
-    std::array<unsigned char, 64> m_block{};
-    std::size_t m_used = 0;
-    std::uint64_t m_length = 0;
 };
 
 // ---- snapshots ------------------------------------------------------------------------------
@@ -215,19 +121,13 @@ void add_recursive(Snapshot& snap, const std::string& path,
 
 } // namespace
 
-std::string sha256_hex(std::string_view data) {
-    Sha256 h;
-    h.update(reinterpret_cast<const unsigned char*>(data.data()), data.size());
-    return h.hex();
-}
-
 std::optional<std::string> sha256_file(const std::string& path) {
     FdCloser fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
     if (fd.fd < 0) {
         return std::nullopt;
     }
     Sha256 h;
-    std::array<unsigned char, 65536> buf{};
+    std::array<char, 65536> buf{};
     for (;;) {
         const ssize_t n = ::read(fd.fd, buf.data(), buf.size());
         if (n < 0 && errno == EINTR) {
@@ -239,9 +139,9 @@ std::optional<std::string> sha256_file(const std::string& path) {
         if (n == 0) {
             break;
         }
-        h.update(buf.data(), static_cast<std::size_t>(n));
+        h.update(std::string_view(buf.data(), static_cast<std::size_t>(n)));
     }
-    return h.hex();
+    return h.hex_digest();
 }
 
 std::vector<std::string> Snapshot::differences_from(const Snapshot& before) const {

@@ -3,18 +3,17 @@
 // contents, type, mode, owner), very deep directory chains, mounts that are undone on scope
 // exit, and the daemon run as another user.
 
+// The snapshots' SHA-256 is the library's; its sha256_hex is what the tests compare with.
+#include <agentlock/sha256.hpp>
+
 #include <chrono>
 #include <map>
 #include <optional>
 #include <string>
-#include <string_view>
 #include <sys/types.h>
 #include <vector>
 
 namespace agentlock::hostile {
-
-/// SHA-256 of `data` as 64 lower-case hex digits.
-std::string sha256_hex(std::string_view data);
 
 /// SHA-256 of a file's contents, read through an fd opened with O_NOFOLLOW|O_NONBLOCK; nullopt
 /// when it cannot be read.

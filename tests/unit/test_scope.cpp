@@ -17,8 +17,10 @@ TEST(Scope, PathIsUnderMatchesWholeNamesOnly) {
     EXPECT_TRUE(path_is_under("/a/b", "/a/"));
     EXPECT_TRUE(path_is_under("/a", "/a"));
     EXPECT_TRUE(path_is_under("/a", "/"));
+    EXPECT_TRUE(path_is_under("/a/b", "/"));
     EXPECT_FALSE(path_is_under("/ab", "/a"));
     EXPECT_FALSE(path_is_under("/", "/a"));
+    EXPECT_FALSE(path_is_under("/b", "/a"));
 }
 
 TEST(Scope, TheMostSpecificRootContainsAPath) {

@@ -1,6 +1,7 @@
 // A tmux server per root: the roots' config entries, gastown's socket names, SHA-256, and passes
 // and re-checks that judge each lock against its own root's server, asked once per pass.
 #include "fakes.hpp"
+#include "gastown_socket.hpp"
 #include "test_support.hpp"
 
 #include <agentlock/config.hpp>
@@ -10,13 +11,10 @@
 
 #include <gtest/gtest.h>
 
-#include <algorithm>
-#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <map>
-#include <regex>
 #include <stdexcept>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -27,34 +25,9 @@ namespace {
 
 using test::TempDir;
 
-// What `sha256sum` prints for `data` (written to a file first: no shell quoting of the data).
-std::string sha256sum_of(const TempDir& dir, const std::string& data) {
-    const std::string file = dir.sub("sha-input");
-    test::write_file(file, data);
-    auto r = test::run_command("sha256sum < '" + file + "'");
-    if (r.status != 0 || r.out.size() < 64) {
-        throw std::runtime_error("sha256sum failed");
-    }
-    return r.out.substr(0, 64);
-}
-
-// gastown's socket name for `town`, computed here independently: std::regex for the label and
-// sha256sum of realpath for the hash.
+// gastown's socket name for `town`, by the independent reference (tests/support).
 std::string expected_gastown_name(const TempDir& dir, const std::string& town) {
-    std::string base = town.substr(town.rfind('/') + 1);
-    std::transform(base.begin(), base.end(), base.begin(),
-                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    std::string label = std::regex_replace(base, std::regex("[^a-z0-9-]+"), "-");
-    label.erase(0, label.find_first_not_of('-'));
-    label.erase(label.find_last_not_of('-') + 1);
-    if (label.empty()) {
-        label = "default";
-    }
-    char resolved[PATH_MAX];
-    if (::realpath(town.c_str(), resolved) == nullptr) {
-        throw std::runtime_error("realpath " + town + ": " + std::strerror(errno));
-    }
-    return label + "-" + sha256sum_of(dir, resolved).substr(0, 6);
+    return test::gastown_socket_name(town, dir.sub("sha-input"));
 }
 
 TEST(Sha256, MatchesTheStandardVectorsAndSha256sumAtEveryBlockBoundary) {
@@ -71,7 +44,53 @@ TEST(Sha256, MatchesTheStandardVectorsAndSha256sumAtEveryBlockBoundary) {
         for (std::size_t i = 0; i < n; ++i) {
             data += static_cast<char>((i * 37 + n) % 251); // every byte value, NUL included
         }
-        EXPECT_EQ(sha256_hex(data), sha256sum_of(dir, data)) << n << " bytes";
+        EXPECT_EQ(sha256_hex(data), test::sha256sum_of(dir.sub("sha-input"), data))
+            << n << " bytes";
+    }
+}
+
+// Sha256 fed in pieces, as a file is read a buffer at a time: every split of the message gives
+// the digest of the whole, whatever the pieces' sizes against the 64-byte blocks.
+TEST(Sha256, StreamingInPiecesGivesTheDigestOfTheWhole) {
+    EXPECT_EQ(Sha256().hex_digest(),
+              "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    const std::string abc_digest =
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+    Sha256 abc;
+    abc.update("a");
+    abc.update("");
+    abc.update("bc");
+    EXPECT_EQ(abc.hex_digest(), abc_digest);
+    EXPECT_EQ(abc.digest(), sha256("abc"));
+
+    // A digest does not end the message: it goes on, and the next digest covers all of it.
+    Sha256 going_on;
+    going_on.update("ab");
+    EXPECT_EQ(going_on.hex_digest(), sha256_hex("ab"));
+    going_on.update("c");
+    EXPECT_EQ(going_on.hex_digest(), abc_digest);
+
+    const std::string two_blocks = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+    for (std::size_t split = 0; split <= two_blocks.size(); ++split) {
+        Sha256 h;
+        h.update(std::string_view(two_blocks).substr(0, split));
+        h.update(std::string_view(two_blocks).substr(split));
+        EXPECT_EQ(h.hex_digest(),
+                  "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
+            << "split at " << split;
+    }
+
+    // 1,000,000 x 'a' in pieces of one byte, of a block less one, of a block, of a block and one,
+    // and of many blocks.
+    const std::string million(1000000, 'a');
+    for (std::size_t piece : {1u, 63u, 64u, 65u, 65536u}) {
+        Sha256 h;
+        for (std::size_t at = 0; at < million.size(); at += piece) {
+            h.update(std::string_view(million).substr(at, piece));
+        }
+        EXPECT_EQ(h.hex_digest(),
+                  "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
+            << "pieces of " << piece;
     }
 }
 

@@ -19,7 +19,6 @@
 #include <grp.h>
 #include <sstream>
 #include <string>
-#include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -34,6 +33,7 @@ namespace {
 namespace fs = std::filesystem;
 using test::make_dirs;
 using test::TempDir;
+using test::TmpfsMount;
 using test::write_file;
 
 struct Found {
@@ -782,28 +782,6 @@ TEST(TreeWalk, DirectorySwappedForASymlinkDuringTheWalkIsNotFollowed) {
 }
 
 // ---- Mounts ----
-
-class TmpfsMount {
-public:
-    explicit TmpfsMount(const std::string& target) : m_target(target) {
-        make_dirs(target);
-        if (::mount("tmpfs", target.c_str(), "tmpfs", 0, "size=1m") != 0) {
-            m_error = "mount -t tmpfs " + target + ": " + std::strerror(errno);
-        }
-    }
-    ~TmpfsMount() {
-        if (m_error.empty()) {
-            ::umount2(m_target.c_str(), MNT_DETACH);
-        }
-    }
-    TmpfsMount(const TmpfsMount&) = delete;
-    TmpfsMount& operator=(const TmpfsMount&) = delete;
-    const std::string& error() const { return m_error; }
-
-private:
-    std::string m_target;
-    std::string m_error;
-};
 
 TEST(TreeWalk, OneFileSystemDoesNotCrossMounts) {
     TempDir tmp;
