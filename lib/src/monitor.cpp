@@ -161,7 +161,7 @@ void Monitor::retry_tmux_exits(const std::vector<TmuxServerReport>& answers) {
             return f.state == TmuxState::ok &&
                    (f.server_pid == pid ||
                     std::any_of(f.panes.begin(), f.panes.end(), [pid](const auto& p) {
-                        return p.second.pid == pid && p.second.dead != true;
+                        return p.second.pid == pid && !p.second.dead.value_or(false);
                     }));
         });
     };
