@@ -1,6 +1,7 @@
 #include <agentlock/tmux_probe.hpp>
 
 #include <agentlock/fd.hpp>
+#include <agentlock/tmux_servers.hpp>
 
 #include <array>
 #include <cerrno>
@@ -293,6 +294,7 @@ TmuxFacts SystemTmuxProbe::query() {
     if (facts.socket_path.empty()) {
         facts.socket_path = m_server.socket_path;
     }
+    facts.server = describe_tmux_server(m_server);
     return facts;
 }
 

@@ -56,6 +56,9 @@ struct TmuxFacts {
     std::optional<std::int64_t> server_pid;
     /// The socket asked, when the probe knows it (-S), or the one tmux named as having no server.
     std::string socket_path;
+    /// The server asked, as describe_tmux_server names it ("-L NAME", "-S PATH", "default"), for
+    /// logs; empty when the facts did not come from a probe.
+    std::string server;
 
     /// True when `session_id` names a listed session name, session id or pane id.
     /// Meaningful only when state is ok.
