@@ -323,6 +323,10 @@ TmuxFacts SystemTmuxProbe::query() {
     }
     args.insert(args.end(), {"list-panes", "-a", "-F", std::string(k_format)});
     TmuxFacts facts = run_listing(args, m_timeout, m_binary);
+    if (facts.state == TmuxState::ok) {
+        facts.listed_at = std::chrono::time_point_cast<std::chrono::nanoseconds>(
+            std::chrono::system_clock::now());
+    }
     if (facts.socket_path.empty()) {
         facts.socket_path = m_server.socket_path;
     }

@@ -364,6 +364,31 @@ TEST(TmuxProbe, NoServerMessageWhileTheSocketAcceptsConnectionsIsUnknown) {
     EXPECT_EQ(f.state, TmuxState::no_server) << f.detail;
 }
 
+// An answer says which server gave it (for logs) and, when it lists, when it was read: tmux's own
+// times cannot be later than that.
+TEST(TmuxProbe, AnAnswerSaysWhichServerGaveItAndWhenItWasRead) {
+    TmuxServerFixture server;
+    server.new_session("now");
+    const auto before = std::chrono::system_clock::now();
+    TmuxFacts f = probe_for(server).query();
+    const auto after = std::chrono::system_clock::now();
+    ASSERT_EQ(f.state, TmuxState::ok) << f.detail;
+    EXPECT_EQ(f.server, "-L " + server.socket_name());
+    ASSERT_TRUE(f.listed_at);
+    EXPECT_GE(*f.listed_at, before);
+    EXPECT_LE(*f.listed_at, after);
+    ASSERT_TRUE(f.server_started);
+    EXPECT_LE(*f.server_started, *f.listed_at);
+    EXPECT_LE(f.sessions.begin()->second.created.value(), *f.listed_at);
+
+    TmuxServerFixture never_started;
+    TmuxFacts g = probe_for(never_started).query();
+    EXPECT_EQ(g.state, TmuxState::unknown);
+    EXPECT_EQ(g.server, "-L " + never_started.socket_name());
+    EXPECT_FALSE(g.listed_at);
+    EXPECT_EQ(SystemTmuxProbe(TmuxServer{"", "/x/y.sock"}).query().server, "-S /x/y.sock");
+}
+
 // A socket that does not exist is what a wrong -L name or -S path looks like. tmux says
 // "error connecting to ... (No such file or directory)"; that is not proof of "no sessions".
 TEST(TmuxProbe, MissingSocketIsUnknown) {
