@@ -390,6 +390,10 @@ FindingFields lock_record_fields(const LockRecord& rec, const TmuxFacts& tmux, b
         }
         add_if_set(fields, "pid_detail", rec.process.detail);
     }
+    // The server a recorded session was judged against, so that a kept lock's line names it.
+    if (rec.info && !rec.info->session_id.empty()) {
+        add_if_set(fields, "tmux_server", tmux.server);
+    }
     fields.emplace_back("tmux_state", std::string(to_string(tmux.state)));
     add_if_set(fields, "tmux_detail", tmux.detail);
     if (rec.detail != rec.judgement.reason) {

@@ -1,6 +1,7 @@
 #include <agentlock/tmux_probe.hpp>
 
 #include <agentlock/fd.hpp>
+#include <agentlock/tmux_servers.hpp>
 
 #include <algorithm>
 #include <array>
@@ -12,7 +13,9 @@
 #include <poll.h>
 #include <set>
 #include <spawn.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <vector>
@@ -175,7 +178,34 @@ int remaining_ms(std::chrono::steady_clock::time_point deadline) {
     return static_cast<int>(std::min<long long>(left.count() + 1, 60'000));
 }
 
-// "no server running on PATH" is trusted only while PATH is still a socket.
+// Why a connect() to the socket at `path` was not refused, or "" when it was (ECONNREFUSED:
+// nothing listens there). tmux prints "no server running" exactly when its own connect() was
+// refused, so this is the same check made by us: a socket that accepts a connection, or fails in
+// any other way, has not been shown to have no server.
+std::string connect_not_refused(const std::string& path) {
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    if (path.size() >= sizeof addr.sun_path) {
+        return "its path is too long to check";
+    }
+    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+    // Non-blocking: a listener whose backlog is full answers EAGAIN at once, never a wait.
+    const Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    if (!fd) {
+        return std::string("socket: ") + std::strerror(errno);
+    }
+    const int rc = ::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr);
+    if (rc == 0 || errno == EAGAIN) {
+        return "but " + path + " accepts connections";
+    }
+    if (errno == ECONNREFUSED) {
+        return "";
+    }
+    return "but connecting to " + path + " failed otherwise: " + std::strerror(errno);
+}
+
+// "no server running on PATH" is trusted only while PATH is still a socket that refuses
+// connections.
 TmuxFacts classify_no_server(std::string_view message) {
     const std::string path(message.substr(k_no_server_prefix.size()));
     struct stat st {};
@@ -186,6 +216,9 @@ TmuxFacts classify_no_server(std::string_view message) {
     }
     if (!S_ISSOCK(st.st_mode)) {
         return failure(TmuxState::unknown, std::string(message) + "; " + path + " is not a socket");
+    }
+    if (const std::string why = connect_not_refused(path); !why.empty()) {
+        return failure(TmuxState::unknown, std::string(message) + "; " + why);
     }
     TmuxFacts f = failure(TmuxState::no_server, std::string(message));
     f.socket_path = path;
@@ -322,9 +355,14 @@ TmuxFacts SystemTmuxProbe::query() {
         std::chrono::time_point_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now());
     TmuxFacts facts = run_listing(args, m_timeout, m_binary);
     facts.asked_at = asked_at;
+    if (facts.state == TmuxState::ok) {
+        facts.listed_at = std::chrono::time_point_cast<std::chrono::nanoseconds>(
+            std::chrono::system_clock::now());
+    }
     if (facts.socket_path.empty()) {
         facts.socket_path = m_server.socket_path;
     }
+    facts.server = describe_tmux_server(m_server);
     return facts;
 }
 
@@ -612,7 +650,12 @@ TmuxFacts parse_tmux_listing(std::string_view output) {
         facts.session_ids.insert(session.id);
         facts.session_names.insert(name);
         facts.pane_ids.insert(pane.id);
-        facts.panes.emplace(pane.id, std::move(pane)); // a linked window lists a pane again
+        // A linked window lists a pane again, the same pane: lines that disagree on its process
+        // or its state are not one listing (whichever came first would decide otherwise).
+        if (auto [listed, added] = facts.panes.emplace(pane.id, pane);
+            !added && (listed->second.pid != pane.pid || listed->second.dead != pane.dead)) {
+            return bad("one pane id with two pids or states");
+        }
     }
     return facts;
 }

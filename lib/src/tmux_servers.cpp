@@ -71,6 +71,7 @@ TmuxFacts unresolved_tmux_facts(const ServerRef& server) {
     TmuxFacts facts;
     facts.state = TmuxState::unknown;
     facts.detail = "tmux server not named: " + server.unresolved;
+    facts.server = describe_tmux_server(server);
     return facts;
 }
 

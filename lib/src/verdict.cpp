@@ -3,6 +3,7 @@
 #include <agentlock/duration.hpp>
 
 #include <cstdio>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -227,6 +228,19 @@ bool later_than_lock(Timestamp created, const LockInfo& lock, const TmuxEvidence
     return created > lock.acquired_at + evidence.created_slack;
 }
 
+// A time tmux printed that reads later than the moment its answer was read: not one tmux can have
+// read from the clock, so nothing is concluded from it (taken at its word, a server "started" in
+// the future is newer than every lock, and would hold none of them).
+std::optional<HoldJudgement> unbelievable(const std::string& what, Timestamp time,
+                                          const TmuxFacts& tmux) {
+    if (!tmux.listed_at || time <= *tmux.listed_at + k_tmux_time_tolerance) {
+        return std::nullopt;
+    }
+    return HoldJudgement{Hold::unknown,
+                         what + " (" + format_rfc3339(time) + ") is later than tmux was asked (" +
+                             format_rfc3339(*tmux.listed_at) + "): not a time tmux can have read"};
+}
+
 HoldJudgement judge_pane(const TmuxPane& pane, const LockInfo& lock, const TmuxFacts& tmux,
                          const TmuxEvidence& evidence, const ClockFacts& clock) {
     const std::string name = "pane " + pane.id;
@@ -235,6 +249,10 @@ HoldJudgement judge_pane(const TmuxPane& pane, const LockInfo& lock, const TmuxF
     if (!tmux.server_started) {
         return {Hold::unknown, name + " exists, but the tmux server's start time is unreadable: it "
                                       "may be a newer server's reused id"};
+    }
+    if (auto lie = unbelievable(name + " exists, but its tmux server's start time",
+                                *tmux.server_started, tmux)) {
+        return std::move(*lie);
     }
     if (later_than_lock(*tmux.server_started, lock, evidence)) {
         return created_after_lock(name + "'s tmux server", *tmux.server_started, lock, evidence,
@@ -249,12 +267,15 @@ HoldJudgement judge_pane(const TmuxPane& pane, const LockInfo& lock, const TmuxF
     return {Hold::held, name + " still exists"};
 }
 
-HoldJudgement judge_session(const TmuxSession& session, const LockInfo& lock,
+HoldJudgement judge_session(const TmuxSession& session, const LockInfo& lock, const TmuxFacts& tmux,
                             const TmuxEvidence& evidence, const ClockFacts& clock) {
     const std::string name = "session " + session.name + " (" + session.id + ")";
     // A session is never older than its server, so its own creation time covers the server's.
     if (!session.created) {
         return {Hold::unknown, name + " exists, but its creation time is unreadable"};
+    }
+    if (auto lie = unbelievable(name + " exists, but its creation time", *session.created, tmux)) {
+        return std::move(*lie);
     }
     if (later_than_lock(*session.created, lock, evidence)) {
         return created_after_lock(name, *session.created, lock, evidence, clock);
@@ -308,6 +329,14 @@ HoldJudgement judge_recorded_server(const LockInfo& lock, const TmuxFacts& tmux,
                          : "PID " + std::to_string(*tmux.server_pid) + " answered") +
                     ")"};
     }
+    if (tmux.state == TmuxState::ok && lock.tmux_server_pid) {
+        // An answer that names no server (tmux's "no current target": no sessions, so no line to
+        // print #{pid} on) cannot be matched with the recorded server, whose PID was not seen
+        // dead: that server may still list the pane.
+        return {Hold::unknown, recorded + " was not seen dead, and the answer" +
+                                   (same_socket ? " from its socket" : "") +
+                                   " names no server PID to match it with"};
+    }
     if (!same_socket) {
         return {Hold::unknown, recorded + " was not asked"};
     }
@@ -340,11 +369,11 @@ HoldJudgement judge_holder(const LockInfo& lock, const TmuxFacts& tmux,
         found.push_back(judge_pane(pane->second, lock, tmux, evidence, clock));
     }
     if (auto by_id = tmux.sessions.find(session); by_id != tmux.sessions.end()) {
-        found.push_back(judge_session(by_id->second, lock, evidence, clock));
+        found.push_back(judge_session(by_id->second, lock, tmux, evidence, clock));
     }
     for (const auto& [id, listed] : tmux.sessions) {
         if (listed.name == session && id != session) {
-            found.push_back(judge_session(listed, lock, evidence, clock));
+            found.push_back(judge_session(listed, lock, tmux, evidence, clock));
         }
     }
     if (found.empty()) {

@@ -2,6 +2,7 @@
 
 #include "test_support.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <climits>
@@ -394,8 +395,18 @@ DaemonProcess::DaemonProcess(const std::string& dir, const DaemonSpec& spec) {
     argv.push_back(nullptr);
 
     std::vector<std::string> env_s;
+    // An extra entry replaces an inherited one of the same name (getenv would find the first).
+    const auto overridden = [&spec](std::string_view entry) {
+        const std::size_t eq = entry.find('=');
+        const std::string_view name = entry.substr(0, eq == std::string_view::npos ? 0 : eq + 1);
+        return !name.empty() &&
+               std::any_of(spec.extra_env.begin(), spec.extra_env.end(),
+                           [name](const std::string& extra) {
+                               return std::string_view(extra).substr(0, name.size()) == name;
+                           });
+    };
     for (char** e = environ; *e != nullptr; ++e) {
-        if (!is_scrubbed(*e)) {
+        if (!is_scrubbed(*e) && !overridden(*e)) {
             env_s.emplace_back(*e);
         }
     }

@@ -96,7 +96,7 @@ struct DaemonSpec {
     std::vector<std::string> args;          ///< arguments after argv[0]
     std::string notify_socket;              ///< NOTIFY_SOCKET; empty leaves it unset
     std::optional<long long> watchdog_usec; ///< sets WATCHDOG_USEC and WATCHDOG_PID=<daemon pid>
-    std::vector<std::string> extra_env;     ///< more "KEY=VALUE" entries
+    std::vector<std::string> extra_env;     ///< more "KEY=VALUE" entries (replacing inherited ones)
     /// Sets JOURNAL_STREAM to the device and inode of the daemon's stderr, as systemd does when
     /// stderr is connected to the journal.
     bool journal_stream_is_stderr = false;

@@ -332,6 +332,63 @@ TEST(TmuxProbe, StaleSocketWithoutServerIsNoServer) {
     EXPECT_EQ(f.state, TmuxState::no_server) << f.detail;
 }
 
+// tmux says "no server running" when its connect() is refused. Said of a socket that accepts
+// connections (a tmux that lies, or a server started since), it is not believed.
+TEST(TmuxProbe, NoServerMessageWhileTheSocketAcceptsConnectionsIsUnknown) {
+    TempDir dir;
+    const std::string path = dir.sub("listening.sock");
+    int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ASSERT_GE(fd, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    ASSERT_LT(path.size(), sizeof addr.sun_path);
+    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+    ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    ASSERT_EQ(::listen(fd, 1), 0);
+    const std::string script =
+        write_script(dir, "fake-tmux", "echo 'no server running on " + path + "' >&2; exit 1");
+
+    TmuxFacts f = SystemTmuxProbe(TmuxServer{"", path}, 3s, script).query();
+    EXPECT_EQ(f.state, TmuxState::unknown) << f.detail;
+    EXPECT_NE(f.detail.find("accepts connections"), std::string::npos) << f.detail;
+    // Its backlog full, it still listens: the same.
+    const int client = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    (void)::connect(client, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+    f = SystemTmuxProbe(TmuxServer{"", path}, 3s, script).query();
+    EXPECT_EQ(f.state, TmuxState::unknown) << f.detail;
+    ::close(client);
+
+    // Once nothing listens, the words are the socket's state.
+    ::close(fd);
+    f = SystemTmuxProbe(TmuxServer{"", path}, 3s, script).query();
+    EXPECT_EQ(f.state, TmuxState::no_server) << f.detail;
+}
+
+// An answer says which server gave it (for logs) and, when it lists, when it was read: tmux's own
+// times cannot be later than that.
+TEST(TmuxProbe, AnAnswerSaysWhichServerGaveItAndWhenItWasRead) {
+    TmuxServerFixture server;
+    server.new_session("now");
+    const auto before = std::chrono::system_clock::now();
+    TmuxFacts f = probe_for(server).query();
+    const auto after = std::chrono::system_clock::now();
+    ASSERT_EQ(f.state, TmuxState::ok) << f.detail;
+    EXPECT_EQ(f.server, "-L " + server.socket_name());
+    ASSERT_TRUE(f.listed_at);
+    EXPECT_GE(*f.listed_at, before);
+    EXPECT_LE(*f.listed_at, after);
+    ASSERT_TRUE(f.server_started);
+    EXPECT_LE(*f.server_started, *f.listed_at);
+    EXPECT_LE(f.sessions.begin()->second.created.value(), *f.listed_at);
+
+    TmuxServerFixture never_started;
+    TmuxFacts g = probe_for(never_started).query();
+    EXPECT_EQ(g.state, TmuxState::unknown);
+    EXPECT_EQ(g.server, "-L " + never_started.socket_name());
+    EXPECT_FALSE(g.listed_at);
+    EXPECT_EQ(SystemTmuxProbe(TmuxServer{"", "/x/y.sock"}).query().server, "-S /x/y.sock");
+}
+
 // A socket that does not exist is what a wrong -L name or -S path looks like. tmux says
 // "error connecting to ... (No such file or directory)"; that is not proof of "no sessions".
 TEST(TmuxProbe, MissingSocketIsUnknown) {
@@ -664,6 +721,17 @@ TEST(ParseTmuxListing, EmptyFieldsLeaveFactsUnset) {
     EXPECT_FALSE(f.panes.at("%1").dead);
 }
 
+// A linked window lists its pane once in each session it is linked into, the same pane each time.
+TEST(ParseTmuxListing, ALinkedWindowListsItsPaneInEachSession) {
+    TmuxFacts f =
+        parse_tmux_listing(line("$1", "%1", "ok").text() + line("$2", "%1", "other").text());
+    ASSERT_EQ(f.state, TmuxState::ok) << f.detail;
+    EXPECT_EQ(f.panes.size(), 1u);
+    EXPECT_EQ(f.panes.at("%1").session_id, "$1");
+    EXPECT_EQ(f.sessions.at("$2").panes, 1u);
+    EXPECT_TRUE(f.has_live("other"));
+}
+
 TEST(ParseTmuxListing, CarriageReturnsAndEmptyLines) {
     std::string one = line("$1", "%1", "one").text();
     std::string two = line("$2", "%9", "two").text();
@@ -747,7 +815,13 @@ INSTANTIATE_TEST_SUITE_P(
         BadListing{"two_servers",
                    k_good.text() + with(line("$2", "%2", "b"), &Line::started, "1").text()},
         BadListing{"one_session_two_times",
-                   k_good.text() + with(line("$1", "%2", "ok"), &Line::created, "1").text()}),
+                   k_good.text() + with(line("$1", "%2", "ok"), &Line::created, "1").text()},
+        BadListing{"one_pane_dead_and_alive",
+                   with(line("$2", "%1", "ghost"), &Line::dead, "1").text() + k_good.text()},
+        BadListing{"one_pane_two_pids",
+                   k_good.text() + with(line("$2", "%1", "ghost"), &Line::pane_pid, "99").text()},
+        BadListing{"one_pane_state_read_once",
+                   k_good.text() + with(line("$2", "%1", "ghost"), &Line::dead, "").text()}),
     [](const ::testing::TestParamInfo<BadListing>& p) { return std::string(p.param.name); });
 
 TEST(TmuxStateNames, ToString) {

@@ -541,6 +541,41 @@ TEST(TmuxIdentity, AStepSeenSinceTheLockMakesCreatedLaterUnknown) {
     EXPECT_EQ(judge_with(lock(10, "%3"), k_dead, restarted, {}, earlier).verdict, Verdict::stale);
 }
 
+// tmux reads its times from the clock before it answers: a server start or session creation
+// later than the moment its answer was read is not believed, however it compares with the lock.
+TEST(TmuxIdentity, ATimeLaterThanTheListingIsNotBelievedAndDecidesNothing) {
+    TmuxFacts lying = gastown_server(k_acquired + 1h, k_acquired - 30min);
+    lying.listed_at = k_acquired + 10min;
+    Judgement j = judge_with(lock(10, "%3"), k_dead, lying);
+    EXPECT_EQ(j.verdict, Verdict::unknown) << j.reason;
+    EXPECT_TRUE(says(j, "pane %3 exists, but its tmux server's start time")) << j.reason;
+    EXPECT_TRUE(says(j, "later than tmux was asked")) << j.reason;
+    EXPECT_EQ(judge_with(lock(10, "%3"), alive(), lying).verdict, Verdict::unknown);
+    // The session's own creation time is true: a lock by session is judged by it.
+    EXPECT_EQ(judge_with(lock(10, "gt-w01"), k_dead, lying).verdict, Verdict::held_by_session);
+
+    lying = gastown_server(k_acquired - 1h, k_acquired + 1h);
+    lying.listed_at = k_acquired + 10min;
+    for (const char* recorded : {"$1", "gt-w01"}) {
+        j = judge_with(lock(10, recorded), k_dead, lying);
+        EXPECT_EQ(j.verdict, Verdict::unknown) << recorded << ": " << j.reason;
+        EXPECT_TRUE(says(j, "session gt-w01 ($1) exists, but its creation time")) << j.reason;
+    }
+    EXPECT_EQ(judge_with(lock(10, "%3"), k_dead, lying).verdict, Verdict::held_by_session);
+
+    // Within the tolerance the other rules decide: a server restarted since is not the holder.
+    TmuxFacts restarted = gastown_server(k_acquired + 2h, k_acquired + 2h);
+    restarted.listed_at = k_acquired + 2h - k_tmux_time_tolerance;
+    EXPECT_EQ(judge_with(lock(10, "%3"), k_dead, restarted).verdict, Verdict::stale);
+    EXPECT_EQ(judge_with(lock(10, "gt-w01"), k_dead, restarted).verdict, Verdict::stale);
+    restarted.listed_at = k_acquired + 2h - k_tmux_time_tolerance - 1s;
+    EXPECT_EQ(judge_with(lock(10, "%3"), k_dead, restarted).verdict, Verdict::unknown);
+    EXPECT_EQ(judge_with(lock(10, "gt-w01"), k_dead, restarted).verdict, Verdict::unknown);
+    // Facts that do not say when they were read (fakes, hand-built answers) keep the old rule.
+    restarted.listed_at.reset();
+    EXPECT_EQ(judge_with(lock(10, "%3"), k_dead, restarted).verdict, Verdict::stale);
+}
+
 // --- dead panes ------------------------------------------------------------------------------
 
 TEST(TmuxDeadPanes, ADeadPaneDoesNotHold) {
@@ -750,6 +785,36 @@ TEST(RecordedServer, AnotherServersAnswerIsNoEvidence) {
         judge_with(recorded_lock(4000), k_dead, other, server_probe(ProcessState::alive));
     EXPECT_EQ(j.verdict, Verdict::unknown) << j.reason;
     EXPECT_TRUE(says(j, "its socket is now served by PID 4100")) << j.reason;
+}
+
+// tmux says "no current target" for a server without sessions: an empty listing that names no
+// server. It cannot be matched with the server the lock records while that one's PID lives.
+TEST(RecordedServer, AnAnswerThatNamesNoServerIsNotItsAnswer) {
+    TmuxFacts empty;
+    empty.state = TmuxState::ok;
+    empty.socket_path = "/tmp/tmux-0/town";
+    for (const TmuxEvidence& e :
+         {server_probe(ProcessState::alive), server_probe(ProcessState::unknown), TmuxEvidence{}}) {
+        const Judgement j = judge_with(recorded_lock(4000), k_dead, empty, e);
+        EXPECT_EQ(j.verdict, Verdict::unknown) << j.reason;
+        EXPECT_TRUE(says(j, "the lock's tmux server (PID 4000, socket /tmp/tmux-0/town) was not "
+                            "seen dead, and the answer from its socket names no server PID"))
+            << j.reason;
+    }
+    EXPECT_EQ(
+        judge_with(recorded_lock(4000), k_dead, empty, server_probe(ProcessState::dead)).verdict,
+        Verdict::stale);
+    // A listing without #{pid} (a tmux that does not print it) is no better.
+    TmuxFacts unnamed = k_old_server;
+    unnamed.server_pid.reset();
+    unnamed.socket_path = "/tmp/tmux-0/town";
+    EXPECT_EQ(
+        judge_with(recorded_lock(4000), k_dead, unnamed, server_probe(ProcessState::alive)).verdict,
+        Verdict::unknown);
+    // A lock that records no server PID is judged by what the socket says.
+    LockInfo socket_only = lock(10, "%3");
+    socket_only.tmux_socket = "/tmp/tmux-0/town";
+    EXPECT_EQ(judge_with(socket_only, k_dead, empty).verdict, Verdict::stale);
 }
 
 TEST(RecordedServer, NoServerOnItsSocketWhileItsPidLivesIsUnknown) {

@@ -60,6 +60,13 @@ struct TmuxFacts {
     /// When the query began, by the wall clock: the answer describes the server at some moment
     /// after it. Unset for an answer not obtained by querying a server.
     std::optional<Timestamp> asked_at;
+    /// The server asked, as describe_tmux_server names it ("-L NAME", "-S PATH", "default"), for
+    /// logs; empty when the facts did not come from a probe.
+    std::string server;
+    /// The wall clock right after tmux answered (the real probe sets it). tmux read its own times
+    /// (start_time, session_created) from the same clock before it answered, so a time later than
+    /// this is not one tmux can have read.
+    std::optional<Timestamp> listed_at;
 
     /// True when `session_id` names a listed session name, session id or pane id.
     /// Meaningful only when state is ok.

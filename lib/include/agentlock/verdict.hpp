@@ -73,6 +73,13 @@ struct ReuseFacts {
 /// server restarted within a minute of a lock keeps it (kept, never removed).
 inline constexpr std::chrono::seconds k_default_tmux_created_slack{60};
 
+/// How much later than the moment its answer was read (TmuxFacts::listed_at) a time tmux prints
+/// may read and still be believed. tmux reads its times from the same wall clock before it answers
+/// and truncates them to whole seconds, so an honest time is never later; the tolerance covers a
+/// small correction of the clock backwards in between. A later time (a tmux that lies, or a clock
+/// stepped back by more since the server started) decides nothing: unknown, kept.
+inline constexpr std::chrono::seconds k_tmux_time_tolerance{5};
+
 /// How much earlier than this boot (btime) a lock without a boot id must have been acquired to
 /// count as written before it. btime is the wall clock's current reading of the boot moment, so a
 /// forward step since the lock was written moves it later; the margin covers the corrections of
