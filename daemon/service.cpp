@@ -180,7 +180,8 @@ void Service::start_pass() {
     DirWatcher* dirs = m_monitor.inotify_on() ? m_dirs.get() : nullptr;
     m_work_guard.emplace(m_io.get_executor());
     boost::asio::post(m_worker, [this, options = std::move(options), config = m_config, dirs]() {
-        PassOutcome outcome = run_full_pass(m_backend, options, config, m_pass_log, dirs);
+        PassOutcome outcome =
+            run_full_pass(m_backend, options, config, m_pass_log, dirs, &m_servers_seen);
         boost::asio::post(m_io, [this, outcome = std::move(outcome)]() mutable {
             on_pass_done(std::move(outcome));
         });
@@ -252,7 +253,8 @@ void Service::start_batch(RecheckBatch batch) {
     DirWatcher* dirs = m_monitor.inotify_on() ? m_dirs.get() : nullptr;
     boost::asio::post(m_worker, [this, batch = std::move(batch), options = std::move(options),
                                  config = m_config, dirs]() mutable {
-        BatchOutcome out = run_recheck_batch(m_backend, std::move(batch), options, config, dirs);
+        BatchOutcome out =
+            run_recheck_batch(m_backend, std::move(batch), options, config, dirs, &m_servers_seen);
         boost::asio::post(m_io, [this, out = std::move(out)]() { on_batch_done(out); });
     });
 }

@@ -116,6 +116,8 @@ private:
     std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>>
         m_work_guard;
     std::atomic<bool> m_cancel{false};
+    /// Which server answered on each socket in passes and re-polls (worker thread only).
+    ServersSeen m_servers_seen;
 
     /// finish_stop ran: no handler may arm anything again, even one whose wait had already
     /// completed (too late for cancel) when the stop came, or the loop never ends.

@@ -75,13 +75,35 @@ bool scope_differs(const Config& a, const Config& b) {
            a.tmux_socket_path != b.tmux_socket_path || a.root_tmux != b.root_tmux;
 }
 
+bool note_server(ServersSeen& seen, const ServerRef& server, const TmuxFacts& facts) {
+    if (facts.state == TmuxState::unknown) {
+        return false;
+    }
+    ServerSeen now;
+    if (facts.state == TmuxState::ok) {
+        now = ServerSeen{facts.server_pid, facts.server_started};
+    }
+    const auto [it, first] = seen.try_emplace(server, now);
+    if (first || it->second == now) {
+        return false;
+    }
+    it->second = now;
+    return true;
+}
+
 PassOutcome run_full_pass(const Backend& backend, const PassOptions& options, const Config& config,
-                          PassLogger& log, DirWatcher* dirs) {
+                          PassLogger& log, DirWatcher* dirs, ServersSeen* seen) {
     PassOutcome outcome;
     try {
         log.begin_pass();
         LoggingSink sink(log);
         outcome.report = backend.pass(options, config, sink);
+        if (seen != nullptr) {
+            // Every lock of the pass was judged against these answers.
+            for (const auto& server : outcome.report->tmux_servers) {
+                (void)note_server(*seen, server.server, server.facts);
+            }
+        }
         // Records the runner kept instead of streaming them: logged now, as if streamed.
         for (const auto& rec : outcome.report->locks) {
             log.log_lock(rec, tmux_facts_of(*outcome.report, rec));
@@ -121,7 +143,8 @@ PassOutcome run_full_pass(const Backend& backend, const PassOptions& options, co
 }
 
 BatchOutcome run_recheck_batch(const Backend& backend, RecheckBatch batch,
-                               const PassOptions& options, const Config& config, DirWatcher* dirs) {
+                               const PassOptions& options, const Config& config, DirWatcher* dirs,
+                               ServersSeen* seen) {
     const auto started = std::chrono::steady_clock::now();
     BatchOutcome out;
     auto note_watch = [&out](AddWatch r, const std::string& error) {
@@ -154,7 +177,8 @@ BatchOutcome run_recheck_batch(const Backend& backend, RecheckBatch batch,
                 (facts.state == TmuxState::unknown && out.tmux->state != TmuxState::unknown)) {
                 out.tmux = facts;
             }
-            for (auto& worker : workers_to_recheck(server_waits, facts)) {
+            const bool replaced = seen != nullptr && note_server(*seen, server, facts);
+            for (auto& worker : workers_to_recheck(server_waits, facts, replaced)) {
                 // check_worker takes a fresh answer as its root's server's: one from the server
                 // a lock records is not handed on (the lock may have been replaced meanwhile by
                 // one that records none); check_worker asks that server itself.

@@ -17,12 +17,30 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
 #include <set>
 #include <string>
 #include <vector>
 
 namespace agentlock::daemon {
+
+/// The server that last answered on each root's socket, by its PID and start time (both unset for
+/// "no server running"), as the worker thread saw it in full passes and tmux re-polls. A re-poll
+/// that finds another server there has every lock waiting on that socket judged again: a server
+/// restarted on the same socket hands out the same %N and $N again, so "the session is still
+/// listed" no longer says anything about the locks judged against the old one. Only the worker
+/// thread touches it.
+struct ServerSeen {
+    std::optional<std::int64_t> pid;
+    std::optional<Timestamp> started;
+    bool operator==(const ServerSeen&) const = default;
+};
+using ServersSeen = std::map<ServerRef, ServerSeen>;
+
+/// Notes `facts` as `server`'s latest answer; true when it comes from another server than the
+/// answer noted before (an unknown answer changes nothing, and the first answer replaces none).
+bool note_server(ServersSeen& seen, const ServerRef& server, const TmuxFacts& facts);
 
 /// Runs one pass with `options` (whose cancel flag is set) for `config`, streaming each lock to
 /// `sink` as it is handled (a runner may instead keep them in the report's `locks`: they are then
@@ -72,7 +90,7 @@ struct PassOutcome {
 /// Runs a full pass with `backend`, logging each lock through `log` as it is handled; with
 /// `dirs`, then watches the fleet the pass saw (unless `options.cancel` is set). Never throws.
 PassOutcome run_full_pass(const Backend& backend, const PassOptions& options, const Config& config,
-                          PassLogger& log, DirWatcher* dirs);
+                          PassLogger& log, DirWatcher* dirs, ServersSeen* seen = nullptr);
 
 /// A batch of re-checks as run on the worker thread.
 struct BatchOutcome {
@@ -93,7 +111,8 @@ struct BatchOutcome {
 /// `dirs`, searches (and watches) the new directories; then judges every worker, stopping
 /// before the next one once `options.cancel` is set. Never throws.
 BatchOutcome run_recheck_batch(const Backend& backend, RecheckBatch batch,
-                               const PassOptions& options, const Config& config, DirWatcher* dirs);
+                               const PassOptions& options, const Config& config, DirWatcher* dirs,
+                               ServersSeen* seen = nullptr);
 
 /// Logs what a batch of re-checks did: check.failed, each lock's outcome and findings
 /// (PassLogger::log_checks, against the collisions and frozen roots `table` knows now),

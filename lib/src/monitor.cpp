@@ -35,15 +35,16 @@ std::string_view to_string(PassWhen when) {
 }
 
 std::vector<std::string> workers_to_recheck(const std::vector<SessionWait>& waits,
-                                            const TmuxFacts& fresh) {
+                                            const TmuxFacts& fresh, bool replaced) {
     std::vector<std::string> out;
     if (fresh.state == TmuxState::unknown) {
         return out; // tmux could not be asked: nothing is freed by it
     }
     for (const auto& wait : waits) {
         // A lock judged while tmux was unknown is judged again as soon as tmux answers; one
-        // held by a session, once that session is gone or its panes' processes have exited.
-        if (wait.tmux_was_unknown || !fresh.has_live(wait.session_id)) {
+        // held by a session, once that session is gone or its panes' processes have exited, or
+        // once another server answers (a listed id may be the new server's).
+        if (replaced || wait.tmux_was_unknown || !fresh.has_live(wait.session_id)) {
             out.push_back(wait.worker);
         }
     }

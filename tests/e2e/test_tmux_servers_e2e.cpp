@@ -9,9 +9,17 @@
 
 #include <boost/json.hpp>
 
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <climits>
+#include <csignal>
+#include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace agentlock::e2e {
@@ -208,6 +216,60 @@ TEST_F(TmuxServersE2E, TheDaemonsRepollAsksEachRootsOwnServer) {
         << unreachable->dump();
     EXPECT_EQ(unreachable->str("roots"), a);
     EXPECT_TRUE(test::exists(a_lock));
+}
+
+// A server restarted on the same socket numbers its panes from %0 again: its %1 is not the %1
+// that held a lock. The re-poll, which frees a held lock once its pane is no longer listed, must
+// notice that another server answers, or the lock waits for the next full pass. The restart is
+// made without a moment of "no server" the re-poll could catch: the new server is started on a
+// socket of its own, which is then renamed over the old one.
+TEST_F(TmuxServersE2E, TheRepollJudgesAgainTheLocksOfARestartedServer) {
+    test::TmuxServerFixture tmux;
+    tmux.new_session("one");
+    tmux.new_session("two");
+    const std::string pane = tmux.pane_of("two");
+    const std::string old_pid =
+        test::run_command("tmux -L '" + tmux.socket_name() + "' display -p -t two '#{pid}'").out;
+    const std::string a = m_dir + "/a";
+    const std::string lock = put_pane_lock(a, "w", pane);
+    // No launcher slack: a server started after the lock was written is not its holder.
+    const std::string config =
+        put_config(R"({"log_format": "json", "log_level": "debug", "full_pass_interval": "1h",)"
+                   R"( "tmux_created_slack": "0s", "roots": [{"path": ")" +
+                   a + R"(", "tmux_socket": ")" + tmux.socket_name() + R"("}]})");
+    DaemonSpec spec;
+    spec.args = {"--config", config};
+    m_daemon = std::make_unique<DaemonProcess>(m_dir, spec);
+    DaemonProcess& d = *m_daemon;
+    ASSERT_TRUE(d.wait_for_event("lock.held_by_session", about_lock(lock))) << d.tail();
+
+    // tmux's start_time is whole seconds: the new server must start in a later second.
+    std::this_thread::sleep_for(1200ms);
+    const std::string fresh = m_dir + "/fresh.sock";
+    ASSERT_EQ(test::run_command("tmux -S '" + fresh +
+                                "' -f /dev/null new-session -d -s one 'sleep 100000' \\; "
+                                "new-session -d -s two 'sleep 100000'")
+                  .status,
+              0);
+    ASSERT_EQ(test::run_command("tmux -S '" + fresh + "' list-panes -t two -F '#{pane_id}'").out,
+              pane + "\n")
+        << "the new server reuses the pane id";
+    const std::size_t mark = d.event_count();
+    ASSERT_EQ(::rename(fresh.c_str(), tmux.socket_path().c_str()), 0) << std::strerror(errno);
+    ASSERT_EQ(::kill(static_cast<pid_t>(std::stol(old_pid)), SIGTERM), 0);
+
+    auto removed = d.wait_for_event("lock.removed", about_lock(lock), mark, 10s);
+    ASSERT_TRUE(removed) << d.tail();
+    EXPECT_EQ(removed->str("trigger"), "tmux") << removed->dump();
+    EXPECT_NE(removed->str("reason").value_or("").find("tmux server was created at"),
+              std::string::npos)
+        << removed->dump();
+    EXPECT_FALSE(test::exists(lock));
+    // The premise: the new server still answers on the socket, and still lists the pane.
+    EXPECT_EQ(
+        test::run_command("tmux -L '" + tmux.socket_name() + "' list-panes -t two -F '#{pane_id}'")
+            .out,
+        pane + "\n");
 }
 
 } // namespace

@@ -14,18 +14,33 @@
 //
 // Times are system_clock nanoseconds, comparable with the driver's and the daemon's log times.
 // The driver kills agents with SIGKILL at any moment; an agent never exits on its own.
+//
+// With --prime it is instead a gastown agent's `gt prime`: a short-lived process that takes the
+// lock of the agent's own worker for the agent's tmux pane (--session %N, from $TMUX_PANE), says
+//
+//   PRIME <worker> <pid> <acquired_at> <t_ns>       the lock is written (t_ns after the write)
+//
+// and exits a few seconds later without releasing it: from then on the lock lives by its pane.
+// With --go-lock it writes the lock as gastown's Go code does (pid, acquired_at, session_id,
+// hostname, under the sidecar flock); otherwise through agentlock::Lock, which also records the
+// tmux server named by $TMUX.
 
+#include <agentlock/fd.hpp>
 #include <agentlock/lock.hpp>
 #include <agentlock/lock_file.hpp>
+#include <agentlock/process_probe.hpp>
 
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fcntl.h>
 #include <random>
 #include <string>
+#include <sys/file.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <thread>
 #include <unistd.h>
@@ -42,6 +57,12 @@ struct Options {
     unsigned hold_min_ms = 50;
     unsigned hold_max_ms = 1000;
     unsigned long seed = 0;
+    // --prime: one lock for one worker, then a few seconds of life.
+    bool prime = false;
+    std::string worker;
+    bool go_lock = false;
+    unsigned live_min_ms = 500;
+    unsigned live_max_ms = 3000;
 };
 
 int g_report_fd = -1;
@@ -79,7 +100,9 @@ std::string one_word(std::string s) {
     std::fprintf(stderr,
                  "soak_agent: %s\nusage: soak_agent --root DIR --report SOCKET [--session ID | "
                  "--session-from-tmux name|id|pane] [--tmux-socket NAME] [--workers N] "
-                 "[--hold-ms MIN MAX] [--seed N]\n",
+                 "[--hold-ms MIN MAX] [--seed N]\n"
+                 "       soak_agent --prime --root DIR --worker NAME --report SOCKET --session %%N "
+                 "[--go-lock] [--live-ms MIN MAX] [--seed N]\n",
                  why);
     std::exit(2);
 }
@@ -133,11 +156,21 @@ Options parse(int argc, char** argv) {
             o.hold_max_ms = static_cast<unsigned>(std::stoul(next()));
         } else if (a == "--seed") {
             o.seed = std::stoul(next());
+        } else if (a == "--prime") {
+            o.prime = true;
+        } else if (a == "--worker") {
+            o.worker = next();
+        } else if (a == "--go-lock") {
+            o.go_lock = true;
+        } else if (a == "--live-ms") {
+            o.live_min_ms = static_cast<unsigned>(std::stoul(next()));
+            o.live_max_ms = static_cast<unsigned>(std::stoul(next()));
         } else {
             usage(("unknown argument " + a).c_str());
         }
     }
-    if (o.root.empty() || o.report.empty() || o.workers == 0 || o.hold_max_ms < o.hold_min_ms) {
+    if (o.root.empty() || o.report.empty() || o.workers == 0 || o.hold_max_ms < o.hold_min_ms ||
+        (o.prime && (o.worker.empty() || o.session.empty() || o.live_max_ms < o.live_min_ms))) {
         usage("bad arguments");
     }
     if (!from_tmux.empty()) {
@@ -158,6 +191,66 @@ std::string worker_name(unsigned i) {
     return buf;
 }
 
+// The lock as gastown's Go code writes it: no start ticks, no boot id, no tmux server; written
+// atomically under the sidecar flock. An empty string when it is written, else why not.
+std::string write_go_lock(const std::string& worker, const std::string& session,
+                          agentlock::Timestamp& acquired) {
+    const std::string runtime = worker + "/.runtime";
+    if (::mkdir(runtime.c_str(), 0755) != 0 && errno != EEXIST) {
+        return "mkdir " + runtime + ": " + std::strerror(errno);
+    }
+    const agentlock::Fd rt(::open(runtime.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!rt) {
+        return "open " + runtime + ": " + std::strerror(errno);
+    }
+    const agentlock::Fd side(::openat(rt.get(), std::string(agentlock::k_flock_name).c_str(),
+                                      O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+    if (!side || ::flock(side.get(), LOCK_EX) != 0) {
+        return "flock " + runtime + ": " + std::strerror(errno);
+    }
+    agentlock::LockInfo info;
+    info.pid = ::getpid();
+    acquired =
+        std::chrono::time_point_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now());
+    info.acquired_at = acquired;
+    info.session_id = session;
+    info.hostname = agentlock::read_host_facts().hostname;
+    const agentlock::Status st =
+        agentlock::write_lock_at(rt.get(), agentlock::lock_path_for(worker), info);
+    return st ? "" : st.error().message;
+}
+
+// `gt prime`: takes the worker's lock for the pane, says so, lives a little, exits holding it.
+int run_prime(const Options& opt) {
+    const std::string pid = std::to_string(::getpid());
+    const std::string worker = opt.root + "/" + opt.worker;
+    agentlock::Timestamp acquired{};
+    std::string failed;
+    if (opt.go_lock) {
+        failed = write_go_lock(worker, opt.session, acquired);
+    } else {
+        agentlock::Lock lock(worker);
+        const agentlock::Status st = lock.acquire(opt.session);
+        auto mine = st ? lock.read() : agentlock::Result<agentlock::LockInfo>(st.error());
+        if (!mine || mine->pid != ::getpid()) {
+            failed = "acquire: " +
+                     (mine ? "read back PID " + std::to_string(mine->pid) : mine.error().message);
+        } else {
+            acquired = mine->acquired_at;
+        }
+    }
+    if (!failed.empty()) {
+        report("ERROR " + pid + " prime_" + opt.worker + ":" + one_word(failed));
+        return 1;
+    }
+    report("PRIME " + opt.worker + " " + pid + " " + agentlock::format_rfc3339(acquired) + " " +
+           std::to_string(now_ns()));
+    std::mt19937_64 rng(opt.seed ^ (static_cast<unsigned long>(::getpid()) << 20));
+    std::this_thread::sleep_for(std::chrono::milliseconds(
+        std::uniform_int_distribution<unsigned>(opt.live_min_ms, opt.live_max_ms)(rng)));
+    return 0;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -173,6 +266,9 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "soak_agent: connect %s: %s\n", opt.report.c_str(),
                      std::strerror(errno));
         return 3;
+    }
+    if (opt.prime) {
+        return run_prime(opt);
     }
     const std::string pid = std::to_string(::getpid());
     report("HELLO " + pid + " " + opt.session_tag);

@@ -16,6 +16,15 @@
 //   (c) no two live agents ever both believe they hold the same worker: a HOLD on a worker must
 //       come after the previous holder's RELEASE, or after the driver started killing it.
 //
+// With --gastown-servers, gastown-style agents run beside them: private tmux servers (each on its
+// own -S socket, serving its own town root), panes created and ended at random (kill-pane, or the
+// pane's process exiting, with remain-on-exit on in some), and each server restarted now and then
+// (kill-server, then a new server on the same socket: its ids start at %0 and $0 again). Each pane
+// gets a worker of its own, whose lock a short-lived `gt prime` (soak_agent --prime) takes for the
+// pane's %N and leaves behind when it exits seconds later: the lock lives by its pane. (a) holds
+// for them too (a removed lock's pane, or its server, must have been ending, and its PID dead), and
+// so does (b) once the pane or its server is gone and the prime has exited.
+//
 // At the end it stops the churn, kills every agent and session, waits until every stale lock is
 // gone, checks that the root holds no lock, stops the daemon with SIGTERM (exit 0 expected) and
 // prints the counts. Exit status: 0 when every invariant held, 1 otherwise, 2 on usage errors.
@@ -86,6 +95,14 @@ struct Options {
     std::vector<std::string> daemon_args; // extra agentlockd arguments (e.g. --dry-run)
     double rogue_unlinks_per_s = 0;       // the driver itself unlinks random locks
     std::string expect_violations;        // e.g. "ab": succeed only if these were seen
+    // gastown-style agents: private tmux servers, each serving a town root of its own
+    unsigned gastown_servers = 0;
+    unsigned gastown_panes = 0;   // concurrent agent panes over them (0: three per server)
+    double gastown_restart_s = 6; // mean time between restarts of each server
+    unsigned gastown_pane_min_ms = 2000;
+    unsigned gastown_pane_max_ms = 8000;
+    unsigned gastown_prime_min_ms = 300; // how long gt prime lives after writing the lock
+    unsigned gastown_prime_max_ms = 2500;
 };
 
 [[noreturn]] void usage(const std::string& why) {
@@ -96,6 +113,9 @@ struct Options {
                  "                   [--hold-ms MIN MAX] [--seed N] [--agentlockd PATH]\n"
                  "                   [--agent PATH] [--dir DIR] [--max-stale-ms MS]\n"
                  "                   [--summary-json FILE]\n"
+                 "gastown agents:    [--gastown-servers S] [--gastown-panes P]\n"
+                 "                   [--gastown-restart-s SECONDS] [--gastown-pane-ms MIN MAX]\n"
+                 "                   [--gastown-prime-ms MIN MAX]\n"
                  "self-checks:       [--daemon-arg ARG]... [--rogue-unlinks-per-s R]\n"
                  "                   [--expect-violations LETTERS]\n"
                  "AGENTLOCKD and SOAK_AGENT are read when the flags are absent.\n",
@@ -147,6 +167,18 @@ Options parse_options(int argc, char** argv) {
                 o.rogue_unlinks_per_s = std::stod(next());
             } else if (a == "--expect-violations") {
                 o.expect_violations = next();
+            } else if (a == "--gastown-servers") {
+                o.gastown_servers = static_cast<unsigned>(std::stoul(next()));
+            } else if (a == "--gastown-panes") {
+                o.gastown_panes = static_cast<unsigned>(std::stoul(next()));
+            } else if (a == "--gastown-restart-s") {
+                o.gastown_restart_s = std::stod(next());
+            } else if (a == "--gastown-pane-ms") {
+                o.gastown_pane_min_ms = static_cast<unsigned>(std::stoul(next()));
+                o.gastown_pane_max_ms = static_cast<unsigned>(std::stoul(next()));
+            } else if (a == "--gastown-prime-ms") {
+                o.gastown_prime_min_ms = static_cast<unsigned>(std::stoul(next()));
+                o.gastown_prime_max_ms = static_cast<unsigned>(std::stoul(next()));
             } else if (a == "--help") {
                 usage("help");
             } else {
@@ -179,7 +211,12 @@ Options parse_options(int argc, char** argv) {
     if (o.seed == 0) {
         o.seed = static_cast<unsigned long>(Clock::now().time_since_epoch().count());
     }
-    if (o.agents + o.tmux_sessions == 0 || o.hold_max_ms < o.hold_min_ms || o.interval_ms == 0) {
+    if (o.gastown_servers > 0 && o.gastown_panes == 0) {
+        o.gastown_panes = 3 * o.gastown_servers;
+    }
+    if (o.agents + o.tmux_sessions == 0 || o.hold_max_ms < o.hold_min_ms || o.interval_ms == 0 ||
+        o.gastown_pane_max_ms < o.gastown_pane_min_ms ||
+        o.gastown_prime_max_ms < o.gastown_prime_min_ms || o.gastown_restart_s <= 0) {
         usage("bad arguments");
     }
     return o;
@@ -279,15 +316,32 @@ Ran run_program(const std::vector<std::string>& argv) {
     return r;
 }
 
-// Forks and execs argv with stdout and stderr appended to `log_path`; returns the PID.
+// Forks and execs argv with stdout and stderr appended to `log_path`, and `env` ("NAME=VALUE")
+// replacing or adding to our environment; returns the PID.
 pid_t spawn(const std::vector<std::string>& argv, const std::string& log_path,
-            const std::string& out_path = "") {
+            const std::string& out_path = "", const std::vector<std::string>& env = {}) {
     std::vector<std::string> copy = argv;
     std::vector<char*> args;
     for (auto& a : copy) {
         args.push_back(a.data());
     }
     args.push_back(nullptr);
+    std::vector<std::string> env_copy = env;
+    std::vector<char*> envp;
+    for (char** e = environ; *e != nullptr; ++e) {
+        const std::string_view entry(*e);
+        const bool replaced = std::any_of(env.begin(), env.end(), [&](const std::string& mine) {
+            const std::size_t eq = mine.find('=');
+            return entry.substr(0, eq + 1) == std::string_view(mine).substr(0, eq + 1);
+        });
+        if (!replaced) {
+            envp.push_back(*e);
+        }
+    }
+    for (auto& e : env_copy) {
+        envp.push_back(e.data());
+    }
+    envp.push_back(nullptr);
     const int log_fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     const int out_fd = out_path.empty() ? -1
                                         : ::open(out_path.c_str(),
@@ -302,7 +356,7 @@ pid_t spawn(const std::vector<std::string>& argv, const std::string& log_path,
             ::dup2(out_fd >= 0 ? out_fd : log_fd, STDOUT_FILENO);
             ::dup2(log_fd, STDERR_FILENO);
         }
-        ::execv(args[0], args.data());
+        ::execve(args[0], args.data(), envp.data());
         ::_exit(127);
     }
     for (int fd : {log_fd, out_fd, null_fd}) {
@@ -366,6 +420,7 @@ void end_belief(Hold& h, long long t) {
 
 struct StaleLock {
     std::string worker;
+    std::string dir; // the worker's directory, when not under the plain root (a town's)
     pid_t pid = -1;
     std::string acquired;
     std::string recorded; // session_id recorded
@@ -393,6 +448,42 @@ struct Removal {
     std::string acquired;
     std::string session;
     std::string pid_state;
+};
+
+// A private tmux server of gastown agents, serving one town root.
+struct Town {
+    std::string socket; // -S path
+    std::string root;
+    unsigned generation = 0; // servers started on the socket so far
+    pid_t pid = -1;          // the current server
+    int pidfd = -1;
+    long long next_restart = 0;
+    bool restart_due = false;         // no new panes until it has been restarted
+    std::optional<long long> killing; // kill-server sent, waiting for the server to exit
+    std::vector<std::size_t> panes;   // panes of the current server
+};
+
+// One gastown agent: its pane (in a session of its own), its worker, its `gt prime` and its lock.
+struct Pane {
+    std::size_t town = 0;
+    unsigned generation = 0;
+    std::string id;      // %N
+    std::string session; // its session's name
+    std::string worker;  // g00042: its own, never reused
+    int pane_pidfd = -1; // the pane's process
+    bool remain = false; // remain-on-exit: its process's exit leaves it dead, not gone
+    long long created = 0;
+    long long end_at = 0; // when the driver ends it
+    pid_t prime = -1;
+    int prime_pidfd = -1;
+    bool go_lock = false;
+    std::optional<long long> prime_exited;
+    std::optional<std::string> acquired; // the lock it wrote (PRIME)
+    std::optional<long long> end_begin;  // the driver started ending it (or its server)
+    std::optional<long long> end_done;   // gone, or dead, for sure (or its server exited)
+    std::string end_kind;                // kill-pane, process-exit, server-restart, end
+    long long next_confirm = 0;          // process-exit: when to ask tmux again
+    bool stale_added = false;
 };
 
 class Soak {
@@ -427,6 +518,22 @@ private:
     void check_stale_locks(long long now);
     void stale_candidate(const Hold& h, const Agent& a, long long when);
     void maybe_add_stale_for(Agent& a);
+    // gastown agents
+    std::vector<std::string> town_tmux(const Town& t) const;
+    void start_town_server(Town& t);
+    void create_pane(std::size_t town);
+    void end_pane(Pane& p, long long now);
+    void confirm_pane_end(Pane& p, long long now);
+    bool restart_allowed(const Town& t, long long now) const;
+    void begin_restart(Town& t, const std::string& kind);
+    bool server_exited(Town& t, long long when);
+    void gastown_churn(long long now);
+    void poll_primes();
+    void pane_ended(Pane& p, long long when);
+    void maybe_gastown_stale(Pane& p);
+    bool in_a_town(const std::string& path) const;
+    void on_gastown_removed(const Removal& r, const std::string& reason, const std::string& what);
+    void finish_gastown();
     void violation(char which, const std::string& text);
     void error(const std::string& text);
     // end
@@ -473,10 +580,15 @@ private:
     std::vector<StaleLock> m_stale;
     std::vector<Pass> m_passes;
     std::vector<Removal> m_removals;
+    std::vector<Town> m_towns;
+    std::deque<Pane> m_panes;
+    std::map<std::string, std::size_t> m_pane_of_worker;
+    unsigned m_pane_counter = 0;
     unsigned m_session_counter = 0;
     unsigned m_ghost_counter = 0;
     double m_kill_budget = 0;
     double m_rogue_budget = 0;
+    bool m_stopping = false; // the end: agents and primes are killed on purpose
 
     // counts
     std::map<std::string, long long> m_count;
@@ -516,6 +628,14 @@ void Soak::setup() {
     if (r.status != 0) {
         std::fprintf(stderr, "soak_driver: cannot start a tmux server\n");
         std::exit(1);
+    }
+    for (unsigned i = 0; i < m_opt.gastown_servers; ++i) {
+        Town t;
+        t.socket = m_dir + "/gt-" + std::to_string(i) + ".sock";
+        t.root = m_dir + "/town-" + std::to_string(i);
+        fs::create_directories(t.root);
+        m_towns.push_back(t);
+        start_town_server(m_towns.back());
     }
     start_report_socket();
     start_daemon();
@@ -578,6 +698,28 @@ void Soak::start_daemon() {
                                   "json",
                                   "--log-level",
                                   "debug"};
+    if (!m_towns.empty()) {
+        // Each town is a root with its own server, which only a config file can say. The panes
+        // exist before their locks, so no launcher slack is needed: a server restarted later than
+        // a lock holds nothing of it, even when its new panes reuse the lock's %N.
+        json::array roots;
+        roots.push_back(json::object{{"path", m_root}, {"tmux_socket", m_tmux_name}});
+        for (const auto& t : m_towns) {
+            roots.push_back(json::object{{"path", t.root}, {"tmux_socket_path", t.socket}});
+        }
+        const std::string config = m_dir + "/agentlockd.json";
+        std::ofstream(config) << json::serialize(
+            json::object{{"roots", std::move(roots)}, {"tmux_created_slack", "0s"}});
+        argv = {m_opt.agentlockd,
+                "--config",
+                config,
+                "--interval",
+                std::to_string(m_opt.interval_ms) + "ms",
+                "--log-format",
+                "json",
+                "--log-level",
+                "debug"};
+    }
     argv.insert(argv.end(), m_opt.daemon_args.begin(), m_opt.daemon_args.end());
     m_daemon = spawn(argv, m_daemon_log, m_dir + "/agentlockd.out");
 }
@@ -845,6 +987,383 @@ void Soak::stale_candidate(const Hold& h, const Agent& a, long long when) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// gastown agents
+
+std::vector<std::string> Soak::town_tmux(const Town& t) const {
+    return {"tmux", "-S", t.socket, "-f", "/dev/null"};
+}
+
+namespace {
+
+std::vector<std::string> with(std::vector<std::string> argv,
+                              std::initializer_list<std::string> more) {
+    argv.insert(argv.end(), more);
+    return argv;
+}
+
+// Whether a pidfd says its process has exited.
+bool exited(int pidfd) {
+    pollfd p{pidfd, POLLIN, 0};
+    return ::poll(&p, 1, 0) > 0;
+}
+
+// How a lock.removed reason says its pane no longer held it.
+std::string removal_kind(const std::string& reason) {
+    if (reason.find("tmux server was created at") != std::string::npos) {
+        return "reused_id"; // a newer server's pane with the same %N
+    }
+    if (reason.find("the lock's tmux server") != std::string::npos) {
+        return "recorded_server_gone";
+    }
+    if (reason.find("no tmux server running") != std::string::npos) {
+        return "no_server";
+    }
+    if (reason.find("is dead (its process exited") != std::string::npos) {
+        return "dead_pane";
+    }
+    if (reason.find(" is gone") != std::string::npos) {
+        return "pane_gone";
+    }
+    return "other";
+}
+
+} // namespace
+
+// A server on the town's socket, kept up by an anchor session (a town's long-lived session), so
+// that it ends only when the driver restarts it.
+void Soak::start_town_server(Town& t) {
+    Ran r = run_program(with(town_tmux(t), {"new-session", "-d", "-s", "gt-anchor", "-P", "-F",
+                                            "#{pid}", "exec sleep 1000000"}));
+    const auto words = split_words(r.out);
+    if (r.status != 0 || words.size() != 1) {
+        error("tmux -S " + t.socket + " new-session gt-anchor failed: " + r.out);
+        return;
+    }
+    t.pid = static_cast<pid_t>(std::stol(words[0]));
+    t.pidfd = open_pidfd(t.pid);
+    if (t.pidfd < 0) {
+        error("pidfd_open tmux server " + words[0] + ": " + std::strerror(errno));
+    }
+    ++t.generation;
+    t.panes.clear();
+    t.restart_due = false;
+    t.killing.reset();
+    const double mean_ns = m_opt.gastown_restart_s * 1e9;
+    t.next_restart = now_ns() + static_cast<long long>(std::uniform_real_distribution<double>(
+                                    0.5 * mean_ns, 1.5 * mean_ns)(m_rng));
+    ++m_count["gastown_servers_started"];
+}
+
+void Soak::create_pane(std::size_t town) {
+    Town& t = m_towns[town];
+    Pane p;
+    p.town = town;
+    p.generation = t.generation;
+    p.session = "gt-" + std::to_string(++m_pane_counter);
+    char worker[16];
+    std::snprintf(worker, sizeof worker, "g%05u", m_pane_counter);
+    p.worker = worker;
+    fs::create_directories(t.root + "/" + p.worker);
+    Ran r = run_program(
+        with(town_tmux(t), {"new-session", "-d", "-s", p.session, "-P", "-F",
+                            "#{pane_id} #{pane_pid} #{session_id} #{pid}", "exec sleep 1000000"}));
+    const auto words = split_words(r.out);
+    if (r.status != 0 || words.size() != 4 || words[3] != std::to_string(t.pid)) {
+        error("tmux -S " + t.socket + " new-session " + p.session + ": " + r.out);
+        return;
+    }
+    p.id = words[0];
+    p.pane_pidfd = open_pidfd(static_cast<pid_t>(std::stol(words[1])));
+    p.remain = std::uniform_int_distribution<int>(0, 2)(m_rng) == 0;
+    if (p.remain) {
+        run_program(
+            with(town_tmux(t), {"set-option", "-w", "-t", p.session, "remain-on-exit", "on"}));
+    }
+    p.created = now_ns();
+    p.end_at =
+        p.created + 1'000'000LL * std::uniform_int_distribution<long long>(
+                                      m_opt.gastown_pane_min_ms, m_opt.gastown_pane_max_ms)(m_rng);
+    // gt prime: run for the pane (its $TMUX_PANE, and $TMUX naming the server, as inside it),
+    // a child of ours so that its PID is known before it writes anything.
+    p.go_lock = std::uniform_int_distribution<int>(0, 2)(m_rng) != 0; // gastown's are Go's
+    std::vector<std::string> argv{m_opt.agent,
+                                  "--prime",
+                                  "--root",
+                                  t.root,
+                                  "--worker",
+                                  p.worker,
+                                  "--report",
+                                  m_report_path,
+                                  "--session",
+                                  p.id,
+                                  "--live-ms",
+                                  std::to_string(m_opt.gastown_prime_min_ms),
+                                  std::to_string(m_opt.gastown_prime_max_ms),
+                                  "--seed",
+                                  std::to_string(m_rng() % 1000000000)};
+    if (p.go_lock) {
+        argv.push_back("--go-lock");
+    }
+    p.prime = spawn(argv, m_dir + "/agents.log", "",
+                    {"TMUX_PANE=" + p.id,
+                     "TMUX=" + t.socket + "," + std::to_string(t.pid) + "," + words[2].substr(1)});
+    p.prime_pidfd = open_pidfd(p.prime);
+    if (p.prime_pidfd < 0) {
+        error("pidfd_open prime " + std::to_string(p.prime) + ": " + std::strerror(errno));
+    }
+    m_panes.push_back(p);
+    m_pane_of_worker[p.worker] = m_panes.size() - 1;
+    t.panes.push_back(m_panes.size() - 1);
+    ++m_count["gastown_panes"];
+    ++m_count[p.go_lock ? "gastown_go_locks" : "gastown_our_locks"];
+}
+
+// A pane ends: killed (gone at once), or its process killed (closed by tmux, or left dead with
+// remain-on-exit, once tmux has noticed: confirm_pane_end asks it).
+void Soak::end_pane(Pane& p, long long now) {
+    const Town& t = m_towns[p.town];
+    p.end_begin = now;
+    if (std::uniform_int_distribution<int>(0, 1)(m_rng) == 0) {
+        p.end_kind = "kill-pane";
+        Ran r = run_program(with(town_tmux(t), {"kill-pane", "-t", p.id}));
+        if (r.status != 0) {
+            error("tmux -S " + t.socket + " kill-pane " + p.id + " failed");
+        }
+        pane_ended(p, now_ns());
+    } else {
+        p.end_kind = "process-exit";
+        if (p.pane_pidfd >= 0 && pidfd_kill(p.pane_pidfd) != 0 && errno != ESRCH) {
+            error("pidfd kill of pane " + p.id + ": " + std::strerror(errno));
+        }
+        p.next_confirm = now + 20'000'000;
+    }
+    ++m_count["gastown_end_" + p.end_kind];
+}
+
+void Soak::confirm_pane_end(Pane& p, long long now) {
+    const Town& t = m_towns[p.town];
+    Ran r = run_program(with(town_tmux(t), {"display-message", "-p", "-t", p.id, "#{pane_dead}"}));
+    if (r.status != 0 || split_words(r.out) == std::vector<std::string>{"1"}) {
+        pane_ended(p, now_ns()); // gone (its window, and its session, closed) or dead
+        return;
+    }
+    p.next_confirm = now + 50'000'000;
+}
+
+// A server is restarted only once every lock taken in its panes is more than a second older
+// than now: tmux's start_time is whole seconds, truncated, so the new server's reads later than
+// every such lock, and a pane of it that reuses a lock's %N is told apart by the rule.
+bool Soak::restart_allowed(const Town& t, long long now) const {
+    for (std::size_t i : t.panes) {
+        const Pane& p = m_panes[i];
+        if (now - p.created < 1'200'000'000) {
+            return false;
+        }
+        if (!p.acquired && !p.prime_exited) {
+            return false; // its lock may be written any moment
+        }
+        if (p.acquired && now - rfc3339_ns(*p.acquired).value_or(now) < 1'200'000'000) {
+            return false;
+        }
+    }
+    return true;
+}
+
+void Soak::begin_restart(Town& t, const std::string& kind) {
+    const long long now = now_ns();
+    for (std::size_t i : t.panes) {
+        Pane& p = m_panes[i];
+        if (!p.end_begin) {
+            p.end_begin = now;
+            p.end_kind = kind;
+        }
+    }
+    t.killing = now;
+    Ran r = run_program(with(town_tmux(t), {"kill-server"}));
+    if (r.status != 0) {
+        error("tmux -S " + t.socket + " kill-server failed");
+    }
+}
+
+// Once the killed server has exited, its panes are gone, and so is every pane id it handed out.
+bool Soak::server_exited(Town& t, long long when) {
+    if (t.pidfd >= 0 && !exited(t.pidfd)) {
+        if (when - *t.killing > 10'000'000'000LL) {
+            error("tmux server " + std::to_string(t.pid) + " did not exit after kill-server");
+            t.killing = when;
+        }
+        return false;
+    }
+    if (t.pidfd >= 0) {
+        ::close(t.pidfd);
+        t.pidfd = -1;
+    }
+    for (std::size_t i : t.panes) {
+        Pane& p = m_panes[i];
+        if (!p.end_done) {
+            pane_ended(p, when);
+        }
+    }
+    t.panes.clear();
+    return true;
+}
+
+void Soak::gastown_churn(long long now) {
+    for (auto& t : m_towns) {
+        if (t.killing) {
+            if (server_exited(t, now_ns())) {
+                start_town_server(t);
+                ++m_count["gastown_server_restarts"];
+            }
+            continue;
+        }
+        if (!t.restart_due && now >= t.next_restart) {
+            t.restart_due = true;
+        }
+        if (t.restart_due && restart_allowed(t, now)) {
+            begin_restart(t, "server-restart");
+            continue;
+        }
+        for (std::size_t i : t.panes) {
+            Pane& p = m_panes[i];
+            if (!p.end_begin && now >= p.end_at) {
+                end_pane(p, now);
+            } else if (p.end_begin && !p.end_done && now >= p.next_confirm) {
+                confirm_pane_end(p, now);
+            }
+        }
+    }
+    // Keep the panes coming, on servers that are not about to restart.
+    std::size_t live = 0;
+    for (const auto& t : m_towns) {
+        for (std::size_t i : t.panes) {
+            live += m_panes[i].end_begin ? 0U : 1U;
+        }
+    }
+    for (std::size_t tries = 0; live < m_opt.gastown_panes && tries < m_towns.size(); ++tries) {
+        const std::size_t town = (m_pane_counter + tries) % m_towns.size();
+        if (!m_towns[town].restart_due && !m_towns[town].killing && m_towns[town].pidfd >= 0) {
+            create_pane(town);
+            ++live;
+            tries = 0;
+        }
+    }
+}
+
+void Soak::poll_primes() {
+    const long long when = now_ns();
+    for (auto& p : m_panes) {
+        if (p.prime_pidfd < 0 || !exited(p.prime_pidfd)) {
+            continue;
+        }
+        int st = 0;
+        while (::waitpid(p.prime, &st, 0) < 0 && errno == EINTR) {
+        }
+        ::close(p.prime_pidfd);
+        p.prime_pidfd = -1;
+        p.prime_exited = when;
+        if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0) && !(WIFSIGNALED(st) && m_stopping)) {
+            error("gt prime " + std::to_string(p.prime) + " of " + p.worker + " ended with " +
+                  (WIFEXITED(st) ? "exit " + std::to_string(WEXITSTATUS(st))
+                                 : "signal " + std::to_string(WTERMSIG(st))) +
+                  " (see agents.log)");
+        }
+        maybe_gastown_stale(p);
+    }
+}
+
+void Soak::pane_ended(Pane& p, long long when) {
+    p.end_done = when;
+    if (p.pane_pidfd >= 0) {
+        ::close(p.pane_pidfd);
+        p.pane_pidfd = -1;
+    }
+    maybe_gastown_stale(p);
+}
+
+// A pane's lock is stale once its pane (or its server) is gone or dead and its gt prime exited.
+void Soak::maybe_gastown_stale(Pane& p) {
+    if (p.stale_added || !p.end_done || !p.prime_exited || !p.acquired) {
+        return;
+    }
+    p.stale_added = true;
+    StaleLock s;
+    s.worker = p.worker;
+    s.dir = m_towns[p.town].root + "/" + p.worker;
+    s.pid = p.prime;
+    s.acquired = *p.acquired;
+    s.recorded = p.id;
+    s.real_session = true;
+    s.stale_at = std::max(*p.end_done, *p.prime_exited);
+    s.last_seen_present = s.stale_at;
+    m_stale.push_back(s);
+    ++m_count["stale_locks"];
+    ++m_count["gastown_stale_locks"];
+}
+
+bool Soak::in_a_town(const std::string& path) const {
+    return std::any_of(m_towns.begin(), m_towns.end(), [&](const Town& t) {
+        return path.compare(0, t.root.size() + 1, t.root + "/") == 0;
+    });
+}
+
+// (a) for a gastown lock: its pane (or its server) was being ended before the removal, and its
+// gt prime had exited (the daemon never removes a lock whose PID runs).
+void Soak::on_gastown_removed(const Removal& r, const std::string& reason,
+                              const std::string& what) {
+    ++m_count["gastown_removals"];
+    ++m_count["gastown_removals_" + removal_kind(reason)];
+    const auto it = m_pane_of_worker.find(r.worker);
+    if (it == m_pane_of_worker.end()) {
+        violation('a', "a lock in a town the driver knows nothing about: " + what);
+        return;
+    }
+    const Pane& p = m_panes[it->second];
+    if (r.pid != p.prime || (p.acquired && *p.acquired != r.acquired)) {
+        violation('a', "a lock " + p.worker + "'s gt prime did not write: " + what);
+        return;
+    }
+    const long long removal_bound = r.ts + 1'000'000;
+    if (!p.end_begin || *p.end_begin > removal_bound) {
+        violation('a',
+                  "pane " + p.id + " of " + m_towns[p.town].socket + " (server " +
+                      std::to_string(p.generation) + ") alive: " + what +
+                      (p.end_begin ? ", ended only at " + ms_text(*p.end_begin) : ", never ended"));
+    }
+    if (p.prime_pidfd >= 0 && !exited(p.prime_pidfd)) {
+        violation('a', "its gt prime " + std::to_string(p.prime) + " still runs: " + what);
+    }
+}
+
+void Soak::finish_gastown() {
+    for (auto& t : m_towns) {
+        if (!t.killing) {
+            begin_restart(t, "end");
+        }
+    }
+    for (auto& p : m_panes) {
+        if (p.prime_pidfd >= 0) {
+            (void)pidfd_kill(p.prime_pidfd);
+        }
+    }
+    const long long deadline = now_ns() + 20'000'000'000LL;
+    for (bool all = false; !all && now_ns() < deadline; std::this_thread::sleep_for(10ms)) {
+        drain_messages();
+        poll_primes();
+        all = true;
+        for (auto& t : m_towns) {
+            if (t.killing && server_exited(t, now_ns())) {
+                t.killing.reset();
+            }
+            all = all && !t.killing;
+        }
+        for (const auto& p : m_panes) {
+            all = all && p.prime_pidfd < 0;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Agent messages
 
 void Soak::drain_messages() {
@@ -937,6 +1456,18 @@ void Soak::on_message(const std::string& line, long long received) {
             end_belief(h, std::stoll(w[4]));
             a->current_hold.reset();
         }
+        return;
+    }
+    if (kind == "PRIME" && w.size() == 5) {
+        const auto it = m_pane_of_worker.find(w[1]);
+        if (it == m_pane_of_worker.end() || m_panes[it->second].prime != std::stol(w[2])) {
+            error("PRIME from an unknown prime: " + line);
+            return;
+        }
+        Pane& p = m_panes[it->second];
+        p.acquired = w[3];
+        ++m_count["gastown_primes"];
+        maybe_gastown_stale(p);
         return;
     }
     if (kind == "BUSY") {
@@ -1082,7 +1613,9 @@ void Soak::on_event(const json::object& e) {
         Pass p;
         p.completed = *ts;
         p.start_est = *ts - int_of(e, "elapsed_ms").value_or(0) * 1'000'000;
-        p.tmux_ok = str_of(e, "tmux") == "ok";
+        // "ok", or with several servers "3 ok" or "2 ok,1 no-server": every server answered.
+        const std::string tmux = str_of(e, "tmux");
+        p.tmux_ok = !tmux.empty() && tmux.find("unknown") == std::string::npos;
         p.cancelled = e.find("cancelled") != e.end();
         m_passes.push_back(p);
     } else if (name == "lock.removed") {
@@ -1110,6 +1643,14 @@ void Soak::on_removed(const json::object& e, long long ts) {
     m_removals.push_back(r);
     ++m_count["removals"];
     ++m_count["removals_pid_" + r.pid_state];
+    if (in_a_town(r.lock_path)) {
+        ++m_count["gastown_trigger_" + str_of(e, "trigger")];
+        on_gastown_removed(r, str_of(e, "reason"),
+                           r.lock_path + " (PID " + std::to_string(r.pid) + ", acquired " +
+                               r.acquired + ", session '" + r.session + "') removed at " +
+                               ms_text(ts) + " ms: " + str_of(e, "reason"));
+        return;
+    }
 
     // Which hold wrote it? (PID and acquired_at are unique together.)
     const Hold* hold = nullptr;
@@ -1224,7 +1765,7 @@ void Soak::check_stale_locks(long long now) {
         if (s.gone_at) {
             continue;
         }
-        const auto on_disk = lock_on_disk(worker_path(s.worker));
+        const auto on_disk = lock_on_disk(s.dir.empty() ? worker_path(s.worker) : s.dir);
         const long long seen = now_ns();
         if (!on_disk || on_disk->first != s.pid || on_disk->second != s.acquired) {
             s.gone_at = seen;
@@ -1290,6 +1831,10 @@ int Soak::run() {
                 "interval %u ms, %.1f kills/s, seed %lu\n",
                 m_dir.c_str(), m_opt.agents, m_opt.tmux_sessions, m_opt.workers, m_opt.duration_s,
                 m_opt.interval_ms, m_opt.kills_per_s, m_opt.seed);
+    if (!m_towns.empty()) {
+        std::printf("soak: %zu gastown servers, %u panes, a restart every %.1f s each\n",
+                    m_towns.size(), m_opt.gastown_panes, m_opt.gastown_restart_s);
+    }
     std::fflush(stdout);
     for (unsigned i = 0; i < m_opt.agents; ++i) {
         spawn_plain_agent();
@@ -1309,7 +1854,9 @@ int Soak::run() {
         drain_messages();
         ingest_log();
         poll_deaths();
+        poll_primes();
         churn(now, static_cast<double>(now - last) / 1e9);
+        gastown_churn(now);
         last = now;
         drain_messages();
         check_stale_locks(now);
@@ -1361,6 +1908,8 @@ int Soak::run() {
 void Soak::finish() {
     // Stop the churn: every agent and session dies; every lock becomes stale.
     const long long stop = now_ns();
+    m_stopping = true;
+    finish_gastown();
     for (auto& [name, s] : m_sessions) {
         if (!s.kill_begin) {
             kill_session(s);
@@ -1419,6 +1968,13 @@ void Soak::finish() {
         if (auto left = lock_on_disk(worker_path(name))) {
             violation('b', std::string("a lock is left on ") + name + " after the end (PID " +
                                std::to_string(left->first) + ")");
+        }
+    }
+    // Nor in a town: every pane, server and gt prime is gone.
+    for (const auto& p : m_panes) {
+        if (auto left = lock_on_disk(m_towns[p.town].root + "/" + p.worker)) {
+            violation('b', "a lock is left on " + m_towns[p.town].root + "/" + p.worker +
+                               " after the end (PID " + std::to_string(left->first) + ")");
         }
     }
     // Stop the daemon: SIGTERM, exit 0.
@@ -1553,8 +2109,28 @@ void Soak::summary() {
     out["violations_c_double_holder"] = static_cast<long long>(m_violations[2].size());
     out["errors"] = static_cast<long long>(m_errors.size());
     out["end_phase_ms"] = m_count["duration_ms"];
+    if (!m_towns.empty()) {
+        json::object gt;
+        for (const auto& [key, value] : m_count) {
+            if (key.rfind("gastown_", 0) == 0) {
+                gt[key.substr(8)] = value;
+            }
+        }
+        out["gastown"] = std::move(gt);
+    }
     const std::string text = json::serialize(out);
     std::printf("soak summary: %s\n", text.c_str());
+    if (!m_towns.empty()) {
+        std::printf(
+            "soak: gastown: %lld panes (%lld Go locks, %lld ours), %lld server restarts; "
+            "%lld pane-held locks went stale, %lld removed: %lld reused ids, %lld recorded "
+            "server gone, %lld no server, %lld pane gone, %lld dead pane\n",
+            m_count["gastown_panes"], m_count["gastown_go_locks"], m_count["gastown_our_locks"],
+            m_count["gastown_server_restarts"], m_count["gastown_stale_locks"],
+            m_count["gastown_removals"], m_count["gastown_removals_reused_id"],
+            m_count["gastown_removals_recorded_server_gone"], m_count["gastown_removals_no_server"],
+            m_count["gastown_removals_pane_gone"], m_count["gastown_removals_dead_pane"]);
+    }
     std::printf("soak: %lld acquisitions, %lld SIGKILLs (+%lld tmux sessions killed), %lld "
                 "removals by agentlockd over %lld passes; stale locks: %zu, max lifetime %.1f ms "
                 "(two intervals: %u ms; %lld over); violations: a=%zu b=%zu c=%zu; errors: %zu\n",

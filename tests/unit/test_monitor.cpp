@@ -347,6 +347,10 @@ TEST(WorkersToRecheck, TheSessionsTmuxNoLongerHasAndThoseJudgedWithoutTmux) {
         << "an unknown answer frees nothing";
     EXPECT_EQ(workers_to_recheck(waits, test::tmux_state(TmuxState::no_server)),
               (std::vector<std::string>{"/srv/a", "/srv/b", "/srv/c"}));
+    // Another server answers on the socket: %3 may be its own, so every lock is judged again.
+    EXPECT_EQ(workers_to_recheck(waits, test::tmux_ok({}, {}, {"%3", "%4", "%5"}), true),
+              (std::vector<std::string>{"/srv/a", "/srv/b", "/srv/c"}));
+    EXPECT_TRUE(workers_to_recheck(waits, test::tmux_state(TmuxState::unknown), true).empty());
 }
 
 TEST_F(MonitorTest, ALockLeftBecauseItChangedIsJudgedAgainOneIntervalLater) {

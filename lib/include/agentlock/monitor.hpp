@@ -129,9 +129,11 @@ struct MonitorSettings {
     MonitorTimings timings;
 };
 
-/// A waiting lock a fresh tmux answer may release.
+/// A waiting lock a fresh tmux answer may release. `replaced`: another server answers than the
+/// one the locks were judged against (its socket's server was restarted, and a new server hands
+/// out the same %N and $N again), so every one of them is judged again.
 std::vector<std::string> workers_to_recheck(const std::vector<SessionWait>& waits,
-                                            const TmuxFacts& fresh);
+                                            const TmuxFacts& fresh, bool replaced = false);
 
 /// One re-check as run and its trigger ("pidfd", "inotify", "tmux", "poll").
 struct CheckOutcome {
