@@ -153,19 +153,26 @@ void Monitor::update_tmux_watch() {
 }
 
 void Monitor::retry_tmux_exits(const std::vector<TmuxServerReport>& answers) {
-    if (answers.empty()) {
-        return; // tmux was not asked: the poll set for the exits is still to come
+    if (answers.empty() || m_tmux_exits.empty()) {
+        return; // tmux was not asked (the poll set for the exits is still to come), or no exit
     }
-    const auto still_listed = [&answers](std::int64_t pid) {
-        return std::any_of(answers.begin(), answers.end(), [pid](const TmuxServerReport& a) {
-            const TmuxFacts& f = a.facts;
-            return f.state == TmuxState::ok &&
-                   (f.server_pid == pid ||
-                    std::any_of(f.panes.begin(), f.panes.end(), [pid](const auto& p) {
-                        return p.second.pid == pid && !p.second.dead.value_or(false);
-                    }));
-        });
-    };
+    // What the ok answers still list as running: the servers and the live panes' processes.
+    std::set<std::int64_t> listed;
+    for (const auto& a : answers) {
+        const TmuxFacts& f = a.facts;
+        if (f.state != TmuxState::ok) {
+            continue;
+        }
+        if (f.server_pid) {
+            listed.insert(*f.server_pid);
+        }
+        for (const auto& [id, pane] : f.panes) {
+            if (pane.pid && !pane.dead.value_or(false)) {
+                listed.insert(*pane.pid);
+            }
+        }
+    }
+    const auto still_listed = [&listed](std::int64_t pid) { return listed.count(pid) != 0; };
     const auto& timings = m_settings.timings;
     std::optional<std::chrono::milliseconds> soonest;
     for (auto it = m_tmux_exits.begin(); it != m_tmux_exits.end();) {

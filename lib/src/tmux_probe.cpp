@@ -311,6 +311,11 @@ std::vector<std::int64_t> tmux_hold_pids(const TmuxFacts& facts, std::string_vie
     if (facts.server_pid) {
         pids.push_back(*facts.server_pid);
     }
+    // A pane by its id at once; the panes are scanned only for a lock held by a session. The
+    // daemon asks this for every held lock after each answer: gastown's locks record panes.
+    if (auto pane = facts.panes.find(session_id); pane != facts.panes.end() && pane->second.pid) {
+        pids.push_back(*pane->second.pid);
+    }
     std::set<std::string_view> sessions; // the "$N" of the recorded session, by id or name
     if (facts.sessions.count(session_id) != 0) {
         sessions.insert(session_id);
@@ -320,9 +325,11 @@ std::vector<std::int64_t> tmux_hold_pids(const TmuxFacts& facts, std::string_vie
             sessions.insert(id);
         }
     }
-    for (const auto& [id, pane] : facts.panes) {
-        if (pane.pid && (id == session_id || sessions.count(pane.session_id) != 0)) {
-            pids.push_back(*pane.pid);
+    if (!sessions.empty()) {
+        for (const auto& [id, pane] : facts.panes) {
+            if (pane.pid && sessions.count(pane.session_id) != 0) {
+                pids.push_back(*pane.pid);
+            }
         }
     }
     std::sort(pids.begin(), pids.end());
