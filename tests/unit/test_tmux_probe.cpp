@@ -9,6 +9,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <csignal>
@@ -316,16 +317,36 @@ TEST(TmuxProbe, AfterLastSessionEndsIsNoServer) {
     }
 }
 
+// The address of the Unix socket at `path` (which the tests keep short enough).
+sockaddr_un unix_address(const std::string& path) {
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::memcpy(addr.sun_path, path.c_str(), std::min(path.size() + 1, sizeof addr.sun_path - 1));
+    return addr;
+}
+
+// A Unix socket bound at `path`, listening or not; -1 (and a test failure) when it cannot be.
+int bound_socket(const std::string& path, bool listening) {
+    const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr = unix_address(path);
+    if (fd < 0 || path.size() >= sizeof addr.sun_path) {
+        ADD_FAILURE() << "socket for " << path;
+        return -1;
+    }
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+        (listening && ::listen(fd, 1) != 0)) {
+        ADD_FAILURE() << "bind/listen " << path << ": " << std::strerror(errno);
+        ::close(fd);
+        return -1;
+    }
+    return fd;
+}
+
 TEST(TmuxProbe, StaleSocketWithoutServerIsNoServer) {
     TempDir dir;
     const std::string path = dir.sub("stale.sock");
-    int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    const int fd = bound_socket(path, false);
     ASSERT_GE(fd, 0);
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    ASSERT_LT(path.size(), sizeof addr.sun_path);
-    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-    ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
     ::close(fd); // bound, never listened: connect() gets ECONNREFUSED
 
     TmuxFacts f = SystemTmuxProbe(TmuxServer{"", path}).query();
@@ -337,14 +358,8 @@ TEST(TmuxProbe, StaleSocketWithoutServerIsNoServer) {
 TEST(TmuxProbe, NoServerMessageWhileTheSocketAcceptsConnectionsIsUnknown) {
     TempDir dir;
     const std::string path = dir.sub("listening.sock");
-    int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    const int fd = bound_socket(path, true);
     ASSERT_GE(fd, 0);
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    ASSERT_LT(path.size(), sizeof addr.sun_path);
-    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-    ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-    ASSERT_EQ(::listen(fd, 1), 0);
     const std::string script =
         write_script(dir, "fake-tmux", "echo 'no server running on " + path + "' >&2; exit 1");
 
@@ -353,6 +368,7 @@ TEST(TmuxProbe, NoServerMessageWhileTheSocketAcceptsConnectionsIsUnknown) {
     EXPECT_NE(f.detail.find("accepts connections"), std::string::npos) << f.detail;
     // Its backlog full, it still listens: the same.
     const int client = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    sockaddr_un addr = unix_address(path);
     (void)::connect(client, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
     f = SystemTmuxProbe(TmuxServer{"", path}, 3s, script).query();
     EXPECT_EQ(f.state, TmuxState::unknown) << f.detail;

@@ -741,6 +741,13 @@ TmuxEvidence server_probe(ProcessState s) {
     return e;
 }
 
+// A lock that records its server's socket but not its PID: what that socket says decides.
+LockInfo socket_only_lock() {
+    LockInfo l = lock(10, "%3");
+    l.tmux_socket = "/tmp/tmux-0/town";
+    return l;
+}
+
 TEST(RecordedServer, ItsServerGoneMeansItsIdsHoldNothing) {
     for (const TmuxFacts& t : {k_old_server, tmux_state(TmuxState::unknown, "no socket"),
                                tmux_state(TmuxState::no_server)}) {
@@ -812,8 +819,7 @@ TEST(RecordedServer, AnAnswerThatNamesNoServerIsNotItsAnswer) {
         judge_with(recorded_lock(4000), k_dead, unnamed, server_probe(ProcessState::alive)).verdict,
         Verdict::unknown);
     // A lock that records no server PID is judged by what the socket says.
-    LockInfo socket_only = lock(10, "%3");
-    socket_only.tmux_socket = "/tmp/tmux-0/town";
+    const LockInfo socket_only = socket_only_lock();
     EXPECT_EQ(judge_with(socket_only, k_dead, empty).verdict, Verdict::stale);
 }
 
@@ -827,8 +833,7 @@ TEST(RecordedServer, NoServerOnItsSocketWhileItsPidLivesIsUnknown) {
         judge_with(recorded_lock(4000), k_dead, none, server_probe(ProcessState::dead)).verdict,
         Verdict::stale);
     // A socket without a PID recorded: no server there is no session there.
-    LockInfo socket_only = lock(10, "%3");
-    socket_only.tmux_socket = "/tmp/tmux-0/town";
+    const LockInfo socket_only = socket_only_lock();
     EXPECT_EQ(judge_with(socket_only, k_dead, none).verdict, Verdict::stale);
 }
 
