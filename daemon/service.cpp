@@ -17,6 +17,12 @@ namespace agentlock::daemon {
 
 namespace {
 
+std::uint64_t open_files_limit() {
+    rlimit lim{};
+    return ::getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur != RLIM_INFINITY ? lim.rlim_cur
+                                                                                  : 1u << 20;
+}
+
 bool no_root_usable(const PassReport& report) {
     return std::none_of(report.roots.begin(), report.roots.end(),
                         [](const RootReport& r) { return r.ok; });
@@ -30,18 +36,8 @@ Service::Service(Config config, std::string config_path, ConfigOverrides overrid
       m_overrides(std::move(overrides)), m_log(log), m_backend(std::move(backend)),
       m_start_fields(std::move(start_fields)), m_pass_log(log), m_metrics(log),
       m_monitor(m_clock, monitor_settings_of(m_config)), m_wake_timer(m_io), m_watchdog_timer(m_io),
-      m_signals(m_io),
-      m_clock_steps(m_io, log, [this](const ClockStep& step) { m_monitor.clock_stepped(step); }) {
-    rlimit lim{};
-    const std::uint64_t nofile =
-        ::getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur != RLIM_INFINITY ? lim.rlim_cur
-                                                                               : 1u << 20;
-    // The processes tmux holds depend on (panes, servers) are few beside the owners: an eighth
-    // of the budget, at most 4096; beyond it tmux is polled.
-    const std::size_t budget = pidfd_budget(nofile);
-    m_tmux_pidfd_budget = std::min<std::size_t>(4096, budget / 8);
-    m_pidfd_budget = budget - m_tmux_pidfd_budget;
-}
+      m_signals(m_io), m_sources(m_io, open_files_limit(), event_handlers()),
+      m_clock_steps(m_io, log, [this](const ClockStep& step) { m_monitor.clock_stepped(step); }) {}
 
 Service::~Service() {
     m_cancel = true;
@@ -164,12 +160,12 @@ PassOptions Service::work_options() {
     options.cancel = &m_cancel;
     options.clock = m_monitor.clock_facts();
     options.known_owner = [this](std::string_view worker) { return m_monitor.known_owner(worker); };
-    if (m_fleet) {
-        options.judge_foreign = [fleet = m_fleet.get()](const LockInfo& lock,
-                                                        const Judgement& foreign, bool confirm) {
+    if (FleetMember* fleet = m_fleet.member()) {
+        options.judge_foreign = [fleet](const LockInfo& lock, const Judgement& foreign,
+                                        bool confirm) {
             return fleet->judge_foreign(lock, foreign, confirm);
         };
-        options.remove_host_gone = m_fleet->remove_host_gone();
+        options.remove_host_gone = fleet->remove_host_gone();
     }
     return options;
 }
@@ -177,7 +173,7 @@ PassOptions Service::work_options() {
 void Service::start_pass() {
     PassOptions options = work_options();
     options.per_lock_collisions = false; // the locks' own findings say it
-    DirWatcher* dirs = m_monitor.inotify_on() ? m_dirs.get() : nullptr;
+    DirWatcher* dirs = m_sources.dirs(m_monitor);
     m_work_guard.emplace(m_io.get_executor());
     boost::asio::post(m_worker, [this, options = std::move(options), config = m_config, dirs]() {
         PassOutcome outcome =
@@ -202,7 +198,7 @@ void Service::on_pass_done(PassOutcome outcome) {
     const MonitorNews news = m_monitor.pass_done(outcome.report ? &*outcome.report : nullptr,
                                                  outcome.watch == AddWatch::exhausted);
     after_work(news, outcome.watch_error);
-    publish_claims();
+    m_fleet.publish(m_monitor.table());
     m_metrics.pass_done(outcome, m_config, m_monitor, m_degraded_logged);
     m_last_status = status;
     if (outcome.report && !m_ready_sent && !stopping && no_root_usable(*outcome.report)) {
@@ -223,15 +219,7 @@ void Service::on_pass_done(PassOutcome outcome) {
     }
     if (outcome.report && m_monitor.events_on() && !m_events_started_logged) {
         m_events_started_logged = true;
-        m_log.log(LogLevel::info, "events.started",
-                  {{"pidfd", m_pidfd_available ? "on" : "off"},
-                   {"inotify", m_monitor.inotify_on() ? "on" : "off"},
-                   {"pidfds", std::to_string(m_pids->open_count())},
-                   {"tmux_pidfds", std::to_string(m_tmux_pids->open_count())},
-                   {"pidfd_budget", std::to_string(m_pidfd_budget)},
-                   {"watches", std::to_string(m_dirs->count())},
-                   {"polled_owners", std::to_string(m_pids->unwatched().size())},
-                   {"full_pass_every", format_duration(m_monitor.pass_period())}});
+        m_log.log(LogLevel::info, "events.started", m_sources.started_fields(m_monitor));
     }
     if (m_after_pass && outcome.report) {
         m_after_pass(*outcome.report);
@@ -250,7 +238,7 @@ void Service::on_pass_done(PassOutcome outcome) {
 void Service::start_batch(RecheckBatch batch) {
     m_work_guard.emplace(m_io.get_executor());
     PassOptions options = work_options();
-    DirWatcher* dirs = m_monitor.inotify_on() ? m_dirs.get() : nullptr;
+    DirWatcher* dirs = m_sources.dirs(m_monitor);
     boost::asio::post(m_worker, [this, batch = std::move(batch), options = std::move(options),
                                  config = m_config, dirs]() mutable {
         BatchOutcome out =
@@ -266,7 +254,7 @@ void Service::on_batch_done(const BatchOutcome& outcome) {
     // Removals are logged whatever happened meanwhile (a reload that turned events off).
     log_recheck_batch(outcome, m_monitor.table(), m_pass_log, m_log);
     after_work(news, outcome.watch_error);
-    publish_claims();
+    m_fleet.publish(m_monitor.table());
     m_metrics.batch_done(outcome, m_config, m_monitor, m_degraded_logged);
     if (m_after_checks) {
         m_after_checks(outcome.checks);
@@ -282,16 +270,8 @@ void Service::after_work(const MonitorNews& news, const std::string& watch_error
     if (news.inotify_exhausted) {
         degrade("inotify", watch_error, "a full pass every " + format_duration(m_config.interval));
     }
-    if (m_pidfd_available && m_pids && m_monitor.events_on() && !m_pids->unwatched().empty()) {
-        degrade("pidfd", m_pids->unwatched_reason(),
-                "owners without a pidfd re-checked every " + format_duration(m_config.interval));
-    }
-    if (m_pidfd_available && m_tmux_pids && m_monitor.events_on() && !m_tmux_pids->all_watched()) {
-        degrade("tmux-pidfd", m_tmux_pids->unwatched_reason(),
-                "tmux asked every " +
-                    format_duration(monitor_settings_of(m_config).timings.tmux_poll) +
-                    " while a lock is held by a session");
-    }
+    m_sources.check(m_monitor, m_config.interval, monitor_settings_of(m_config).timings.tmux_poll,
+                    degrader());
 }
 
 void Service::reload() {
@@ -361,9 +341,7 @@ void Service::finish_stop() {
     m_wake_timer.cancel();
     m_watchdog_timer.cancel();
     m_clock_steps.close();
-    if (m_fleet) {
-        m_fleet->stop();
-    }
+    m_fleet.stop();
     close_events();
     boost::system::error_code ec;
     m_signals.cancel(ec);
@@ -396,59 +374,27 @@ void Service::check_notify(bool sent) {
 // Event sources. Each only tells the monitor; the worker thread then judges with the library's
 // one rule and removes only through its reaper.
 
-void Service::setup_events() {
-    if (!m_config.events || !m_backend.check || !m_backend.tmux) {
-        return;
-    }
-    const std::string pidfd_problem = pidfd_unavailable();
-    m_pidfd_available = pidfd_problem.empty();
-    if (!m_pids) {
-        m_pids = std::make_unique<PidWatcher>(
-            m_io, m_pidfd_budget, m_owner_probe,
-            [this](const std::set<std::string>& workers, const std::string& why) {
-                if (!m_monitor.events_on() || m_monitor.stopping()) {
-                    return;
-                }
+Service::Handlers Service::event_handlers() {
+    // Each only tells the monitor, and only while events are on and the daemon is not stopping.
+    auto live = [this] { return m_monitor.events_on() && !m_monitor.stopping(); };
+    return {
+        [this, live](const std::set<std::string>& workers, const std::string& why) {
+            if (live()) {
                 m_log.log(LogLevel::debug, "owner.exited",
                           {{"workers", join_names(workers)}, {"reason", why}});
                 m_monitor.owner_exited(workers);
                 dispatch();
-            },
-            m_pidfd_available);
-    } else {
-        m_pids->set_enabled(m_pidfd_available);
-    }
-    if (!m_tmux_pids) {
-        m_tmux_pids = std::make_unique<TmuxPidWatcher>(
-            m_io, m_tmux_pidfd_budget,
-            [this](std::int64_t pid) {
-                if (!m_monitor.events_on() || m_monitor.stopping()) {
-                    return;
-                }
+            }
+        },
+        [this, live](std::int64_t pid) {
+            if (live()) {
                 m_log.log(LogLevel::debug, "tmux.process_exited", {{"pid", std::to_string(pid)}});
                 m_monitor.tmux_exited(pid);
                 dispatch();
-            },
-            m_pidfd_available);
-    } else {
-        m_tmux_pids->set_enabled(m_pidfd_available);
-    }
-    if (!m_pidfd_available) {
-        degrade("pidfd", pidfd_problem,
-                "live owners re-checked every " + format_duration(m_config.interval));
-    }
-
-    if (!m_dirs) {
-        m_dirs = std::make_unique<DirWatcher>(m_io);
-    }
-    if (m_dirs->is_open()) {
-        // Already open: its events are being read.
-    } else if (Status opened = m_dirs->open(); !opened) {
-        degrade("inotify", opened.error().message,
-                "a full pass every " + format_duration(m_config.interval));
-    } else {
-        m_dirs->start([this](const std::vector<WatchEvent>& events, bool overflow) {
-            if (!m_monitor.events_on() || m_monitor.stopping()) {
+            }
+        },
+        [this, live](const std::vector<WatchEvent>& events, bool overflow) {
+            if (!live()) {
                 return;
             }
             if (overflow) {
@@ -457,23 +403,22 @@ void Service::setup_events() {
             }
             m_monitor.dir_events(events, overflow);
             dispatch();
-        });
+        }};
+}
+
+Degrade Service::degrader() {
+    return [this](const std::string& source, const std::string& reason,
+                  const std::string& fallback) { degrade(source, reason, fallback); };
+}
+
+void Service::setup_events() {
+    if (m_config.events && m_backend.check && m_backend.tmux) {
+        m_sources.open(m_monitor, m_config.interval, degrader());
     }
-    m_monitor.set_events(m_pids.get(), m_dirs->is_open() ? m_dirs.get() : nullptr,
-                         m_tmux_pids.get());
 }
 
 void Service::close_events() {
-    m_monitor.set_events(nullptr, nullptr);
-    if (m_pids) {
-        m_pids->clear();
-    }
-    if (m_tmux_pids) {
-        m_tmux_pids->clear();
-    }
-    if (m_dirs) {
-        m_dirs->close();
-    }
+    m_sources.close(m_monitor);
 }
 
 void Service::degrade(const std::string& source, const std::string& reason,
@@ -486,53 +431,12 @@ void Service::degrade(const std::string& source, const std::string& reason,
 }
 
 void Service::start_fleet() {
-    if (!m_config.fleet) {
-        return;
-    }
-    const HostFacts host = read_host_facts();
-    m_hostname = host.hostname;
-    HostPresence presence;
-    presence.host = host.hostname;
-    presence.boot_id = host.boot_id;
-    presence.pid = ::getpid();
-    presence.version = AGENTLOCK_VERSION;
-    presence.roots = m_config.roots;
-    presence.started_at = format_rfc3339(
-        std::chrono::time_point_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now()));
-    m_fleet = std::make_unique<FleetMember>(
-        *m_config.fleet, std::move(presence),
-        [this](LogLevel level, std::string event, Fields fields) {
-            boost::asio::post(m_io,
-                              [this, level, event = std::move(event),
-                               fields = std::move(fields)]() { m_log.log(level, event, fields); });
-        },
-        [this](std::string reason) {
-            boost::asio::post(m_io, [this, reason = std::move(reason)]() {
-                if (!m_stopped && !m_monitor.stopping()) {
-                    log_pass_request("reason", reason, m_monitor.request_pass());
-                    dispatch();
-                }
-            });
-        });
-    m_fleet->start();
-}
-
-void Service::publish_claims() {
-    if (!m_fleet) {
-        return;
-    }
-    std::vector<FleetClaim> claims;
-    const LockTable& table = m_monitor.table();
-    table.for_each_worker([&](const std::string& worker) {
-        const LockSummary* s = table.find(worker);
-        // A lock this host's own rule calls held: live, orphaned or held by its session.
-        if (s != nullptr && s->parsed && s->action != LockAction::removed &&
-            (s->verdict == Verdict::live || s->verdict == Verdict::orphaned ||
-             s->verdict == Verdict::held_by_session)) {
-            claims.push_back({m_hostname, worker, s->session_id.str(), s->pid});
+    m_fleet.join(m_config, m_io, m_log, [this](std::string reason) {
+        if (!m_stopped && !m_monitor.stopping()) {
+            log_pass_request("reason", reason, m_monitor.request_pass());
+            dispatch();
         }
     });
-    m_fleet->set_local_claims(std::move(claims));
 }
 
 } // namespace agentlock::daemon

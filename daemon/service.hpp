@@ -6,13 +6,12 @@
 // inside the daemon and the loop stays responsive. The loop only dispatches and logs.
 
 #include "clock_steps.hpp"
-#include "dir_watch.hpp"
 #include "event_log.hpp"
+#include "event_sources.hpp"
+#include "fleet_link.hpp"
 #include "metrics.hpp"
 #include "notify.hpp"
 #include "pass_log.hpp"
-#include "pid_watch.hpp"
-#include "tmux_watch.hpp"
 #include "work.hpp"
 #include <agentlock/config.hpp>
 #include <agentlock/fleet.hpp>
@@ -86,12 +85,14 @@ private:
     void check_notify(bool sent);
     void setup_events();
     void close_events();
+    using Handlers = EventSources::Handlers;
+    /// What the event sources report, mapped onto the monitor.
+    Handlers event_handlers();
+    Degrade degrader();
     void degrade(const std::string& source, const std::string& reason, const std::string& fallback);
     void after_work(const MonitorNews& news, const std::string& watch_error);
     /// Fleet mode: joins the fleet (a thread of its own) when the config has a fleet block.
     void start_fleet();
-    /// Fleet mode: hands the lock table's live local claims to the fleet thread.
-    void publish_claims();
 
     Config m_config;
     std::string m_config_path;
@@ -125,24 +126,17 @@ private:
     bool m_ready_sent = false;
     bool m_notify_error_logged = false;
     bool m_events_started_logged = false;
-    bool m_pidfd_available = false;
     int m_exit_code = 0;
     std::string m_last_status;
     std::set<std::string> m_degraded_logged;
-    std::size_t m_pidfd_budget = 0; ///< for owners
-    std::size_t m_tmux_pidfd_budget = 0;
 
     // Event sources (loop thread). Asio objects: destroyed before m_io (declared after it).
-    SystemProcessProbe m_owner_probe;
-    std::unique_ptr<PidWatcher> m_pids;
-    std::unique_ptr<TmuxPidWatcher> m_tmux_pids;
-    std::unique_ptr<DirWatcher> m_dirs;
+    EventSources m_sources;
     ClockStepWatcher m_clock_steps;
 
     // Fleet mode: its thread posts log events and pass requests to m_io; stopped before m_io
     // goes. Its judge_foreign is called on the worker thread, which is joined before it.
-    std::string m_hostname;
-    std::unique_ptr<FleetMember> m_fleet;
+    FleetLink m_fleet;
 
     // Last member: destroyed (joined) first, before anything its pass could post to.
     boost::asio::thread_pool m_worker{1};
