@@ -431,7 +431,7 @@ void Service::degrade(const std::string& source, const std::string& reason,
 }
 
 void Service::start_fleet() {
-    m_fleet.join(m_config, m_io, m_log, [this](std::string reason) {
+    m_fleet.join(m_config, m_io, m_log, [this](const std::string& reason) {
         if (!m_stopped && !m_monitor.stopping()) {
             log_pass_request("reason", reason, m_monitor.request_pass());
             dispatch();
