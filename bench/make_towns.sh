@@ -11,8 +11,7 @@
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 dir=${AGENTLOCK_BENCH_DIR:-/var/tmp/agentlock-bench}
-mktree=${MKTREE:-$here/../../shared/bench/mktree.py}
-[ -f "$mktree" ] || mktree=/work/shared/bench/mktree.py
+mktree=${MKTREE:-$here/mktree.py}
 mkdir -p "$dir"
 
 build() { # name, generator command...
