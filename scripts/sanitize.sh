@@ -61,7 +61,7 @@ if [[ $what == all || $what == asan ]]; then
     cd "$asan"
     export ASAN_OPTIONS="log_path=$reports/asan:detect_leaks=1:abort_on_error=1:detect_stack_use_after_return=1:strict_string_checks=1"
     export UBSAN_OPTIONS="log_path=$reports/ubsan:print_stacktrace=1:halt_on_error=1"
-    ctest --output-on-failure -j "$jobs" --timeout 900 -E "$asan_exclude"
+    ctest --output-on-failure -j "$jobs" --timeout 900 -E "$asan_exclude" 2>&1 | tee ctest.log
   ) || status=1
   check_reports "$reports" || status=1
   echo "sanitize: ASan+UBSan done in $(($(date +%s) - start)) s (status so far: $status)"

@@ -23,7 +23,14 @@ if grep -q 'agentlockd_systemd .*Skipped' "$build/ctest.log"; then
 fi
 # The checks beyond ctest (docs/testing.md): the fuzzers (30 s a target), the whole suite under
 # ASan+UBSan and the concurrent parts under TSan, clang-tidy. Each runs even after a failure; all count.
+failed_steps=()
 for step in fuzz.sh sanitize.sh tidy.sh; do
-  "$here/scripts/$step" || status=1
+  "$here/scripts/$step" || { status=1; failed_steps+=("$step"); }
 done
+# What failed, again at the end, where a CI page's tail shows it.
+if ((status != 0)); then
+  "$here/scripts/failures.sh" "$build/ctest.log" "the main run ($build/ctest.log)"
+  "$here/scripts/failures.sh" "${ASAN_BUILD_DIR:-$here/build-asan}/ctest.log" "the ASan+UBSan run"
+  echo "test: FAILED (exit $status); steps that failed after ctest: ${failed_steps[*]:-none}" >&2
+fi
 exit $status
