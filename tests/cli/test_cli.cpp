@@ -16,7 +16,6 @@
 #include <csignal>
 #include <cstdlib>
 #include <fcntl.h>
-#include <fstream>
 #include <map>
 #include <sstream>
 #include <sys/stat.h>
@@ -140,10 +139,8 @@ bool process_alive(pid_t pid) {
         return false;
     }
     // A zombie is not running.
-    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-    std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
-    const auto paren = text.rfind(')');
-    return paren != std::string::npos && paren + 2 < text.size() && text[paren + 2] != 'Z';
+    const char state = test::process_state(pid);
+    return state != '\0' && state != 'Z';
 }
 
 long long lock_pid(const std::string& lock_path) {

@@ -29,6 +29,8 @@
 // gone, checks that the root holds no lock, stops the daemon with SIGTERM (exit 0 expected) and
 // prints the counts. Exit status: 0 when every invariant held, 1 otherwise, 2 on usage errors.
 
+#include "test_support.hpp"
+
 #include <agentlock/lock_file.hpp>
 
 #include <boost/json.hpp>
@@ -1693,12 +1695,8 @@ void Soak::on_removed(const json::object& e, long long ts) {
                 r.pid > 0 && ::kill(static_cast<pid_t>(r.pid), 0) != 0 && errno == ESRCH;
             if (!pid_gone && r.pid > 0) {
                 // An orphaned zombie (this container's PID 1 does not reap) is gone too.
-                std::ifstream stat("/proc/" + std::to_string(r.pid) + "/stat");
-                std::string text((std::istreambuf_iterator<char>(stat)),
-                                 std::istreambuf_iterator<char>());
-                const auto close = text.rfind(')');
-                pid_gone = close != std::string::npos && close + 2 < text.size() &&
-                           (text[close + 2] == 'Z' || text[close + 2] == 'X');
+                const char state = agentlock::test::process_state(static_cast<pid_t>(r.pid));
+                pid_gone = state == 'Z' || state == 'X';
             }
             if (!session_killed || !pid_gone) {
                 violation('a', "a lock the driver knows nothing about: " + what);

@@ -147,13 +147,7 @@ Child spawn_zombie() {
     if (pid == 0) {
         ::_exit(0);
     }
-    std::string stat_path = "/proc/" + std::to_string(pid) + "/stat";
-    bool zombie = wait_until([&] {
-        std::ifstream in(stat_path);
-        std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-        auto close = s.rfind(')');
-        return close != std::string::npos && close + 2 < s.size() && s[close + 2] == 'Z';
-    });
+    bool zombie = wait_until([&] { return process_state(pid) == 'Z'; });
     if (!zombie) {
         throw std::runtime_error("child " + std::to_string(pid) + " never became a zombie");
     }
@@ -168,6 +162,38 @@ pid_t dead_pid() {
     // Already reaped: the PID must not be signalled again, it may belong to someone else now.
     c.release();
     return pid;
+}
+
+std::optional<std::string> read_proc_file(const std::string& path) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return std::nullopt;
+    }
+    std::string text;
+    char buf[4096];
+    while (true) {
+        const ssize_t n = ::read(fd, buf, sizeof buf);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            ::close(fd);
+            if (n < 0) {
+                return std::nullopt;
+            }
+            return text;
+        }
+        text.append(buf, static_cast<std::size_t>(n));
+    }
+}
+
+char process_state(pid_t pid) {
+    const auto text = read_proc_file("/proc/" + std::to_string(pid) + "/stat");
+    if (!text) {
+        return '\0';
+    }
+    const auto close = text->rfind(')');
+    return close != std::string::npos && close + 2 < text->size() ? (*text)[close + 2] : '\0';
 }
 
 bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout) {
@@ -215,10 +241,9 @@ std::string tmux_socket_dir() {
     return base + "/tmux-" + std::to_string(::getuid());
 }
 
-// A file's whole content, or "" when it cannot be read (the process has gone).
+// A /proc file's whole content, or "" when it cannot be read (the process has gone).
 std::string slurp(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    return read_proc_file(path).value_or("");
 }
 
 // PIDs of the tmux servers for `-L name`: comm "tmux: server", and the command line it was

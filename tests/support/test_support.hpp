@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <functional>
+#include <optional>
 #include <string>
 #include <sys/types.h>
 #include <utility>
@@ -74,6 +75,14 @@ Child spawn_sleeper();
 Child spawn_zombie();
 /// A PID that belonged to a process that has exited and been reaped.
 pid_t dead_pid();
+
+/// The whole content of a /proc file, or nullopt when it cannot be read. A process that exits
+/// while its file is being read makes read(2) fail with ESRCH, which std::ifstream reports by
+/// throwing from inside the stream buffer (and a throw in a destructor ends the test binary).
+std::optional<std::string> read_proc_file(const std::string& path);
+
+/// The state letter of /proc/<pid>/stat ('R', 'S', 'Z', ...), or '\0' when it cannot be read.
+char process_state(pid_t pid);
 
 /// Polls `pred` every 10 ms until it holds or `timeout` passes; returns its last value.
 bool wait_until(const std::function<bool()>& pred,

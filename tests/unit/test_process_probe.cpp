@@ -14,7 +14,6 @@
 #include <csignal>
 #include <cstring>
 #include <fcntl.h>
-#include <fstream>
 #include <grp.h>
 #include <limits>
 #include <optional>
@@ -33,10 +32,7 @@ using test::Child;
 using test::TempDir;
 
 std::string slurp(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
+    return test::read_proc_file(path).value_or("");
 }
 
 // A /proc/<pid>/stat line with the given comm, state and start ticks (field 22).
