@@ -7,6 +7,22 @@
 
 namespace agentlock {
 
+namespace {
+
+// A hold judged while its server could not be asked keeps the processes its server's last
+// answer named: their exit is still what may end it. A server closing its panes answers
+// "server exited unexpectedly" to a query that comes in meanwhile; without this, that answer
+// would stop the watch on the server itself, and its exit, the moment every lock it held is
+// free, would go unseen until the next slow poll. Watching a process only ever prompts a query.
+void keep_known_pids(TmuxHold& fresh, const TmuxHold* before) {
+    if (!fresh.answered && fresh.pids.empty() && before != nullptr &&
+        before->server == fresh.server) {
+        fresh.pids = before->pids;
+    }
+}
+
+} // namespace
+
 LockTable::Entries::iterator LockTable::slot(std::string_view worker) {
     return std::lower_bound(
         m_locks.begin(), m_locks.end(), worker,
@@ -48,6 +64,9 @@ void LockTable::replace(PassReport& report) {
         }
     }
     report.summaries.clear(); // their workers are ours now
+    for (auto& [worker, hold] : report.holds) {
+        keep_known_pids(hold, hold_of(worker));
+    }
     m_holds = std::move(report.holds);
     report.holds.clear();
     m_tmux = report.tmux;
@@ -71,7 +90,9 @@ void LockTable::apply(const WorkerCheck& check) {
     }
     store(check.record, check.tmux ? check.tmux->state : m_tmux.state);
     if (check.record.hold) {
-        m_holds.insert_or_assign(check.worker, *check.record.hold);
+        TmuxHold hold = *check.record.hold;
+        keep_known_pids(hold, hold_of(check.worker));
+        m_holds.insert_or_assign(check.worker, std::move(hold));
     } else if (auto it = m_holds.find(check.worker); it != m_holds.end()) {
         m_holds.erase(it);
     }
@@ -173,6 +194,9 @@ const TmuxHold* LockTable::hold_of(std::string_view worker) const {
 }
 
 void LockTable::refresh_holds(const ServerRef& server, const TmuxFacts& fresh) {
+    if (fresh.state == TmuxState::unknown) {
+        return; // see keep_known_pids
+    }
     for (auto& [worker, hold] : m_holds) {
         if (hold.server == server) {
             const LockSummary* lock = find(worker);

@@ -318,6 +318,50 @@ TEST_F(TmuxEventsTest, AFreshAnswerRefreshesWhatIsWatched) {
     EXPECT_EQ(m_tmux.watched, (std::set<std::int64_t>{10, 600}));
 }
 
+// `tmux kill-server`: the server closes its panes, then exits. A query that comes in between
+// is answered "server exited unexpectedly" (unknown). The server's own exit, the moment every
+// lock it held is free, must still be watched and asked about at once, not after the backoff.
+TEST_F(TmuxEventsTest, AnUnknownAnswerLeavesWhatTheLastAnswerNamedWatched) {
+    events_on_with_tmux();
+    first_pass({pane_held("/srv/a", "%3", {10, 500})});
+    m_monitor.tmux_exited(500); // the server closed the pane
+    batch_now();
+    const TmuxFacts closing = test::tmux_state(TmuxState::unknown, "server exited unexpectedly");
+    m_monitor.batch_done({}, closing, false, {TmuxServerReport{ServerRef{}, {}, closing}});
+    EXPECT_EQ(m_tmux.watched, (std::set<std::int64_t>{10, 500}));
+    EXPECT_EQ(wake_in(), 5000ms) << "an unknown answer: the backoff";
+
+    m_monitor.tmux_exited(10); // the server is gone
+    EXPECT_EQ(wake_in(), 0ms) << "its exit is asked about at once";
+    EXPECT_EQ(batch_now().session_waits.size(), 1u);
+}
+
+// The same when the lock itself is judged again meanwhile (its hold then names no process) or a
+// pass judges it while tmux cannot be asked; an answer from a server that runs does replace them.
+TEST_F(TmuxEventsTest, AHoldJudgedWithoutAnAnswerKeepsTheProcessesOfTheLast) {
+    events_on_with_tmux();
+    first_pass({pane_held("/srv/a", "%3", {10, 500})});
+    LockRecord unanswered = record("/srv/a", Verdict::unknown, 77, "%3");
+    unanswered.hold = TmuxHold{ServerRef{}, {}, false};
+    m_monitor.batch_done({{found_check(unanswered), "inotify"}},
+                         test::tmux_state(TmuxState::unknown, "server exited unexpectedly"), false);
+    EXPECT_EQ(m_tmux.watched, (std::set<std::int64_t>{10, 500})) << "after a re-check";
+
+    first_pass_again({unanswered});
+    EXPECT_EQ(m_tmux.watched, (std::set<std::int64_t>{10, 500})) << "after a pass";
+
+    LockRecord answered = record("/srv/a", Verdict::held_by_session, 77, "%3");
+    answered.hold = TmuxHold{ServerRef{}, {11, 600}, true}; // a server started since
+    first_pass_again({answered});
+    EXPECT_EQ(m_tmux.watched, (std::set<std::int64_t>{11, 600}));
+
+    TmuxHold elsewhere{ServerRef{}, {}, false};
+    elsewhere.server.server.socket_path = "/run/other.sock"; // judged against another server
+    unanswered.hold = elsewhere;
+    first_pass_again({unanswered});
+    EXPECT_TRUE(m_tmux.watched.empty()) << "another server's processes say nothing of this one";
+}
+
 TEST_F(TmuxEventsTest, HoldsThatCannotBeWatchedArePolledAsBefore) {
     events_on_with_tmux();
     m_tmux.unwatchable = {500};

@@ -63,7 +63,8 @@ public:
     /// The hold of `worker`'s lock, if it waits on a session and the judgement said on what.
     const TmuxHold* hold_of(std::string_view worker) const;
     /// A fresh answer of `server`: the holds judged against it take their processes from it
-    /// (none when it is not ok), so that a pane that ended or began since is watched as it is.
+    /// (none when no server runs), so that a pane that ended or began since is watched as it
+    /// is. An unknown answer changes nothing: what the last answer named stays watched.
     void refresh_holds(const ServerRef& server, const TmuxFacts& fresh);
     /// Known workers under `path` (or equal to it).
     std::vector<std::string> workers_under(const std::string& path) const;
