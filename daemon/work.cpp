@@ -256,9 +256,14 @@ void log_recheck_batch(const BatchOutcome& outcome, const LockTable& table, Pass
                     {"elapsed_ms", std::to_string(outcome.elapsed_ms)}});
     }
     if (outcome.tmux) {
-        events.log(LogLevel::debug, "tmux.polled",
-                   {{"tmux_state", std::string(to_string(outcome.tmux->state))},
-                    {"rechecks", std::to_string(tmux_rechecks)}});
+        std::vector<std::pair<std::string, std::string>> fields{
+            {"tmux_state", std::string(to_string(outcome.tmux->state))},
+            {"rechecks", std::to_string(tmux_rechecks)},
+            {"tmux_server", outcome.tmux->server}};
+        if (outcome.tmux->state != TmuxState::ok) {
+            fields.emplace_back("tmux_detail", outcome.tmux->detail); // why, e.g. a timeout
+        }
+        events.log(LogLevel::debug, "tmux.polled", fields);
     }
 }
 
