@@ -169,7 +169,11 @@ def write_lock(worker, pid, session="", acquired=None):
 
 
 class Inotify:
-    """Timestamps the removal of agent.lock in watched .runtime directories."""
+    """Timestamps the removal of agent.lock in watched .runtime directories.
+
+    The reader thread stamps each read with one clock reading and wakes a waiter only when the
+    last key it waits for is gone: a waiter woken on every removal would take the interpreter
+    from the reader hundreds of times during a burst and delay the stamps it measures."""
 
     def __init__(self):
         self.libc = ctypes.CDLL("libc.so.6", use_errno=True)
@@ -178,6 +182,7 @@ class Inotify:
             raise OSError(ctypes.get_errno(), "inotify_init1")
         self.wd_to_key = {}
         self.removed = {}  # key -> monotonic ns
+        self.waiting = set()  # the keys wait_for still waits for
         self.lock = threading.Lock()
         self.cond = threading.Condition(self.lock)
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -197,28 +202,39 @@ class Inotify:
                 return
             t = time.monotonic_ns()
             off = 0
-            while off + 16 <= len(buf):
-                wd, mask, _cookie, length = struct.unpack_from("iIII", buf, off)
-                name = buf[off + 16: off + 16 + length].rstrip(b"\0")
-                off += 16 + length
-                if name == b"agent.lock" and wd in self.wd_to_key:
-                    with self.cond:
-                        self.removed.setdefault(self.wd_to_key[wd], t)
-                        self.cond.notify_all()
+            with self.cond:
+                while off + 16 <= len(buf):
+                    wd, _mask, _cookie, length = struct.unpack_from("iIII", buf, off)
+                    name = buf[off + 16: off + 16 + length].rstrip(b"\0")
+                    off += 16 + length
+                    if name == b"agent.lock" and wd in self.wd_to_key:
+                        key = self.wd_to_key[wd]
+                        self.removed.setdefault(key, t)
+                        if key in self.waiting:
+                            self.waiting.discard(key)
+                            if not self.waiting:
+                                self.cond.notify_all()
 
     def wait_for(self, keys, timeout):
         deadline = time.monotonic() + timeout
         with self.cond:
-            while not all(k in self.removed for k in keys):
+            self.waiting = {k for k in keys if k not in self.removed}
+            while self.waiting:
                 left = deadline - time.monotonic()
                 if left <= 0:
+                    self.waiting = set()
                     return False
                 self.cond.wait(left)
         return True
 
 
 class Daemon:
-    """The real agentlockd, JSON logs on stderr parsed by a reader thread."""
+    """The real agentlockd, its JSON log lines written to a file and parsed by a reader thread.
+
+    The daemon writes to the file directly, as it writes to the journal in service: a pipe to
+    this script would fill during a burst of removals (a line of several hundred bytes each) and
+    stop the daemon's threads until the script caught up, which is the script's cost, not the
+    daemon's."""
 
     def __init__(self, path, workdir, root, tmux_socket, extra, level="debug",
                  tmux_flag="--tmux-socket"):
@@ -230,22 +246,39 @@ class Daemon:
         log("starting", " ".join(self.argv))
         self.events = []
         self.cond = threading.Condition()
-        self.logfile = open(os.path.join(workdir, "agentlockd.log"), "w")
+        self.logpath = os.path.join(workdir, "agentlockd.log")
+        self.logfile = open(self.logpath, "wb")
         self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                     stdout=subprocess.DEVNULL, stderr=self.logfile)
         self.thread = threading.Thread(target=self._read, daemon=True)
         self.thread.start()
 
     def _read(self):
-        for line in self.proc.stderr:
-            self.logfile.write(line.decode(errors="replace"))
-            try:
-                ev = json.loads(line)
-            except ValueError:
-                continue
-            with self.cond:
-                self.events.append(ev)
-                self.cond.notify_all()
+        """Follows the log file until the daemon has exited and every line is read."""
+        with open(self.logpath, "rb") as fh:
+            partial = b""
+            exited = False
+            while True:
+                chunk = fh.read(1 << 16)
+                if not chunk:
+                    if exited:
+                        return
+                    # Read once more after the exit: its last lines may have come after the read.
+                    exited = self.proc.poll() is not None
+                    if not exited:
+                        time.sleep(0.02)
+                    continue
+                lines = (partial + chunk).split(b"\n")
+                partial = lines.pop()
+                parsed = []
+                for line in lines:
+                    try:
+                        parsed.append(json.loads(line))
+                    except ValueError:
+                        continue
+                with self.cond:
+                    self.events.extend(parsed)
+                    self.cond.notify_all()
 
     def _wait(self, found, timeout, what):
         """Waits until found(events) returns something other than None, and returns it."""
@@ -516,7 +549,7 @@ def run_town(a, workdir, extra):
             ino.watch(os.path.join(w, ".runtime"), key)
 
         started = time.monotonic()
-        daemon = Daemon(a.daemon, workdir, root, tmux.path, extra, "info",
+        daemon = Daemon(a.daemon, workdir, root, tmux.path, extra, a.log_level,
                         tmux_flag="--tmux-socket-path")
         ev = first_pass(daemon, 300)
         log("first pass:", {k: ev.get(k) for k in ("locks", "removed", "elapsed_ms", "tmux")})
@@ -842,6 +875,8 @@ def main():
                       "300 ms tmux polls)")
     town.add_argument("--timeout", type=float, default=60.0)
     town.add_argument("--seed", type=int, default=4)
+    town.add_argument("--log-level", default="info",
+                      help="the daemon's (debug shows each tmux query; it costs CPU while idle)")
     a = ap.parse_args(argv)
     if a.cmd in ("latency", "town") and shutil.which("tmux") is None:
         print(f"daemon_bench.py {a.cmd}: tmux is not installed (apt-get install tmux)",
