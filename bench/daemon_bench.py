@@ -229,12 +229,13 @@ class Inotify:
 
 
 class Daemon:
-    """The real agentlockd, its JSON log lines written to a file and parsed by a reader thread.
+    """The real agentlockd, its JSON log lines written to a file and parsed when asked for.
 
     The daemon writes to the file directly, as it writes to the journal in service: a pipe to
     this script would fill during a burst of removals (a line of several hundred bytes each) and
-    stop the daemon's threads until the script caught up, which is the script's cost, not the
-    daemon's."""
+    stop the daemon's threads until the script caught up. The lines are parsed only while this
+    script waits for one, never by a thread of its own: parsing a burst would hold the
+    interpreter while the inotify thread stamps the removals it measures."""
 
     def __init__(self, path, workdir, root, tmux_socket, extra, level="debug",
                  tmux_flag="--tmux-socket"):
@@ -245,63 +246,49 @@ class Daemon:
                      "--log-level", level, tmux_flag, tmux_socket] + extra
         log("starting", " ".join(self.argv))
         self.events = []
-        self.cond = threading.Condition()
         self.logpath = os.path.join(workdir, "agentlockd.log")
         self.logfile = open(self.logpath, "wb")
         self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=self.logfile)
-        self.thread = threading.Thread(target=self._read, daemon=True)
-        self.thread.start()
+        self.reader = open(self.logpath, "rb")
+        self.partial = b""
 
     def _read(self):
-        """Follows the log file until the daemon has exited and every line is read."""
-        with open(self.logpath, "rb") as fh:
-            partial = b""
-            exited = False
-            while True:
-                chunk = fh.read(1 << 16)
-                if not chunk:
-                    if exited:
-                        return
-                    # Read once more after the exit: its last lines may have come after the read.
-                    exited = self.proc.poll() is not None
-                    if not exited:
-                        time.sleep(0.02)
+        """Parses the lines written since the last call."""
+        while True:
+            chunk = self.reader.read(1 << 20)
+            if not chunk:
+                return
+            lines = (self.partial + chunk).split(b"\n")
+            self.partial = lines.pop()
+            for line in lines:
+                try:
+                    self.events.append(json.loads(line))
+                except ValueError:
                     continue
-                lines = (partial + chunk).split(b"\n")
-                partial = lines.pop()
-                parsed = []
-                for line in lines:
-                    try:
-                        parsed.append(json.loads(line))
-                    except ValueError:
-                        continue
-                with self.cond:
-                    self.events.extend(parsed)
-                    self.cond.notify_all()
 
     def _wait(self, found, timeout, what):
         """Waits until found(events) returns something other than None, and returns it."""
         deadline = time.monotonic() + timeout
-        with self.cond:
-            while True:
-                result = found(self.events)
-                if result is not None:
-                    return result
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"agentlockd exited ({self.proc.returncode}) before {what}")
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise RuntimeError(f"timed out waiting for {what}")
-                self.cond.wait(min(left, 0.5))
+        while True:
+            exited = self.proc.poll() is not None
+            self._read()  # after the poll: an exit's last lines are read before it is reported
+            result = found(self.events)
+            if result is not None:
+                return result
+            if exited:
+                raise RuntimeError(f"agentlockd exited ({self.proc.returncode}) before {what}")
+            if time.monotonic() >= deadline:
+                raise RuntimeError(f"timed out waiting for {what}")
+            time.sleep(0.02)
 
     def wait_event(self, pred, timeout, what):
         """Waits for the first event matching pred and returns it."""
         return self._wait(lambda evs: next((ev for ev in evs if pred(ev)), None), timeout, what)
 
     def count(self, pred):
-        with self.cond:
-            return sum(1 for ev in self.events if pred(ev))
+        self._read()
+        return sum(1 for ev in self.events if pred(ev))
 
     def wait_distinct(self, pred, key, n, timeout, what):
         """Waits until events matching pred name n distinct values of field `key`."""
@@ -330,7 +317,8 @@ class Daemon:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self.thread.join(5)
+        self._read()
+        self.reader.close()
         self.logfile.close()
 
 
@@ -769,8 +757,7 @@ def run_scale(a, workdir, extra):
             daemon._wait(lambda evs: True if sum(1 for ev in evs if is_pass(ev)) > n else None,
                          600, f"pass {i + 2}")
             time.sleep(1.0)
-            with daemon.cond:
-                elapsed.append([ev for ev in daemon.events if is_pass(ev)][-1].get("elapsed_ms"))
+            elapsed.append([ev for ev in daemon.events if is_pass(ev)][-1].get("elapsed_ms"))
             rss_between.append(daemon.memory_kib()["VmRSS"])
         mem = daemon.memory_kib()
         result = {
@@ -818,7 +805,7 @@ def run_stop(a, workdir, extra):
             times_ms.append(round((time.monotonic() - started) * 1000, 1))
             if code != 0:
                 raise RuntimeError(f"agentlockd exited {code} after SIGTERM")
-            daemon.thread.join(5)
+            daemon._read()  # its last lines, written before it exited
             last = [ev for ev in daemon.events if is_pass(ev)][-1]
             cut_short.append({"dirs": last.get("dirs"), "of_dirs": first.get("dirs"),
                               "cancelled": last.get("cancelled")})
