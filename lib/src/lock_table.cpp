@@ -14,8 +14,10 @@ namespace {
 // "server exited unexpectedly" to a query that comes in meanwhile; without this, that answer
 // would stop the watch on the server itself, and its exit, the moment every lock it held is
 // free, would go unseen until the next slow poll. Watching a process only ever prompts a query.
-void keep_known_pids(TmuxHold& fresh, const TmuxHold* before) {
-    if (!fresh.answered && fresh.pids.empty() && before != nullptr &&
+// A hold is kept for a lock held by its session (its server answered) or judged unknown because
+// its server could not be asked: the verdict says which.
+void keep_known_pids(TmuxHold& fresh, Verdict verdict, const TmuxHold* before) {
+    if (verdict == Verdict::unknown && fresh.pids.empty() && before != nullptr &&
         before->server == fresh.server) {
         fresh.pids = before->pids;
     }
@@ -65,7 +67,9 @@ void LockTable::replace(PassReport& report) {
     }
     report.summaries.clear(); // their workers are ours now
     for (auto& [worker, hold] : report.holds) {
-        keep_known_pids(hold, hold_of(worker));
+        if (const LockSummary* lock = find(worker)) {
+            keep_known_pids(hold, lock->verdict, hold_of(worker));
+        }
     }
     m_holds = std::move(report.holds);
     report.holds.clear();
@@ -91,7 +95,7 @@ void LockTable::apply(const WorkerCheck& check) {
     store(check.record, check.tmux ? check.tmux->state : m_tmux.state);
     if (check.record.hold) {
         TmuxHold hold = *check.record.hold;
-        keep_known_pids(hold, hold_of(check.worker));
+        keep_known_pids(hold, check.record.judgement.verdict, hold_of(check.worker));
         m_holds.insert_or_assign(check.worker, std::move(hold));
     } else if (auto it = m_holds.find(check.worker); it != m_holds.end()) {
         m_holds.erase(it);

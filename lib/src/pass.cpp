@@ -127,7 +127,6 @@ private:
             hold.server = m_server;
         }
         hold.pids = tmux_hold_pids(facts, info.session_id);
-        hold.answered = facts.state != TmuxState::unknown;
         return hold;
     }
 

@@ -342,7 +342,7 @@ TEST_F(TmuxEventsTest, AHoldJudgedWithoutAnAnswerKeepsTheProcessesOfTheLast) {
     events_on_with_tmux();
     first_pass({pane_held("/srv/a", "%3", {10, 500})});
     LockRecord unanswered = record("/srv/a", Verdict::unknown, 77, "%3");
-    unanswered.hold = TmuxHold{ServerRef{}, {}, false};
+    unanswered.hold = TmuxHold{ServerRef{}, {}};
     m_monitor.batch_done({{found_check(unanswered), "inotify"}},
                          test::tmux_state(TmuxState::unknown, "server exited unexpectedly"), false);
     EXPECT_EQ(m_tmux.watched, (std::set<std::int64_t>{10, 500})) << "after a re-check";
@@ -351,11 +351,11 @@ TEST_F(TmuxEventsTest, AHoldJudgedWithoutAnAnswerKeepsTheProcessesOfTheLast) {
     EXPECT_EQ(m_tmux.watched, (std::set<std::int64_t>{10, 500})) << "after a pass";
 
     LockRecord answered = record("/srv/a", Verdict::held_by_session, 77, "%3");
-    answered.hold = TmuxHold{ServerRef{}, {11, 600}, true}; // a server started since
+    answered.hold = TmuxHold{ServerRef{}, {11, 600}}; // a server started since
     first_pass_again({answered});
     EXPECT_EQ(m_tmux.watched, (std::set<std::int64_t>{11, 600}));
 
-    TmuxHold elsewhere{ServerRef{}, {}, false};
+    TmuxHold elsewhere{ServerRef{}, {}};
     elsewhere.server.server.socket_path = "/run/other.sock"; // judged against another server
     unanswered.hold = elsewhere;
     first_pass_again({unanswered});

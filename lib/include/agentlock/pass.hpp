@@ -70,11 +70,11 @@ std::string_view to_string(LockAction action); ///< "kept", "removed", "would-re
 /// What a local lock that records a tmux session waits on while its session keeps it
 /// (held-by-session) or while its server cannot be asked (unknown): the server it was judged
 /// against, and the processes whose exit may end the hold (tmux_hold_pids of that answer; empty
-/// when the server could not be asked, until LockTable keeps those of its last answer).
+/// when the server could not be asked, the lock's verdict then unknown, until LockTable keeps
+/// those of its server's last answer).
 struct TmuxHold {
     ServerRef server; ///< the lock's root's server, or the one it records (socket_path)
     std::vector<std::int64_t> pids;
-    bool answered = true; ///< false: judged while its server could not be asked
 
     bool operator==(const TmuxHold&) const = default;
 };
